@@ -1,0 +1,455 @@
+"""The catalog store: every read and write of the SQL catalog goes through :class:`Catalog`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from facesearch.catalog.schema import Collection, Face, Image, ImageFile, ImageScan, Subject
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+@dataclass
+class NewFace:
+    """A face to store: geometry, quality, embedding and, optionally, the subject it is enrolled under."""
+
+    bbox: tuple[float, float, float, float]
+    landmarks: list[list[float]] | None
+    detector_score: float
+    quality: float
+    quality_reasons: Sequence[str]
+    embedding: np.ndarray
+    subject: str | None = None
+
+
+@dataclass
+class FileOutcome:
+    """What became of one file of an ingest: decoded with faces, or skipped with a reason."""
+
+    path: str
+    file_size: int | None
+    mtime: float | None
+    sha256: str | None
+    status: str  # "ok" or "skipped"
+    width: int | None = None
+    height: int | None = None
+    error: str | None = None
+    error_detail: str | None = None
+    faces: list[NewFace] = field(default_factory=list)
+    source_url: str | None = None
+    source_page: str | None = None
+    captured_at: datetime | None = None
+
+
+@dataclass
+class RecordedFile:
+    """How the catalog took a :class:`FileOutcome`: ``disposition`` is "indexed", "duplicate" or "skipped"."""
+
+    path: str
+    disposition: str
+    face_ids: list[int]
+    embeddings: list[np.ndarray]
+
+
+@dataclass
+class FaceDetails:
+    """Everything a search result shows about a stored face."""
+
+    face_id: int
+    image_id: int
+    image_path: str
+    collection: str
+    subject: str | None
+    source_url: str | None
+    bbox: tuple[float, float, float, float]
+    quality: float
+    pack: str
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets searches read while an ingest writes; NORMAL sync is durable at each checkpoint and safe in WAL.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_catalog_engine(url: str) -> Engine:
+    """An SQLAlchemy engine for a catalog URL (SQLite file or PostgreSQL), with SQLite tuned for concurrency."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Bring the catalog's schema to the newest migration (creates it on an empty database)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class Catalog:
+    """Collections, images, faces and subjects in SQL (SQLite by default, PostgreSQL for servers)."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.engine = create_catalog_engine(url)
+        if migrate:
+            upgrade_schema(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    def session(self) -> Session:
+        """A new ORM session (use as a context manager)."""
+        return self._sessions()
+
+    # Collections -------------------------------------------------------------------------------------------
+
+    def ensure_collection(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        legal_basis: str | None = None,
+        source: str | None = None,
+    ) -> int:
+        """The id of collection ``name``, creating it if needed; given fields update an existing one."""
+        with self.session() as session, session.begin():
+            collection = session.scalar(select(Collection).where(Collection.name == name))
+            if collection is None:
+                collection = Collection(name=name, description=description, legal_basis=legal_basis, source=source)
+                session.add(collection)
+                session.flush()
+            else:
+                for attribute, value in (
+                    ("description", description),
+                    ("legal_basis", legal_basis),
+                    ("source", source),
+                ):
+                    if value is not None:
+                        setattr(collection, attribute, value)
+            return collection.id
+
+    def collection_id(self, name: str) -> int | None:
+        """The id of collection ``name``, or ``None``."""
+        with self.session() as session:
+            return session.scalar(select(Collection.id).where(Collection.name == name))
+
+    def collections(self) -> list[dict[str, Any]]:
+        """Every collection with its image, skipped-file and face counts."""
+        with self.session() as session:
+            images = dict(
+                session.execute(
+                    select(Image.collection_id, func.count()).where(Image.status == "ok").group_by(Image.collection_id)
+                ).all()
+            )
+            skipped = dict(
+                session.execute(
+                    select(Image.collection_id, func.count())
+                    .where(Image.status == "skipped")
+                    .group_by(Image.collection_id)
+                ).all()
+            )
+            faces = dict(
+                session.execute(
+                    select(Image.collection_id, func.count(Face.id))
+                    .join(Face, Face.image_id == Image.id)
+                    .group_by(Image.collection_id)
+                ).all()
+            )
+            return [
+                {
+                    "name": c.name,
+                    "description": c.description,
+                    "legal_basis": c.legal_basis,
+                    "source": c.source,
+                    "created_at": c.created_at.isoformat() if c.created_at else None,
+                    "images": images.get(c.id, 0),
+                    "skipped": skipped.get(c.id, 0),
+                    "faces": faces.get(c.id, 0),
+                }
+                for c in session.scalars(select(Collection).order_by(Collection.name))
+            ]
+
+    # Ingest ------------------------------------------------------------------------------------------------
+
+    def done_paths(self, collection_id: int, pack: str) -> dict[str, tuple[int | None, float | None]]:
+        """Paths of this collection that need no more work for ``pack``: path -> (size, mtime) when recorded.
+
+        A path is done when its content was skipped as unusable or was scanned by the pack; a changed size
+        or modification time makes the caller look at it again.
+        """
+        with self.session() as session:
+            scanned = select(ImageScan.image_id).where(ImageScan.pack == pack)
+            rows = session.execute(
+                select(ImageFile.path, ImageFile.file_size, ImageFile.mtime)
+                .join(Image, Image.id == ImageFile.image_id)
+                .where(ImageFile.collection_id == collection_id)
+                .where((Image.status == "skipped") | Image.id.in_(scanned))
+            ).all()
+            return {path: (size, mtime) for path, size, mtime in rows}
+
+    def record_files(self, collection_id: int, pack: str, outcomes: Sequence[FileOutcome]) -> list[RecordedFile]:
+        """Store a batch of ingest outcomes in one transaction; returns the new faces' ids and vectors.
+
+        The same content (sha256) in the same collection is stored once: a second path is remembered as
+        another location of the first image, and its faces are not stored again.
+        """
+        recorded: list[RecordedFile] = []
+        with self.session() as session, session.begin():
+            subjects: dict[str, int] = {}
+            for outcome in outcomes:
+                image = None
+                if outcome.sha256 is not None:
+                    image = session.scalar(
+                        select(Image).where(Image.collection_id == collection_id, Image.sha256 == outcome.sha256)
+                    )
+                new_faces: list[Face] = []
+                if image is None:
+                    image = Image(
+                        collection_id=collection_id,
+                        sha256=outcome.sha256,
+                        path=outcome.path,
+                        source_url=outcome.source_url,
+                        source_page=outcome.source_page,
+                        captured_at=outcome.captured_at,
+                        width=outcome.width,
+                        height=outcome.height,
+                        file_size=outcome.file_size,
+                        status=outcome.status,
+                        error=outcome.error,
+                        error_detail=outcome.error_detail,
+                    )
+                    session.add(image)
+                    session.flush()
+                    disposition = "skipped" if outcome.status == "skipped" else "indexed"
+                    if outcome.status == "ok":
+                        new_faces = self._add_faces(session, image.id, pack, outcome.faces, subjects)
+                else:
+                    disposition = "duplicate"
+                    already_scanned = session.scalar(
+                        select(ImageScan.id).where(ImageScan.image_id == image.id, ImageScan.pack == pack)
+                    )
+                    if image.status == "ok" and outcome.status == "ok" and already_scanned is None:
+                        # Known content, but not yet seen by this pack (a run with another pack).
+                        new_faces = self._add_faces(session, image.id, pack, outcome.faces, subjects)
+                        disposition = "indexed"
+                location = session.scalar(
+                    select(ImageFile).where(ImageFile.collection_id == collection_id, ImageFile.path == outcome.path)
+                )
+                if location is None:
+                    session.add(
+                        ImageFile(
+                            collection_id=collection_id,
+                            image_id=image.id,
+                            path=outcome.path,
+                            file_size=outcome.file_size,
+                            mtime=outcome.mtime,
+                        )
+                    )
+                else:
+                    location.image_id, location.file_size, location.mtime = image.id, outcome.file_size, outcome.mtime
+                session.flush()
+                recorded.append(
+                    RecordedFile(
+                        path=outcome.path,
+                        disposition=disposition,
+                        face_ids=[f.id for f in new_faces],
+                        embeddings=[np.frombuffer(f.embedding, dtype=np.float32) for f in new_faces],
+                    )
+                )
+        return recorded
+
+    def _add_faces(
+        self, session: Session, image_id: int, pack: str, faces: Sequence[NewFace], subjects: dict[str, int]
+    ) -> list[Face]:
+        rows = []
+        for face in faces:
+            subject_id = None
+            if face.subject:
+                subject_id = subjects.get(face.subject) or self._ensure_subject(session, face.subject)
+                subjects[face.subject] = subject_id
+            rows.append(
+                Face(
+                    image_id=image_id,
+                    pack=pack,
+                    x=float(face.bbox[0]),
+                    y=float(face.bbox[1]),
+                    w=float(face.bbox[2]),
+                    h=float(face.bbox[3]),
+                    landmarks=json.dumps(face.landmarks) if face.landmarks is not None else None,
+                    detector_score=float(face.detector_score),
+                    quality=float(face.quality),
+                    quality_reasons=json.dumps(list(face.quality_reasons)),
+                    subject_id=subject_id,
+                    embedding=np.asarray(face.embedding, dtype=np.float32).tobytes(),
+                )
+            )
+        session.add_all(rows)
+        session.add(ImageScan(image_id=image_id, pack=pack, faces=len(rows)))
+        session.flush()
+        return rows
+
+    @staticmethod
+    def _ensure_subject(session: Session, label: str) -> int:
+        subject_id = session.scalar(select(Subject.id).where(Subject.label == label))
+        if subject_id is None:
+            subject = Subject(label=label)
+            session.add(subject)
+            session.flush()
+            subject_id = subject.id
+        return subject_id
+
+    # Faces and vectors -------------------------------------------------------------------------------------
+
+    def face_ids(self, pack: str) -> np.ndarray:
+        """Ids of every face stored for ``pack``, ascending, as int64."""
+        with self.session() as session:
+            ids = session.scalars(select(Face.id).where(Face.pack == pack).order_by(Face.id)).all()
+            return np.array(ids, dtype=np.int64)
+
+    def face_count(self, pack: str) -> int:
+        """How many faces are stored for ``pack``."""
+        with self.session() as session:
+            return int(session.scalar(select(func.count(Face.id)).where(Face.pack == pack)) or 0)
+
+    def iter_embeddings(
+        self, pack: str, ids: Sequence[int] | None = None, *, chunk: int = 50_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(ids, vectors)`` chunks of stored embeddings for ``pack`` (all, or only ``ids``)."""
+        with self.session() as session:
+            if ids is not None:
+                wanted = list(ids)
+                for start in range(0, len(wanted), 900):
+                    rows = session.execute(
+                        select(Face.id, Face.embedding).where(Face.id.in_(wanted[start : start + 900]))
+                    ).all()
+                    if rows:
+                        yield self._to_arrays(rows)
+                return
+            last = -1
+            while True:
+                rows = session.execute(
+                    select(Face.id, Face.embedding)
+                    .where(Face.pack == pack, Face.id > last)
+                    .order_by(Face.id)
+                    .limit(chunk)
+                ).all()
+                if not rows:
+                    return
+                last = rows[-1][0]
+                yield self._to_arrays(rows)
+
+    @staticmethod
+    def _to_arrays(rows: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        vectors = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+        return ids, vectors
+
+    def face_details(self, face_ids: Sequence[int]) -> dict[int, FaceDetails]:
+        """Metadata of the given faces in one round trip: image, collection, subject, source, box."""
+        if not face_ids:
+            return {}
+        with self.session() as session:
+            rows = session.execute(
+                select(
+                    Face.id,
+                    Face.image_id,
+                    Image.path,
+                    Collection.name,
+                    Subject.label,
+                    Image.source_url,
+                    Face.x,
+                    Face.y,
+                    Face.w,
+                    Face.h,
+                    Face.quality,
+                    Face.pack,
+                )
+                .join(Image, Image.id == Face.image_id)
+                .join(Collection, Collection.id == Image.collection_id)
+                .outerjoin(Subject, Subject.id == Face.subject_id)
+                .where(Face.id.in_([int(i) for i in face_ids]))
+            ).all()
+        return {
+            row[0]: FaceDetails(
+                face_id=row[0],
+                image_id=row[1],
+                image_path=row[2],
+                collection=row[3],
+                subject=row[4],
+                source_url=row[5],
+                bbox=(row[6], row[7], row[8], row[9]),
+                quality=row[10],
+                pack=row[11],
+            )
+            for row in rows
+        }
+
+    def collection_face_ids(self, collection_id: int, pack: str) -> np.ndarray:
+        """Ids of the faces of one collection under ``pack``."""
+        with self.session() as session:
+            ids = session.scalars(
+                select(Face.id)
+                .join(Image, Image.id == Face.image_id)
+                .where(Image.collection_id == collection_id, Face.pack == pack)
+            ).all()
+            return np.array(ids, dtype=np.int64)
+
+    # Reporting ---------------------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for ``facesearch status``: images used, faces, files skipped (by reason), packs."""
+        with self.session() as session:
+            images = session.scalar(select(func.count(Image.id)).where(Image.status == "ok")) or 0
+            skipped = session.scalar(select(func.count(Image.id)).where(Image.status == "skipped")) or 0
+            faces = session.scalar(select(func.count(Face.id))) or 0
+            by_reason = dict(
+                session.execute(
+                    select(Image.error, func.count()).where(Image.status == "skipped").group_by(Image.error)
+                ).all()
+            )
+            packs = dict(session.execute(select(Face.pack, func.count()).group_by(Face.pack)).all())
+            subjects = session.scalar(select(func.count(Subject.id))) or 0
+        return {
+            "images": int(images),
+            "faces": int(faces),
+            "skipped": int(skipped),
+            "skipped_by_reason": {str(k): int(v) for k, v in by_reason.items()},
+            "packs": {str(k): int(v) for k, v in packs.items()},
+            "subjects": int(subjects),
+        }
+
+    def skipped_files(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Files that could not be used, with the reason, newest first."""
+        with self.session() as session:
+            rows = session.execute(
+                select(Image.path, Image.error, Image.error_detail)
+                .where(Image.status == "skipped")
+                .order_by(Image.id.desc())
+                .limit(limit)
+            ).all()
+        return [{"path": p, "reason": e, "detail": d} for p, e, d in rows]

@@ -1,0 +1,94 @@
+"""Per-file work of an ingest, run inside worker processes: read, hash, decode, detect, align, embed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facesearch.catalog.store import FileOutcome, NewFace
+from facesearch.vision.image import ImageRejected, load_image, read_image_bytes
+from facesearch.vision.packs import ModelPack, PackSpec, prominent_face
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """One file to analyse; ``subject`` is the label to enrol its main face under, if any."""
+
+    path: str
+    subject: str | None = None
+    source_url: str | None = None
+
+
+_worker_pack: ModelPack | None = None
+
+
+def init_worker(spec: PackSpec, models_dir: Path) -> None:
+    """Load the pack once per worker process; single-threaded, since the processes already use every core."""
+    global _worker_pack
+    import cv2
+
+    # Each worker is one process per core: letting OpenCV spawn its own threads too would oversubscribe.
+    cv2.setNumThreads(1)
+    _worker_pack = ModelPack(spec, models_dir, threads=1)
+
+
+def analyse_in_worker(tasks: Sequence[FileTask], max_pixels: int) -> list[FileOutcome]:
+    """Analyse a chunk of files with the pack loaded by :func:`init_worker`."""
+    if _worker_pack is None:
+        raise RuntimeError("init_worker was not called in this process")
+    return analyse_files(_worker_pack, tasks, max_pixels)
+
+
+def analyse_files(pack: ModelPack, tasks: Sequence[FileTask], max_pixels: int) -> list[FileOutcome]:
+    """Turn files into catalog outcomes; the faces of all decodable files are embedded in one batch."""
+    outcomes: list[FileOutcome] = []
+    decoded: list[tuple[FileOutcome, np.ndarray, str | None]] = []
+    for task in tasks:
+        size: int | None = None
+        mtime: float | None = None
+        try:
+            info = os.stat(task.path)
+            size, mtime = info.st_size, info.st_mtime
+        except OSError:
+            pass
+        outcome = FileOutcome(
+            path=task.path, file_size=size, mtime=mtime, sha256=None, status="ok", source_url=task.source_url
+        )
+        outcomes.append(outcome)
+        try:
+            data = read_image_bytes(task.path)
+            outcome.sha256 = hashlib.sha256(data).hexdigest()
+            rgb = load_image(data, max_pixels=max_pixels)
+        except ImageRejected as rejected:
+            outcome.status, outcome.error, outcome.error_detail = "skipped", rejected.reason, rejected.detail
+            continue
+        outcome.height, outcome.width = int(rgb.shape[0]), int(rgb.shape[1])
+        decoded.append((outcome, rgb, task.subject))
+    try:
+        analysed = pack.analyse([rgb for _, rgb, _ in decoded])
+    except Exception as error:  # a model failure on one chunk must not lose the others' records
+        for outcome, _, _ in decoded:
+            outcome.status, outcome.error, outcome.error_detail = "skipped", "analysis_failed", repr(error)
+        return outcomes
+    for (outcome, rgb, subject), faces in zip(decoded, analysed, strict=True):
+        main = prominent_face([f.detection for f in faces], rgb.shape) if subject else None
+        outcome.faces = [
+            NewFace(
+                bbox=tuple(round(v, 2) for v in face.detection.bbox),  # type: ignore[arg-type]
+                landmarks=(
+                    np.round(face.detection.landmarks, 2).tolist() if face.detection.landmarks is not None else None
+                ),
+                detector_score=round(face.detection.score, 4),
+                quality=face.quality.score,
+                quality_reasons=face.quality.reasons,
+                embedding=face.embedding,
+                subject=subject if i == main else None,
+            )
+            for i, face in enumerate(faces)
+        ]
+    return outcomes

@@ -1,0 +1,220 @@
+"""The resumable ingest pipeline: files -> worker processes -> catalog (committed) -> vector index.
+
+Order of writes is what makes a crash harmless: a chunk's outcomes are committed to the catalog first (with
+the embeddings), then added to the index, which is saved now and then and at the end. A crash can only leave
+the index behind the catalog, and :meth:`facesearch.engine.FaceSearch.sync_index` catches it up from the
+catalog's stored embeddings. Files already recorded are skipped when the same ingest runs again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from facesearch.catalog.store import Catalog, FileOutcome, RecordedFile
+from facesearch.index.base import VectorIndex
+from facesearch.ingest.analyse import FileTask, analyse_files, analyse_in_worker, init_worker
+from facesearch.ingest.sources import SourceFile, iter_source_files
+from facesearch.vision.image import DEFAULT_MAX_PIXELS
+from facesearch.vision.packs import ModelPack
+
+CHUNK_SIZE = 8
+SAVE_EVERY_S = 30.0
+
+
+@dataclass
+class IngestOptions:
+    """What an ingest run does with the files it finds."""
+
+    collection: str
+    subject_from_folder: bool = False
+    source_url: str | None = None
+    legal_basis: str | None = None
+    description: str | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class IngestProgress:
+    """A snapshot for progress bars: files done out of total, faces so far, elapsed seconds."""
+
+    files_done: int
+    files_total: int
+    faces: int
+    elapsed_s: float
+
+
+@dataclass
+class IngestSummary:
+    """The result of an ingest run."""
+
+    collection: str
+    pack: str
+    files_seen: int = 0
+    already_done: int = 0
+    images_indexed: int = 0
+    duplicates: int = 0
+    faces: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    skipped_files: list[dict[str, str | None]] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "collection": self.collection,
+            "pack": self.pack,
+            "files_seen": self.files_seen,
+            "already_done": self.already_done,
+            "images_indexed": self.images_indexed,
+            "duplicates": self.duplicates,
+            "faces": self.faces,
+            "skipped": sum(self.skipped.values()),
+            "skipped_by_reason": dict(self.skipped),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "images_per_s": round(self.files_seen / self.elapsed_s, 2) if self.elapsed_s > 0 else None,
+        }
+
+
+def _pending_tasks(
+    sources: Sequence[SourceFile], done: dict[str, tuple[int | None, float | None]], options: IngestOptions
+) -> tuple[list[FileTask], int]:
+    tasks: list[FileTask] = []
+    already = 0
+    for source in sources:
+        recorded = done.get(source.path)
+        if recorded is not None:
+            try:
+                info = os.stat(source.path)
+                unchanged = recorded == (info.st_size, info.st_mtime)
+            except OSError:
+                unchanged = True
+            if unchanged:
+                already += 1
+                continue
+        tasks.append(
+            FileTask(
+                path=source.path,
+                subject=source.folder_name if options.subject_from_folder else None,
+                source_url=options.source_url,
+            )
+        )
+    return tasks, already
+
+
+def _chunks(tasks: Sequence[FileTask], size: int) -> Iterator[list[FileTask]]:
+    for start in range(0, len(tasks), size):
+        yield list(tasks[start : start + size])
+
+
+def run_ingest(
+    catalog: Catalog,
+    index: VectorIndex,
+    pack: ModelPack,
+    models_dir: Path,
+    paths: Sequence[str | os.PathLike[str]],
+    options: IngestOptions,
+    *,
+    workers: int = 1,
+    on_progress: Callable[[IngestProgress], None] | None = None,
+) -> IngestSummary:
+    """Ingest every image under ``paths`` into ``options.collection`` with ``pack``; resumable.
+
+    With ``workers`` > 1, decoding, detection and embedding run in that many processes, each embedding the
+    faces of a chunk of files in one batch; this process only records results. Interrupting (Ctrl-C) keeps
+    everything recorded so far, and a later run picks up the rest.
+    """
+    started = time.perf_counter()
+    collection_id = catalog.ensure_collection(
+        options.collection, description=options.description, legal_basis=options.legal_basis, source=options.source_url
+    )
+    sources = list(iter_source_files(paths))
+    tasks, already = _pending_tasks(sources, catalog.done_paths(collection_id, pack.key), options)
+    summary = IngestSummary(collection=options.collection, pack=pack.key, files_seen=len(sources), already_done=already)
+    last_save = time.perf_counter()
+    files_done = already
+
+    def record(outcomes: list[FileOutcome]) -> None:
+        nonlocal files_done, last_save
+        recorded = catalog.record_files(collection_id, pack.key, outcomes)
+        _add_to_index(index, recorded)
+        for item, outcome in zip(recorded, outcomes, strict=True):
+            if item.disposition == "skipped":
+                summary.skipped[outcome.error or "unknown"] += 1
+                summary.skipped_files.append(
+                    {"path": outcome.path, "reason": outcome.error, "detail": outcome.error_detail}
+                )
+            elif item.disposition == "duplicate":
+                summary.duplicates += 1
+            else:
+                summary.images_indexed += 1
+            summary.faces += len(item.face_ids)
+        files_done += len(outcomes)
+        if time.perf_counter() - last_save > SAVE_EVERY_S:
+            index.save()
+            last_save = time.perf_counter()
+        if on_progress is not None:
+            on_progress(IngestProgress(files_done, len(sources), summary.faces, time.perf_counter() - started))
+
+    if on_progress is not None:
+        on_progress(IngestProgress(files_done, len(sources), 0, 0.0))
+    try:
+        if workers <= 1 or len(tasks) <= CHUNK_SIZE:
+            for chunk in _chunks(tasks, CHUNK_SIZE):
+                record(analyse_files(pack, chunk, options.max_pixels))
+        else:
+            _run_in_workers(pack, models_dir, tasks, options, workers, record)
+    finally:
+        index.save()
+        summary.elapsed_s = time.perf_counter() - started
+    return summary
+
+
+def _run_in_workers(
+    pack: ModelPack,
+    models_dir: Path,
+    tasks: Sequence[FileTask],
+    options: IngestOptions,
+    workers: int,
+    record: Callable[[list[FileOutcome]], None],
+) -> None:
+    # "spawn": a forked child would inherit this process's model sessions, locks and database connections.
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=init_worker,
+        initargs=(pack.spec, models_dir),
+    ) as executor:
+        pending: set[Future[list[FileOutcome]]] = set()
+        chunks = _chunks(tasks, CHUNK_SIZE)
+        # A bounded number of chunks in flight keeps memory flat however large the folder is.
+        in_flight = workers * 3
+        try:
+            for chunk in chunks:
+                pending.add(executor.submit(analyse_in_worker, chunk, options.max_pixels))
+                if len(pending) >= in_flight:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        record(future.result())
+            for future in pending:
+                record(future.result())
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def _add_to_index(index: VectorIndex, recorded: Sequence[RecordedFile]) -> None:
+    import numpy as np
+
+    ids = [face_id for item in recorded for face_id in item.face_ids]
+    if ids:
+        vectors = np.stack([vector for item in recorded for vector in item.embeddings])
+        index.add(np.array(ids, dtype=np.int64), vectors)

@@ -1,0 +1,52 @@
+"""Sources of files to ingest: folders (recursive, symbolic links followed) and single files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from facesearch.vision.image import SUPPORTED_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file to ingest and, with ``--subject-from-folder``, the name of the folder it sits in."""
+
+    path: str
+    folder_name: str
+
+
+def iter_source_files(paths: Sequence[str | os.PathLike[str]]) -> Iterator[SourceFile]:
+    """Every candidate image under ``paths``, in a stable order.
+
+    Folders are walked recursively following symbolic links (a link that leads back into a folder already
+    being walked is not followed twice); inside folders only files with an image suffix are taken. A file
+    named directly is always taken, whatever its suffix, so that a bad one is recorded with its reason.
+    """
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from _walk(path)
+        elif path.exists():
+            absolute = os.path.abspath(path)
+            yield SourceFile(absolute, Path(absolute).parent.name)
+
+
+def _walk(root: Path) -> Iterator[SourceFile]:
+    seen: set[tuple[int, int]] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        try:
+            info = os.stat(folder)
+        except OSError:
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        dirs.sort()
+        for name in sorted(files):
+            if Path(name).suffix.lower() in SUPPORTED_EXTENSIONS:
+                absolute = os.path.abspath(os.path.join(folder, name))
+                yield SourceFile(absolute, Path(folder).name)

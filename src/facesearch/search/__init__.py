@@ -1,0 +1,1 @@
+"""Search and verify: probe photo -> faces -> nearest stored faces, with their meaning stated."""

@@ -1,0 +1,1 @@
+"""Pixels to embeddings: image decoding, face detection, alignment, quality and embedding (no storage here)."""

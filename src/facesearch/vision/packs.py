@@ -1,0 +1,290 @@
+"""Model packs: a named, versioned detector + aligner + embedder (+ its default threshold).
+
+Every stored embedding records the key of the pack that made it (``name@version``), and vectors of two packs
+never share an index. Built-in packs are listed in :data:`BUILTIN_PACKS`; any ``DETECTOR+EMBEDDER`` pair of
+model files (e.g. ``yunet+sface.onnx`` after dropping ``sface.onnx`` in the models folder) loads through the
+same generic code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from facesearch.vision.align import align_face
+from facesearch.vision.quality import FaceQuality, assess_quality
+from facesearch.vision.types import DetectedFace
+
+
+class PackError(Exception):
+    """A pack is unknown or its model files are missing."""
+
+
+@dataclass(frozen=True)
+class PackSpec:
+    """What a pack is made of. Picklable, so worker processes can build the same pack."""
+
+    name: str
+    detector: str
+    embedder: str
+    # Cosine similarity at which ``verify`` calls two faces the same person (measured on LFW, see docs).
+    threshold: float
+    version: str = "1"
+    description: str = ""
+    calibrated: bool = True
+
+    @property
+    def key(self) -> str:
+        """``name@version``: the tag stored with every embedding this pack makes."""
+        return f"{self.name}@{self.version}"
+
+
+DLIB_DETECTOR = "dlib_hog"
+DLIB_EMBEDDER = "dlib_resnet"
+
+BUILTIN_PACKS: dict[str, PackSpec] = {
+    "yunet-mobilefacenet": PackSpec(
+        name="yunet-mobilefacenet",
+        detector="yunet",
+        embedder="mobilefacenet",
+        threshold=0.45,
+        description="YuNet detector, 5-point ArcFace alignment, MobileFaceNet 128-d (ONNX)",
+    ),
+    "scrfd-mobilefacenet": PackSpec(
+        name="scrfd-mobilefacenet",
+        detector="scrfd_2.5g",
+        embedder="mobilefacenet",
+        threshold=0.45,
+        description="SCRFD-2.5GF detector (non-commercial licence), MobileFaceNet 128-d (ONNX)",
+    ),
+    "dlib": PackSpec(
+        name="dlib",
+        detector=DLIB_DETECTOR,
+        embedder=DLIB_EMBEDDER,
+        threshold=0.82,
+        description="dlib HOG detector, 5-point shape predictor, ResNet 128-d (always available from PyPI)",
+    ),
+}
+
+# Best first: the default pack is the first whose files are all present.
+PACK_PREFERENCE = ("yunet-mobilefacenet", "scrfd-mobilefacenet", "dlib")
+
+
+def model_search_dirs(models_dir: Path) -> list[Path]:
+    """The models folder, then any read-only folders named in ``FACESEARCH_MODEL_DIRS`` (os.pathsep list)."""
+    extra = [Path(p) for p in os.environ.get("FACESEARCH_MODEL_DIRS", "").split(os.pathsep) if p]
+    return [models_dir, *extra]
+
+
+def _locate(name: str, models_dir: Path) -> Path | None:
+    from facesearch.vision.models import find_model_file
+
+    dirs = model_search_dirs(models_dir)
+    return find_model_file(name, dirs[0], dirs[1:])
+
+
+def _pack_files_present(spec: PackSpec, models_dir: Path) -> bool:
+    return all(
+        part in (DLIB_DETECTOR, DLIB_EMBEDDER) or _locate(part, models_dir) is not None
+        for part in (spec.detector, spec.embedder)
+    )
+
+
+def available_packs(models_dir: Path) -> list[PackSpec]:
+    """Built-in packs whose model files are all present, best first."""
+    return [BUILTIN_PACKS[n] for n in PACK_PREFERENCE if _pack_files_present(BUILTIN_PACKS[n], models_dir)]
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_pack(name: str | None, models_dir: Path) -> PackSpec:
+    """The pack called ``name`` (built-in, or ``DETECTOR+EMBEDDER``), or the best available when ``None``."""
+    if name is None:
+        packs = available_packs(models_dir)
+        if not packs:  # pragma: no cover - dlib's models come with the package
+            raise PackError("no model pack is available; install face_recognition_models or pull models")
+        return packs[0]
+    if name in BUILTIN_PACKS:
+        spec = BUILTIN_PACKS[name]
+        if not _pack_files_present(spec, models_dir):
+            raise PackError(
+                f"pack {name!r} needs model files that are not installed "
+                f"(run `facesearch models pull {spec.detector}` / `{spec.embedder}`)"
+            )
+        return spec
+    if "+" in name:
+        detector, embedder = name.split("+", 1)
+        for part in (detector, embedder):
+            if part not in (DLIB_DETECTOR, DLIB_EMBEDDER) and _locate(part, models_dir) is None:
+                raise PackError(f"model {part!r} not found in {', '.join(map(str, model_search_dirs(models_dir)))}")
+        # A user-assembled pack's version is the embedder file's checksum: replacing the file makes a new pack.
+        embedder_path = _locate(embedder, models_dir)
+        version = _file_digest(embedder_path)[:12] if embedder_path else "1"
+        return PackSpec(
+            name=name,
+            detector=detector,
+            embedder=embedder,
+            threshold=0.4,
+            version=version,
+            description="user-assembled pack (uncalibrated threshold)",
+            calibrated=False,
+        )
+    raise PackError(f"unknown pack {name!r}; known: {', '.join(BUILTIN_PACKS)} or DETECTOR+EMBEDDER")
+
+
+class Detector(Protocol):
+    """Finds faces in an RGB image."""
+
+    def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
+        """Faces in the image, in its pixel coordinates."""
+        ...
+
+
+class Embedder(Protocol):
+    """Turns aligned face crops into unit vectors."""
+
+    dim: int
+
+    def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, dim) unit vectors for N aligned crops."""
+        ...
+
+
+@dataclass
+class AnalysedFace:
+    """A detected face with its quality and embedding."""
+
+    detection: DetectedFace
+    quality: FaceQuality
+    embedding: np.ndarray
+
+
+def _onnx_family(path: Path) -> str:
+    """Route an ONNX file to its wrapper by its outputs: one output is an embedder, 12 YuNet, 6 or 9 SCRFD."""
+    from facesearch.vision.models import KNOWN_MODELS
+
+    for known in KNOWN_MODELS.values():
+        if known.filename == path.name:
+            return known.family
+    import onnxruntime as ort
+
+    outputs = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_outputs()
+    if len(outputs) == 1:
+        return "arcface"
+    if len(outputs) == 12 or "yunet" in path.name.lower():
+        return "yunet"
+    return "scrfd"
+
+
+class ModelPack:
+    """A loaded pack: ``analyse(images)`` turns RGB images into faces with quality and embeddings."""
+
+    def __init__(self, spec: PackSpec, models_dir: Path, *, threads: int = 1) -> None:
+        self.spec = spec
+        self.key = spec.key
+        self.threshold = spec.threshold
+        self._dlib_aligner: Any = None
+        self.detector: Detector = self._load_detector(models_dir, threads)
+        self.embedder: Embedder = self._load_embedder(models_dir, threads)
+        self.dim = self.embedder.dim
+
+    def _load_detector(self, models_dir: Path, threads: int) -> Detector:
+        if self.spec.detector == DLIB_DETECTOR:
+            from facesearch.vision.dlib_models import DlibChipAligner, DlibHogDetector, dlib_model_paths
+
+            self._dlib_aligner = DlibChipAligner() if self.spec.embedder == DLIB_EMBEDDER else None
+            return DlibHogDetector(dlib_model_paths()[0])
+        from facesearch.vision.onnx_detectors import load_onnx_detector
+
+        path = _locate(self.spec.detector, models_dir)
+        if path is None:
+            raise PackError(f"detector model {self.spec.detector!r} is not installed")
+        family = _onnx_family(path)
+        if family == "scrfd":
+            return load_onnx_detector(path, family, threads=threads)
+        return load_onnx_detector(path, family)
+
+    def _load_embedder(self, models_dir: Path, threads: int) -> Embedder:
+        if self.spec.embedder == DLIB_EMBEDDER:
+            from facesearch.vision.dlib_models import dlib_model_paths
+            from facesearch.vision.embedders import DlibResNetEmbedder
+
+            if self._dlib_aligner is None:
+                raise PackError("dlib's embedder needs dlib's detector and shape predictor (pack 'dlib')")
+            return DlibResNetEmbedder(dlib_model_paths()[1])
+        from facesearch.vision.embedders import OnnxArcFaceEmbedder
+
+        path = _locate(self.spec.embedder, models_dir)
+        if path is None:
+            raise PackError(f"embedder model {self.spec.embedder!r} is not installed")
+        return OnnxArcFaceEmbedder(path, threads=threads)
+
+    def align(self, rgb: np.ndarray, face: DetectedFace) -> np.ndarray:
+        """The crop this pack's embedder expects for ``face``."""
+        if self._dlib_aligner is not None:
+            return np.asarray(self._dlib_aligner.align(rgb, face))
+        if face.landmarks is None:
+            raise PackError("this pack's detector gives no landmarks to align with")
+        size = int(getattr(self.embedder, "input_size", 112))
+        return align_face(rgb, face.landmarks, size)
+
+    def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
+        """Faces in the image, largest first."""
+        return sorted(self.detector.detect(rgb), key=lambda f: f.area, reverse=True)
+
+    def analyse(self, images: Sequence[np.ndarray]) -> list[list[AnalysedFace]]:
+        """Detect, align, assess and embed the faces of several images, embedding them all in one batch.
+
+        Returns one list per image, faces largest first.
+        """
+        per_image: list[list[tuple[DetectedFace, FaceQuality, np.ndarray]]] = []
+        crops: list[np.ndarray] = []
+        for rgb in images:
+            found = []
+            for face in self.detect(rgb):
+                crop = self.align(rgb, face)
+                found.append((face, assess_quality(face, crop), crop))
+                crops.append(crop)
+            per_image.append(found)
+        vectors = self.embedder.embed(crops)
+        results: list[list[AnalysedFace]] = []
+        position = 0
+        for found in per_image:
+            faces = []
+            for face, quality, _crop in found:
+                faces.append(AnalysedFace(face, quality, vectors[position]))
+                position += 1
+            results.append(faces)
+        return results
+
+
+def prominent_face(faces: Sequence[DetectedFace], image_shape: tuple[int, ...]) -> int | None:
+    """Index of the face a photo is most likely about: large and near the centre (``None`` if no faces).
+
+    Used when a photo is filed under one person's name (``--subject-from-folder``): only that face is
+    enrolled, so bystanders in the background are not labelled as the person.
+    """
+    if not faces:
+        return None
+    height, width = image_shape[0], image_shape[1]
+    centre = np.array([width / 2.0, height / 2.0])
+    half_diagonal = float(np.hypot(width, height)) / 2.0
+
+    def prominence(face: DetectedFace) -> float:
+        x, y, w, h = face.bbox
+        offset = float(np.linalg.norm(np.array([x + w / 2.0, y + h / 2.0]) - centre)) / half_diagonal
+        return face.area * float(np.exp(-4.0 * offset**2))
+
+    return max(range(len(faces)), key=lambda i: prominence(faces[i]))
