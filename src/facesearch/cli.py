@@ -13,7 +13,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from facesearch.config import Settings
@@ -29,7 +36,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-models_app = typer.Typer(help="Model files: list what is installed, download and verify more.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Model files: list what is installed, download and verify more.", no_args_is_help=True
+)
 app.add_typer(models_app, name="models")
 
 console = Console(stderr=True)
@@ -61,11 +70,14 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 @app.callback()
 def main_options(
     home: Annotated[
-        Path | None, typer.Option("--home", help="Data folder (default: $FACESEARCH_HOME or the user data folder).")
+        Path | None,
+        typer.Option("--home", help="Data folder (default: $FACESEARCH_HOME or the user data folder)."),
     ] = None,
     pack: Annotated[
         str | None,
-        typer.Option("--pack", help="Model pack: yunet-mobilefacenet, scrfd-mobilefacenet, dlib, or DETECTOR+EMBEDDER."),
+        typer.Option(
+            "--pack", help="Model pack: yunet-mobilefacenet, scrfd-mobilefacenet, dlib, or DETECTOR+EMBEDDER."
+        ),
     ] = None,
 ) -> None:
     """Global options."""
@@ -78,14 +90,19 @@ def index_command(
     paths: Annotated[list[Path], typer.Argument(help="Folders (recursive) and files to index.")],
     collection: Annotated[str, typer.Option("--collection", "-c", help="Collection to add the photos to.")],
     subject_from_folder: Annotated[
-        bool, typer.Option("--subject-from-folder", help="Enrol each photo's main face under its folder's name.")
+        bool,
+        typer.Option("--subject-from-folder", help="Enrol each photo's main face under its folder's name."),
     ] = False,
-    source_url: Annotated[str | None, typer.Option("--source-url", help="Where these photos come from.")] = None,
+    source_url: Annotated[
+        str | None, typer.Option("--source-url", help="Where these photos come from.")
+    ] = None,
     legal_basis: Annotated[
         str | None, typer.Option("--legal-basis", help="The legal basis for holding and searching them.")
     ] = None,
     description: Annotated[str | None, typer.Option("--description", help="Describe the collection.")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes (default: all cores).")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Worker processes (default: all cores).")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Index photos: detect, align, quality-check and embed every face. Resumable; duplicates stored once."""
@@ -96,47 +113,52 @@ def index_command(
         console.print(f"[yellow]warning:[/yellow] {path} not found, skipped")
     try:
         engine = state.engine()
-        with engine:
-            with Progress(
-                TextColumn("[bold]indexing"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("images  {task.fields[faces]} faces  {task.fields[rate]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=console,
-                transient=False,
-                disable=json_output and not console.is_terminal,
-            ) as progress:
-                task = progress.add_task("index", total=None, faces=0, rate="")
+        with engine, Progress(
+            TextColumn("[bold]indexing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("images  {task.fields[faces]} faces  {task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+            disable=json_output and not console.is_terminal,
+        ) as progress:
+            task = progress.add_task("index", total=None, faces=0, rate="")
 
-                def on_progress(update: IngestProgress) -> None:
-                    rate = f"{update.faces / update.elapsed_s:.1f} faces/s" if update.elapsed_s > 0 else ""
-                    progress.update(
-                        task, total=update.files_total, completed=update.files_done, faces=update.faces, rate=rate
-                    )
-
-                summary = engine.index(
-                    [p for p in paths if p.exists()],
-                    collection=collection,
-                    subject_from_folder=subject_from_folder,
-                    source_url=source_url,
-                    legal_basis=legal_basis,
-                    description=description,
-                    workers=workers,
-                    on_progress=on_progress,
+            def on_progress(update: IngestProgress) -> None:
+                rate = f"{update.faces / update.elapsed_s:.1f} faces/s" if update.elapsed_s > 0 else ""
+                progress.update(
+                    task,
+                    total=update.files_total,
+                    completed=update.files_done,
+                    faces=update.faces,
+                    rate=rate,
                 )
+
+            summary = engine.index(
+                [p for p in paths if p.exists()],
+                collection=collection,
+                subject_from_folder=subject_from_folder,
+                source_url=source_url,
+                legal_basis=legal_basis,
+                description=description,
+                workers=workers,
+                on_progress=on_progress,
+            )
     except PackError as error:
         raise fail(str(error)) from error
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted:[/yellow] what was indexed is kept; run the same command to continue")
+        console.print(
+            "[yellow]interrupted:[/yellow] what was indexed is kept; run the same command to continue"
+        )
         raise typer.Exit(130) from None
     except OSError as error:
         raise fail(f"could not write to the data folder: {error}") from error
     report = summary.to_dict()
     if json_output:
-        out.print(json.dumps(report))
+        typer.echo(json.dumps(report))
         return
     out.print(
         f"{report['images_indexed']} images indexed, {report['faces']} faces, "
@@ -172,7 +194,12 @@ def _print_probe_table(result: ProbeResult) -> None:
         for c in face.candidates:
             mark = "" if c.similarity >= (result.threshold or 1.0) else " (below threshold)"
             table.add_row(
-                str(c.rank), f"{c.similarity:.3f}{mark}", c.subject or "-", c.collection, c.image, str(c.face_id)
+                str(c.rank),
+                f"{c.similarity:.3f}{mark}",
+                c.subject or "-",
+                c.collection,
+                c.image,
+                str(c.face_id),
             )
         out.print(table)
     out.print(
@@ -188,7 +215,9 @@ def search_command(
         Path | None, typer.Option("--from-file", help="A text file with one probe path per line.")
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=1000, help="Candidates per face.")] = 10,
-    collection: Annotated[str | None, typer.Option("--collection", "-c", help="Search only this collection.")] = None,
+    collection: Annotated[
+        str | None, typer.Option("--collection", "-c", help="Search only this collection.")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line per probe.")] = False,
 ) -> None:
     """Search by photo (1:N): every face of each probe against the indexed faces."""
@@ -206,7 +235,7 @@ def search_command(
             for probe in probes:
                 result = service.search(probe, top_k=top_k, collection=collection)
                 if json_output:
-                    out.print(json.dumps(result.to_dict()), markup=False)
+                    typer.echo(json.dumps(result.to_dict()))
                     sys.stdout.flush()
                 else:
                     _print_probe_table(result)
@@ -227,7 +256,7 @@ def verify_command(
     except PackError as error:
         raise fail(str(error)) from error
     if json_output:
-        out.print(json.dumps(result.to_dict()), markup=False)
+        typer.echo(json.dumps(result.to_dict()))
     elif result.error:
         out.print(f"[red]error:[/red] {result.error}")
     else:
@@ -243,16 +272,20 @@ def verify_command(
 
 
 @app.command("status")
-def status_command(json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+def status_command(
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
     """What the data folder holds: images, faces, skipped files, collections, packs."""
     with state.engine() as engine:
         report = engine.status()
     if json_output:
-        out.print(json.dumps(report), markup=False)
+        typer.echo(json.dumps(report))
         return
     out.print(f"data folder {report['home']}")
-    out.print(f"{report['images']} images, {report['faces']} faces, {report['subjects']} subjects, "
-              f"{report['skipped']} files skipped")
+    out.print(
+        f"{report['images']} images, {report['faces']} faces, {report['subjects']} subjects, "
+        f"{report['skipped']} files skipped"
+    )
     for reason, count in sorted(report["skipped_by_reason"].items()):
         out.print(f"  skipped {count} x {reason}")
     out.print(f"collections: {', '.join(report['collections']) or '-'}")
@@ -261,20 +294,26 @@ def status_command(json_output: Annotated[bool, typer.Option("--json", help="Pri
 
 
 @app.command("collections")
-def collections_command(json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+def collections_command(
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
     """List collections with their legal basis and counts."""
     with state.engine() as engine:
         rows = engine.catalog.collections()
     if json_output:
-        out.print(json.dumps(rows), markup=False)
+        typer.echo(json.dumps(rows))
         return
     table = Table()
     for column in ("name", "images", "faces", "skipped", "legal basis", "source"):
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["name"], str(row["images"]), str(row["faces"]), str(row["skipped"]),
-            row["legal_basis"] or "-", row["source"] or "-",
+            row["name"],
+            str(row["images"]),
+            str(row["faces"]),
+            str(row["skipped"]),
+            row["legal_basis"] or "-",
+            row["source"] or "-",
         )
     out.print(table)
 
@@ -288,14 +327,16 @@ def skipped_command(
     with state.engine() as engine:
         rows = engine.catalog.skipped_files(limit)
     if json_output:
-        out.print(json.dumps(rows), markup=False)
+        typer.echo(json.dumps(rows))
         return
     for row in rows:
         out.print(f"{row['path']}: {row['reason']} ({row['detail']})", markup=False)
 
 
 @app.command("doctor")
-def doctor_command(json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+def doctor_command(
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
     """Check that every index matches the catalog, and repair it from the catalog if not."""
     with state.engine() as engine:
         repairs = engine.doctor()
@@ -311,7 +352,7 @@ def doctor_command(json_output: Annotated[bool, typer.Option("--json", help="Pri
         for r in repairs
     ]
     if json_output:
-        out.print(json.dumps({"ok": all(not r["problems"] for r in report), "packs": report}), markup=False)
+        typer.echo(json.dumps({"ok": all(not r["problems"] for r in report), "packs": report}))
         return
     if not report:
         out.print("nothing indexed yet: nothing to check")
@@ -321,7 +362,9 @@ def doctor_command(json_output: Annotated[bool, typer.Option("--json", help="Pri
 
 
 @models_app.command("list")
-def models_list_command(json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+def models_list_command(
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
     """Known and installed model files, with their licences."""
     from facesearch.vision.models import list_models
     from facesearch.vision.packs import BUILTIN_PACKS, available_packs, model_search_dirs
@@ -331,7 +374,7 @@ def models_list_command(json_output: Annotated[bool, typer.Option("--json", help
     rows = list_models(dirs[0], dirs[1:])
     available = {p.name for p in available_packs(settings.models_dir)}
     if json_output:
-        out.print(
+        typer.echo(
             json.dumps(
                 {
                     "models_dir": str(settings.models_dir),
@@ -349,8 +392,7 @@ def models_list_command(json_output: Annotated[bool, typer.Option("--json", help
                     ],
                     "packs": [{"name": n, "available": n in available} for n in BUILTIN_PACKS],
                 }
-            ),
-            markup=False,
+            )
         )
         return
     table = Table(title=f"models in {settings.models_dir}")
@@ -362,7 +404,10 @@ def models_list_command(json_output: Annotated[bool, typer.Option("--json", help
             installed = "yes (checksum mismatch!)"
         table.add_row(m.name, m.kind, installed, m.licence)
     out.print(table)
-    out.print("packs: " + ", ".join(f"{n} ({'available' if n in available else 'missing files'})" for n in BUILTIN_PACKS))
+    out.print(
+        "packs: "
+        + ", ".join(f"{n} ({'available' if n in available else 'missing files'})" for n in BUILTIN_PACKS)
+    )
 
 
 @models_app.command("pull")
@@ -371,7 +416,9 @@ def models_pull_command(
     base_url: Annotated[
         str | None, typer.Option("--mirror", help="Fetch from this mirror folder URL instead of upstream.")
     ] = None,
-    url: Annotated[str | None, typer.Option("--url", help="Fetch from exactly this address (one name).")] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="Fetch from exactly this address (one name).")
+    ] = None,
 ) -> None:
     """Download model files and verify their sha256; a mismatch is refused and nothing is left behind."""
     from facesearch.vision.models import ModelDownloadError, pull_model

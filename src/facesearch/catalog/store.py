@@ -140,7 +140,9 @@ class Catalog:
         with self.session() as session, session.begin():
             collection = session.scalar(select(Collection).where(Collection.name == name))
             if collection is None:
-                collection = Collection(name=name, description=description, legal_basis=legal_basis, source=source)
+                collection = Collection(
+                    name=name, description=description, legal_basis=legal_basis, source=source
+                )
                 session.add(collection)
                 session.flush()
             else:
@@ -163,7 +165,9 @@ class Catalog:
         with self.session() as session:
             images = dict(
                 session.execute(
-                    select(Image.collection_id, func.count()).where(Image.status == "ok").group_by(Image.collection_id)
+                    select(Image.collection_id, func.count())
+                    .where(Image.status == "ok")
+                    .group_by(Image.collection_id)
                 ).all()
             )
             skipped = dict(
@@ -212,7 +216,9 @@ class Catalog:
             ).all()
             return {path: (size, mtime) for path, size, mtime in rows}
 
-    def record_files(self, collection_id: int, pack: str, outcomes: Sequence[FileOutcome]) -> list[RecordedFile]:
+    def record_files(
+        self, collection_id: int, pack: str, outcomes: Sequence[FileOutcome]
+    ) -> list[RecordedFile]:
         """Store a batch of ingest outcomes in one transaction; returns the new faces' ids and vectors.
 
         The same content (sha256) in the same collection is stored once: a second path is remembered as
@@ -225,7 +231,9 @@ class Catalog:
                 image = None
                 if outcome.sha256 is not None:
                     image = session.scalar(
-                        select(Image).where(Image.collection_id == collection_id, Image.sha256 == outcome.sha256)
+                        select(Image).where(
+                            Image.collection_id == collection_id, Image.sha256 == outcome.sha256
+                        )
                     )
                 new_faces: list[Face] = []
                 if image is None:
@@ -258,7 +266,9 @@ class Catalog:
                         new_faces = self._add_faces(session, image.id, pack, outcome.faces, subjects)
                         disposition = "indexed"
                 location = session.scalar(
-                    select(ImageFile).where(ImageFile.collection_id == collection_id, ImageFile.path == outcome.path)
+                    select(ImageFile).where(
+                        ImageFile.collection_id == collection_id, ImageFile.path == outcome.path
+                    )
                 )
                 if location is None:
                     session.add(
@@ -271,7 +281,11 @@ class Catalog:
                         )
                     )
                 else:
-                    location.image_id, location.file_size, location.mtime = image.id, outcome.file_size, outcome.mtime
+                    location.image_id, location.file_size, location.mtime = (
+                        image.id,
+                        outcome.file_size,
+                        outcome.mtime,
+                    )
                 session.flush()
                 recorded.append(
                     RecordedFile(

@@ -29,6 +29,7 @@ class FaissIndex:
         self.dim = dim
         self._lock = threading.RLock()
         self._dirty = False
+        self._index: Any
         if self.path.exists():
             index = faiss.read_index(str(self.path))
             if index.d != dim:
@@ -70,7 +71,8 @@ class FaissIndex:
         k = max(1, int(k))
         params = None
         if allowed_ids is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, np.int64)))
+            params = faiss.SearchParameters()
+            params.sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, np.int64))
         with self._lock:
             if self._index.ntotal == 0:
                 return (

@@ -133,11 +133,16 @@ def run_ingest(
     """
     started = time.perf_counter()
     collection_id = catalog.ensure_collection(
-        options.collection, description=options.description, legal_basis=options.legal_basis, source=options.source_url
+        options.collection,
+        description=options.description,
+        legal_basis=options.legal_basis,
+        source=options.source_url,
     )
     sources = list(iter_source_files(paths))
     tasks, already = _pending_tasks(sources, catalog.done_paths(collection_id, pack.key), options)
-    summary = IngestSummary(collection=options.collection, pack=pack.key, files_seen=len(sources), already_done=already)
+    summary = IngestSummary(
+        collection=options.collection, pack=pack.key, files_seen=len(sources), already_done=already
+    )
     last_save = time.perf_counter()
     files_done = already
 
@@ -161,16 +166,20 @@ def run_ingest(
             index.save()
             last_save = time.perf_counter()
         if on_progress is not None:
-            on_progress(IngestProgress(files_done, len(sources), summary.faces, time.perf_counter() - started))
+            on_progress(
+                IngestProgress(files_done, len(sources), summary.faces, time.perf_counter() - started)
+            )
 
     if on_progress is not None:
         on_progress(IngestProgress(files_done, len(sources), 0, 0.0))
     try:
-        if workers <= 1 or len(tasks) <= CHUNK_SIZE:
+        if workers <= 1 or len(tasks) <= 1:
             for chunk in _chunks(tasks, CHUNK_SIZE):
                 record(analyse_files(pack, chunk, options.max_pixels))
         else:
-            _run_in_workers(pack, models_dir, tasks, options, workers, record)
+            # Small jobs are cut finer so that every worker gets a share.
+            chunk_size = max(1, min(CHUNK_SIZE, -(-len(tasks) // workers)))
+            _run_in_workers(pack, models_dir, tasks, options, workers, chunk_size, record)
     finally:
         index.save()
         summary.elapsed_s = time.perf_counter() - started
@@ -183,6 +192,7 @@ def _run_in_workers(
     tasks: Sequence[FileTask],
     options: IngestOptions,
     workers: int,
+    chunk_size: int,
     record: Callable[[list[FileOutcome]], None],
 ) -> None:
     # "spawn": a forked child would inherit this process's model sessions, locks and database connections.
@@ -193,7 +203,7 @@ def _run_in_workers(
         initargs=(pack.spec, models_dir),
     ) as executor:
         pending: set[Future[list[FileOutcome]]] = set()
-        chunks = _chunks(tasks, CHUNK_SIZE)
+        chunks = _chunks(tasks, chunk_size)
         # A bounded number of chunks in flight keeps memory flat however large the folder is.
         in_flight = workers * 3
         try:

@@ -155,7 +155,7 @@ class SearchService:
         details = self.catalog.face_details(wanted)
         results = []
         for row_scores, row_ids in zip(scores, ids, strict=True):
-            candidates = []
+            candidates: list[Candidate] = []
             for score, face_id in zip(row_scores, row_ids, strict=True):
                 info = details.get(int(face_id))
                 if face_id < 0 or info is None:  # erased from the catalog but not yet from the index
@@ -177,7 +177,9 @@ class SearchService:
 
     def verify(self, image_a: ImageInput, image_b: ImageInput) -> VerifyResult:
         """Compare the largest face of each photo; ``same_person`` is similarity >= the pack's threshold."""
-        result = VerifyResult(similarity=None, same_person=None, threshold=self.pack.threshold, pack=self.pack.key)
+        result = VerifyResult(
+            similarity=None, same_person=None, threshold=self.pack.threshold, pack=self.pack.key
+        )
         embeddings = []
         for label, image in (("A", image_a), ("B", image_b)):
             try:
@@ -194,5 +196,3 @@ class SearchService:
         result.similarity = round(similarity, 4)
         result.same_person = similarity >= self.pack.threshold
         return result
-
-

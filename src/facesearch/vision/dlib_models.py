@@ -26,7 +26,10 @@ def dlib_model_paths() -> tuple[Path, Path]:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("the face_recognition_models package is not installed")
     folder = Path(next(iter(spec.submodule_search_locations))) / "models"
-    return folder / "shape_predictor_5_face_landmarks.dat", folder / "dlib_face_recognition_resnet_model_v1.dat"
+    return (
+        folder / "shape_predictor_5_face_landmarks.dat",
+        folder / "dlib_face_recognition_resnet_model_v1.dat",
+    )
 
 
 def _standard_landmarks(points: np.ndarray) -> np.ndarray:
@@ -107,7 +110,9 @@ class DlibChipAligner:
         if face.raw_landmarks is None:
             raise ValueError("dlib alignment needs the shape predictor's points")
         x, y, w, h = face.bbox
-        rect = dlib.rectangle(int(round(x)), int(round(y)), int(round(x + w)), int(round(y + h)))
-        points = dlib.points([dlib.point(int(round(px)), int(round(py))) for px, py in face.raw_landmarks])
+        rect = dlib.rectangle(round(x), round(y), round(x + w), round(y + h))
+        points = dlib.points([dlib.point(round(px), round(py)) for px, py in face.raw_landmarks])
         shape = dlib.full_object_detection(rect, points)
-        return np.asarray(dlib.get_face_chip(np.ascontiguousarray(rgb), shape, DLIB_CHIP_SIZE, DLIB_CHIP_PADDING))
+        return np.asarray(
+            dlib.get_face_chip(np.ascontiguousarray(rgb), shape, DLIB_CHIP_SIZE, DLIB_CHIP_PADDING)
+        )

@@ -86,44 +86,44 @@ _DECODABLE: Final[Mapping[str, str]] = MappingProxyType(
 # Kinds that are pictures, but not ones we decode (or not reliably): reason "unsupported_format".
 _UNSUPPORTED_IMAGE_KINDS: Final[Mapping[str, str]] = MappingProxyType(
     {
-        "avif": "AVIF image",
-        "svg": "SVG vector drawing",
-        "ico": "Windows icon",
-        "psd": "Photoshop document",
-        "xcf": "GIMP document",
-        "jpeg2000": "JPEG 2000 image",
-        "jxl": "JPEG XL image",
-        "raw": "camera RAW file",
-        "eps": "PostScript/EPS drawing",
-        "exr": "OpenEXR image",
-        "qoi": "QOI image",
-        "dds": "DirectDraw surface",
-        "netpbm": "Netpbm (PBM/PGM/PPM) image",
-        "hdr": "Radiance HDR image",
+        "avif": "an AVIF image",
+        "svg": "an SVG vector drawing",
+        "ico": "a Windows icon",
+        "psd": "a Photoshop document",
+        "xcf": "a GIMP document",
+        "jpeg2000": "a JPEG 2000 image",
+        "jxl": "a JPEG XL image",
+        "raw": "a camera RAW file",
+        "eps": "a PostScript/EPS drawing",
+        "exr": "an OpenEXR image",
+        "qoi": "a QOI image",
+        "dds": "a DirectDraw surface",
+        "netpbm": "a Netpbm (PBM/PGM/PPM) image",
+        "hdr": "a Radiance HDR image",
     }
 )
 
-# Kinds that are not pictures at all: reason "not_an_image". The value names the kind in the detail.
+# Kinds that are not pictures at all: reason "not_an_image". Values name the kind in the detail sentence.
 _NON_IMAGE_KINDS: Final[Mapping[str, str]] = MappingProxyType(
     {
-        "pdf": "PDF document",
-        "zip": "ZIP archive (or a .docx/.xlsx/.epub document, which are ZIP files)",
-        "gzip": "gzip-compressed file",
-        "bzip2": "bzip2-compressed file",
-        "xz": "xz-compressed file",
-        "7z": "7-Zip archive",
-        "rar": "RAR archive",
-        "ole": "legacy Microsoft Office document",
-        "rtf": "RTF document",
-        "elf": "executable program (ELF)",
-        "exe": "Windows executable",
-        "sqlite": "SQLite database",
-        "video": "video file",
-        "audio": "audio file",
-        "html": "HTML web page",
-        "xml": "XML document",
-        "json": "JSON text",
-        "text": "plain text file",
+        "pdf": "a PDF document",
+        "zip": "a ZIP archive (or a .docx/.xlsx/.epub document, which are ZIP files)",
+        "gzip": "a gzip-compressed file",
+        "bzip2": "a bzip2-compressed file",
+        "xz": "an xz-compressed file",
+        "7z": "a 7-Zip archive",
+        "rar": "a RAR archive",
+        "ole": "a legacy Microsoft Office document",
+        "rtf": "an RTF document",
+        "elf": "an executable program (ELF)",
+        "exe": "a Windows executable",
+        "sqlite": "an SQLite database",
+        "video": "a video file",
+        "audio": "an audio file",
+        "html": "an HTML web page",
+        "xml": "an XML document",
+        "json": "a JSON text",
+        "text": "a plain text file",
     }
 )
 
@@ -371,10 +371,7 @@ def load_image(source: str | os.PathLike[str] | bytes, *, max_pixels: int = DEFA
         with Image.open(io.BytesIO(data), formats=[pil_format]) as opened:
             # Opening parsed the header only: the size is known, no pixel has been decoded yet.
             _check_pixel_count(opened.size, max_pixels)
-            try:
-                opened.load()
-            except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
-                raise ImageRejected("corrupt", _decode_failure(description, exc)) from exc
+            opened.load()  # truncated or damaged data fails here; see the handlers below
             upright = _apply_exif_orientation(opened)
             pixels = _to_rgb_array(upright)
     except ImageRejected:
@@ -402,10 +399,10 @@ def _pil_format_for(kind: str | None, data: bytes) -> str:
             f"the content matches no known picture format (it starts with bytes {data[:8].hex(' ')})",
         )
     if kind in _NON_IMAGE_KINDS:
-        raise ImageRejected("not_an_image", f"the content is a {_NON_IMAGE_KINDS[kind]}, not a picture")
+        raise ImageRejected("not_an_image", f"the content is {_NON_IMAGE_KINDS[kind]}, not a picture")
     if kind in _UNSUPPORTED_IMAGE_KINDS:
         raise ImageRejected(
-            "unsupported_format", f"the content is a {_UNSUPPORTED_IMAGE_KINDS[kind]}, which is not supported"
+            "unsupported_format", f"the content is {_UNSUPPORTED_IMAGE_KINDS[kind]}, which is not supported"
         )
     return _DECODABLE[kind]
 

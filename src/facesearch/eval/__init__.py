@@ -1,0 +1,1 @@
+"""Accuracy evaluation: verification and open-set identification metrics, and the LFW benchmark protocols."""

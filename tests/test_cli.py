@@ -1,0 +1,188 @@
+"""The command-line contract, end to end with the real dlib pack on real photos (no ../shared needed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from facesearch.cli import app
+
+runner = CliRunner()
+
+
+def cli(home: Path, *args: str, pack: str = "dlib") -> tuple[int, str]:
+    """Run the CLI in-process; returns (exit code, stdout)."""
+    result = runner.invoke(app, ["--home", str(home), "--pack", pack, *args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_index_search_verify_status(home: Path, photo_folder: Path) -> None:
+    code, output = cli(
+        home,
+        "index",
+        str(photo_folder),
+        "--collection",
+        "demo",
+        "--subject-from-folder",
+        "--legal-basis",
+        "test consent",
+        "--workers",
+        "1",
+        "--json",
+    )
+    assert code == 0, output
+    summary = json_lines(output)[-1]
+    # notes.txt is not an image suffix inside a folder; the two bad .jpg files are recorded with reasons.
+    assert summary["files_seen"] == 6
+    assert summary["images_indexed"] == 4
+    assert summary["skipped_by_reason"] == {"empty_file": 1, "not_an_image": 1}
+    assert summary["faces"] >= 3
+
+    code, output = cli(home, "status", "--json")
+    status = json_lines(output)[0]
+    assert status["images"] == 4 and status["skipped"] == 2 and status["collections"] == ["demo"]
+    assert status["faces"] == summary["faces"]
+    assert status["packs"][0]["pack"] == "dlib@1"
+
+    probe = photo_folder / "Eileen_Collins" / "crop.png"
+    code, output = cli(
+        home, "search", str(probe), str(photo_folder / "missing.jpg"), "--top-k", "3", "--json"
+    )
+    assert code == 0
+    first, second = json_lines(output)
+    assert first["error"] is None and first["probe"] == str(probe)
+    face = first["faces"][0]
+    assert set(face) >= {"bbox", "detector_score", "quality", "candidates"}
+    assert len(face["bbox"]) == 4
+    best = face["candidates"][0]
+    assert set(best) >= {
+        "rank",
+        "face_id",
+        "image",
+        "subject",
+        "collection",
+        "similarity",
+        "source_url",
+        "bbox",
+    }
+    assert best["rank"] == 1 and best["subject"] == "Eileen_Collins" and best["collection"] == "demo"
+    assert best["image"].endswith("crop.png") and best["similarity"] > 0.99
+    similarities = [c["similarity"] for c in face["candidates"]]
+    assert similarities == sorted(similarities, reverse=True)
+    assert second["error"] is not None and second["faces"] == []
+
+    code, output = cli(
+        home, "verify", str(photo_folder / "Eileen_Collins" / "portrait.jpg"), str(probe), "--json"
+    )
+    verdict = json_lines(output)[0]
+    assert code == 0 and verdict["same_person"] is True
+    assert verdict["similarity"] >= verdict["threshold"]
+
+
+def test_index_twice_stores_once_and_resumes(home: Path, photo_folder: Path) -> None:
+    args = ("index", str(photo_folder), "--collection", "demo", "--workers", "1", "--json")
+    first = json_lines(cli(home, *args)[1])[-1]
+    second = json_lines(cli(home, *args)[1])[-1]
+    assert second["already_done"] == first["files_seen"] and second["faces"] == 0
+    # The same content under another name is stored once.
+    copy = photo_folder / "Eileen_Collins" / "copy-of-portrait.jpg"
+    copy.write_bytes((photo_folder / "Eileen_Collins" / "portrait.jpg").read_bytes())
+    third = json_lines(cli(home, *args)[1])[-1]
+    assert third["duplicates"] == 1 and third["faces"] == 0 and third["images_indexed"] == 0
+    status = json_lines(cli(home, "status", "--json")[1])[0]
+    assert status["images"] == 4
+
+
+def test_search_collection_filter_and_unknown_collection(home: Path, photo_folder: Path) -> None:
+    cli(home, "index", str(photo_folder / "Eileen_Collins"), "--collection", "a", "--workers", "1")
+    probe = str(photo_folder / "Eileen_Collins" / "portrait.jpg")
+    result = json_lines(cli(home, "search", probe, "--collection", "a", "--json")[1])[0]
+    assert all(c["collection"] == "a" for c in result["faces"][0]["candidates"])
+    result = json_lines(cli(home, "search", probe, "--collection", "nope", "--json")[1])[0]
+    assert "unknown collection" in result["error"]
+
+
+def test_faceless_probe_and_from_file(home: Path, photo_folder: Path, tmp_path: Path) -> None:
+    cli(home, "index", str(photo_folder / "Eileen_Collins"), "--collection", "a", "--workers", "1")
+    listing = tmp_path / "probes.txt"
+    listing.write_text(
+        f"# probes\n{photo_folder / 'other' / 'coffee.jpg'}\n{photo_folder / 'other' / 'empty.jpg'}\n"
+    )
+    results = json_lines(cli(home, "search", "--from-file", str(listing), "--json")[1])
+    assert [r["faces"] for r in results] == [[], []]
+    assert results[0]["error"] is None and "no face" in results[0]["warnings"][0]
+    assert results[1]["error"].startswith("empty_file")
+
+
+def test_index_of_missing_path_fails_clearly(home: Path, tmp_path: Path) -> None:
+    code, _ = cli(home, "index", str(tmp_path / "nowhere"), "--collection", "x")
+    assert code == 2
+
+
+def test_verify_without_face_exits_non_zero(home: Path, photo_folder: Path) -> None:
+    code, output = cli(
+        home,
+        "verify",
+        str(photo_folder / "other" / "coffee.jpg"),
+        str(photo_folder / "Eileen_Collins" / "portrait.jpg"),
+        "--json",
+    )
+    assert code == 1 and json_lines(output)[0]["error"] == "image A: no face found"
+
+
+def test_real_process_with_worker_pool(home: Path, photo_folder: Path) -> None:
+    """The installed command, as scripts call it, with two worker processes and the table output."""
+    command = [sys.executable, "-m", "facesearch.cli", "--home", str(home), "--pack", "dlib"]
+    done = subprocess.run(
+        [*command, "index", str(photo_folder), "--collection", "demo", "--workers", "2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["images_indexed"] == 4
+    shown = subprocess.run(
+        [*command, "search", str(photo_folder / "Eileen_Collins" / "portrait.jpg")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert (
+        shown.returncode == 0 and "Eileen_Collins" in shown.stdout and "never identifications" in shown.stdout
+    )
+
+
+@pytest.mark.parametrize("damage", ["delete_index", "drop_vectors"])
+def test_doctor_repairs_index_from_catalog(home: Path, photo_folder: Path, damage: str) -> None:
+    import facesearch
+    from facesearch.index.faiss_index import FaissIndex
+
+    cli(home, "index", str(photo_folder / "Eileen_Collins"), "--collection", "a", "--workers", "1")
+    index_file = next((home / "index").glob("*.faiss"))
+    if damage == "delete_index":
+        index_file.unlink()
+    else:
+        index = FaissIndex.open_existing(index_file)
+        index.remove(index.ids()[:2])
+        index.save()
+    report = json_lines(cli(home, "doctor", "--json")[1])[0]
+    assert report["ok"] is False and report["packs"][0]["added"] >= 2
+    again = json_lines(cli(home, "doctor", "--json")[1])[0]
+    assert again["ok"] is True
+    with facesearch.open(home, pack="dlib") as engine:
+        result = engine.search(photo_folder / "Eileen_Collins" / "portrait.jpg")
+        assert result.faces[0].candidates[0].similarity > 0.99
