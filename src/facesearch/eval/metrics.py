@@ -76,9 +76,7 @@ def best_accuracy_threshold(scores: Any, labels: Any) -> float:
     distinct = np.unique(values[finite])
     if distinct.size == 0:
         return math.nan
-    candidates = np.concatenate(
-        ([distinct[0] - 1.0], (distinct[:-1] + distinct[1:]) / 2.0, [distinct[-1] + 1.0])
-    )
+    candidates = np.concatenate(([distinct[0] - 1.0], (distinct[:-1] + distinct[1:]) / 2.0, [distinct[-1] + 1.0]))
     positives = np.sort(values[truth & finite])
     negatives = np.sort(values[~truth & finite])
     correct = (positives.size - np.searchsorted(positives, candidates, side="left")) + np.searchsorted(
