@@ -6,7 +6,7 @@ For each pack, in a fresh temporary data folder: open-set identification (galler
 person with two or more; mated probes = their other photos; non-mated probes = people with one photo) and
 1:1 verification on ``pairs.tsv`` (10-fold accuracy, TAR at FAR). Prints a table, or with ``--json`` one
 JSON object per pack per line. Model files are looked up in ``FACESEARCH_MODEL_DIRS``, which defaults to
-``../shared/models`` when that folder exists.
+``../shared/models`` when that folder exists (``FACESEARCH_SHARED`` moves ``../shared``).
 """
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import SHARED, machine, use_shared_models
+
 DEFAULT_DATA = SHARED / "data" / "lfw-dev"
 DEFAULT_PACKS = ("dlib", "yunet-mobilefacenet")
 
@@ -46,6 +48,7 @@ def run_pack(pack: str, data: Path, workers: int | None, limit_people: int | Non
         "identification": identification,
         "verification": verification,
         "wall_s": round(time.perf_counter() - started, 1),
+        "machine": machine(),
     }
 
 
@@ -135,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     args = parser.parse_args(argv)
 
-    if not os.environ.get("FACESEARCH_MODEL_DIRS") and (SHARED / "models").is_dir():
-        os.environ["FACESEARCH_MODEL_DIRS"] = str(SHARED / "models")
+    use_shared_models()
     if not (args.data / "images").is_dir() or not (args.data / "pairs.tsv").is_file():
         print(f"LFW data not found at {args.data} (needs images/ and pairs.tsv)", file=sys.stderr)
         return 2

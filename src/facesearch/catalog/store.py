@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import bindparam, create_engine, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -106,6 +106,34 @@ def upgrade_schema(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+_FACE_DETAILS = (
+    select(
+        Face.id,
+        Face.image_id,
+        Image.path,
+        Collection.name,
+        Subject.label,
+        Image.source_url,
+        Face.x,
+        Face.y,
+        Face.w,
+        Face.h,
+        Face.quality,
+        Face.pack,
+    )
+    .join(Image, Image.id == Face.image_id)
+    .join(Collection, Collection.id == Image.collection_id)
+    .outerjoin(Subject, Subject.id == Face.subject_id)
+    .where(Face.id.in_(bindparam("ids", expanding=True)))
+)
+
+
+def _batches(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    """Slices of at most ``size`` values, to keep IN (...) lists within every database's limits."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
 class Catalog:
     """Collections, images, faces and subjects in SQL (SQLite by default, PostgreSQL for servers)."""
 
@@ -140,9 +168,7 @@ class Catalog:
         with self.session() as session, session.begin():
             collection = session.scalar(select(Collection).where(Collection.name == name))
             if collection is None:
-                collection = Collection(
-                    name=name, description=description, legal_basis=legal_basis, source=source
-                )
+                collection = Collection(name=name, description=description, legal_basis=legal_basis, source=source)
                 session.add(collection)
                 session.flush()
             else:
@@ -165,9 +191,7 @@ class Catalog:
         with self.session() as session:
             images = dict(
                 session.execute(
-                    select(Image.collection_id, func.count())
-                    .where(Image.status == "ok")
-                    .group_by(Image.collection_id)
+                    select(Image.collection_id, func.count()).where(Image.status == "ok").group_by(Image.collection_id)
                 ).all()
             )
             skipped = dict(
@@ -216,126 +240,129 @@ class Catalog:
             ).all()
             return {path: (size, mtime) for path, size, mtime in rows}
 
-    def record_files(
-        self, collection_id: int, pack: str, outcomes: Sequence[FileOutcome]
-    ) -> list[RecordedFile]:
+    def record_files(self, collection_id: int, pack: str, outcomes: Sequence[FileOutcome]) -> list[RecordedFile]:
         """Store a batch of ingest outcomes in one transaction; returns the new faces' ids and vectors.
 
         The same content (sha256) in the same collection is stored once: a second path is remembered as
-        another location of the first image, and its faces are not stored again.
+        another location of the first image, and its faces are not stored again (unless the image was never
+        scanned by this pack, as when a collection is indexed again with another pack). Existing rows are
+        looked up once per batch, so a batch costs a handful of statements, not several per file.
         """
-        recorded: list[RecordedFile] = []
         with self.session() as session, session.begin():
-            subjects: dict[str, int] = {}
-            for outcome in outcomes:
-                image = None
-                if outcome.sha256 is not None:
-                    image = session.scalar(
-                        select(Image).where(
-                            Image.collection_id == collection_id, Image.sha256 == outcome.sha256
-                        )
-                    )
-                new_faces: list[Face] = []
-                if image is None:
-                    image = Image(
-                        collection_id=collection_id,
-                        sha256=outcome.sha256,
-                        path=outcome.path,
-                        source_url=outcome.source_url,
-                        source_page=outcome.source_page,
-                        captured_at=outcome.captured_at,
-                        width=outcome.width,
-                        height=outcome.height,
-                        file_size=outcome.file_size,
-                        status=outcome.status,
-                        error=outcome.error,
-                        error_detail=outcome.error_detail,
-                    )
-                    session.add(image)
-                    session.flush()
-                    disposition = "skipped" if outcome.status == "skipped" else "indexed"
-                    if outcome.status == "ok":
-                        new_faces = self._add_faces(session, image.id, pack, outcome.faces, subjects)
-                else:
-                    disposition = "duplicate"
-                    already_scanned = session.scalar(
-                        select(ImageScan.id).where(ImageScan.image_id == image.id, ImageScan.pack == pack)
-                    )
-                    if image.status == "ok" and outcome.status == "ok" and already_scanned is None:
-                        # Known content, but not yet seen by this pack (a run with another pack).
-                        new_faces = self._add_faces(session, image.id, pack, outcome.faces, subjects)
-                        disposition = "indexed"
-                location = session.scalar(
-                    select(ImageFile).where(
-                        ImageFile.collection_id == collection_id, ImageFile.path == outcome.path
+            shas = sorted({o.sha256 for o in outcomes if o.sha256 is not None})
+            images: dict[str, Image] = {}
+            for part in _batches(shas):
+                for image in session.scalars(
+                    select(Image).where(Image.collection_id == collection_id, Image.sha256.in_(part))
+                ):
+                    images[image.sha256 or ""] = image
+            scanned: set[int] = set()
+            for part in _batches([image.id for image in images.values()]):
+                scanned.update(
+                    session.scalars(
+                        select(ImageScan.image_id).where(ImageScan.pack == pack, ImageScan.image_id.in_(part))
                     )
                 )
-                if location is None:
-                    session.add(
-                        ImageFile(
-                            collection_id=collection_id,
-                            image_id=image.id,
-                            path=outcome.path,
-                            file_size=outcome.file_size,
-                            mtime=outcome.mtime,
-                        )
-                    )
-                else:
-                    location.image_id, location.file_size, location.mtime = (
-                        image.id,
-                        outcome.file_size,
-                        outcome.mtime,
-                    )
-                session.flush()
-                recorded.append(
-                    RecordedFile(
-                        path=outcome.path,
-                        disposition=disposition,
-                        face_ids=[f.id for f in new_faces],
-                        embeddings=[np.frombuffer(f.embedding, dtype=np.float32) for f in new_faces],
-                    )
-                )
-        return recorded
+            locations: dict[str, ImageFile] = {}
+            for part in _batches(sorted({o.path for o in outcomes})):
+                for location in session.scalars(
+                    select(ImageFile).where(ImageFile.collection_id == collection_id, ImageFile.path.in_(part))
+                ):
+                    locations[location.path] = location
 
-    def _add_faces(
-        self, session: Session, image_id: int, pack: str, faces: Sequence[NewFace], subjects: dict[str, int]
-    ) -> list[Face]:
-        rows = []
-        for face in faces:
-            subject_id = None
-            if face.subject:
-                subject_id = subjects.get(face.subject) or self._ensure_subject(session, face.subject)
-                subjects[face.subject] = subject_id
-            rows.append(
-                Face(
-                    image_id=image_id,
-                    pack=pack,
-                    x=float(face.bbox[0]),
-                    y=float(face.bbox[1]),
-                    w=float(face.bbox[2]),
-                    h=float(face.bbox[3]),
-                    landmarks=json.dumps(face.landmarks) if face.landmarks is not None else None,
-                    detector_score=float(face.detector_score),
-                    quality=float(face.quality),
-                    quality_reasons=json.dumps(list(face.quality_reasons)),
-                    subject_id=subject_id,
-                    embedding=np.asarray(face.embedding, dtype=np.float32).tobytes(),
+            plans: list[tuple[FileOutcome, Image, str, bool]] = []  # outcome, image, disposition, add faces
+            for outcome in outcomes:
+                known = images.get(outcome.sha256) if outcome.sha256 is not None else None
+                if known is None:
+                    image = self._new_image(collection_id, outcome)
+                    session.add(image)
+                    if outcome.sha256 is not None:
+                        images[outcome.sha256] = image
+                    indexed = outcome.status == "ok"
+                    plans.append((outcome, image, "indexed" if indexed else "skipped", indexed))
+                elif known.status == "ok" and outcome.status == "ok" and known.id and known.id not in scanned:
+                    scanned.add(known.id)
+                    plans.append((outcome, known, "indexed", True))
+                else:
+                    plans.append((outcome, known, "duplicate", False))
+            session.flush()
+
+            subjects = self._subject_ids(session, {f.subject for o, _, _, add in plans if add for f in o.faces})
+            new_faces: list[list[Face]] = []
+            for outcome, image, _, add in plans:
+                rows = [self._face_row(image.id, pack, f, subjects) for f in outcome.faces] if add else []
+                if add:
+                    session.add_all(rows)
+                    session.add(ImageScan(image_id=image.id, pack=pack, faces=len(rows)))
+                new_faces.append(rows)
+                location = locations.get(outcome.path) or ImageFile(collection_id=collection_id, path=outcome.path)
+                if outcome.path not in locations:
+                    session.add(location)
+                    locations[outcome.path] = location
+                location.image_id, location.file_size, location.mtime = image.id, outcome.file_size, outcome.mtime
+            session.flush()
+            return [
+                RecordedFile(
+                    path=outcome.path,
+                    disposition=disposition,
+                    face_ids=[f.id for f in rows],
+                    embeddings=[np.frombuffer(f.embedding, dtype=np.float32) for f in rows],
                 )
-            )
-        session.add_all(rows)
-        session.add(ImageScan(image_id=image_id, pack=pack, faces=len(rows)))
-        session.flush()
-        return rows
+                for (outcome, _, disposition, _), rows in zip(plans, new_faces, strict=True)
+            ]
 
     @staticmethod
-    def _ensure_subject(session: Session, label: str) -> int:
-        subject_id = session.scalar(select(Subject.id).where(Subject.label == label))
-        if subject_id is None:
-            subject = Subject(label=label)
-            session.add(subject)
+    def _new_image(collection_id: int, outcome: FileOutcome) -> Image:
+        return Image(
+            collection_id=collection_id,
+            sha256=outcome.sha256,
+            path=outcome.path,
+            source_url=outcome.source_url,
+            source_page=outcome.source_page,
+            captured_at=outcome.captured_at,
+            width=outcome.width,
+            height=outcome.height,
+            file_size=outcome.file_size,
+            status=outcome.status,
+            error=outcome.error,
+            error_detail=outcome.error_detail,
+        )
+
+    @staticmethod
+    def _face_row(image_id: int, pack: str, face: NewFace, subjects: dict[str, int]) -> Face:
+        return Face(
+            image_id=image_id,
+            pack=pack,
+            x=float(face.bbox[0]),
+            y=float(face.bbox[1]),
+            w=float(face.bbox[2]),
+            h=float(face.bbox[3]),
+            landmarks=json.dumps(face.landmarks) if face.landmarks is not None else None,
+            detector_score=float(face.detector_score),
+            quality=float(face.quality),
+            quality_reasons=json.dumps(list(face.quality_reasons)),
+            subject_id=subjects[face.subject] if face.subject else None,
+            embedding=np.asarray(face.embedding, dtype=np.float32).tobytes(),
+        )
+
+    @staticmethod
+    def _subject_ids(session: Session, labels: set[str | None]) -> dict[str, int]:
+        """Ids of subjects by label, creating the missing ones."""
+        wanted = sorted(label for label in labels if label)
+        found: dict[str, int] = {}
+        for part in _batches(wanted):
+            found.update(
+                (label, subject_id)
+                for label, subject_id in session.execute(
+                    select(Subject.label, Subject.id).where(Subject.label.in_(part))
+                )
+            )
+        missing = [Subject(label=label) for label in wanted if label not in found]
+        if missing:
+            session.add_all(missing)
             session.flush()
-            subject_id = subject.id
-        return subject_id
+            found.update((subject.label, subject.id) for subject in missing)
+        return found
 
     # Faces and vectors -------------------------------------------------------------------------------------
 
@@ -387,27 +414,9 @@ class Catalog:
         """Metadata of the given faces in one round trip: image, collection, subject, source, box."""
         if not face_ids:
             return {}
-        with self.session() as session:
-            rows = session.execute(
-                select(
-                    Face.id,
-                    Face.image_id,
-                    Image.path,
-                    Collection.name,
-                    Subject.label,
-                    Image.source_url,
-                    Face.x,
-                    Face.y,
-                    Face.w,
-                    Face.h,
-                    Face.quality,
-                    Face.pack,
-                )
-                .join(Image, Image.id == Face.image_id)
-                .join(Collection, Collection.id == Image.collection_id)
-                .outerjoin(Subject, Subject.id == Face.subject_id)
-                .where(Face.id.in_([int(i) for i in face_ids]))
-            ).all()
+        # One prepared statement with an expanding IN: building the query anew costs more than running it.
+        with self.engine.connect() as connection:
+            rows = connection.execute(_FACE_DETAILS, {"ids": [int(i) for i in face_ids]}).all()
         return {
             row[0]: FaceDetails(
                 face_id=row[0],

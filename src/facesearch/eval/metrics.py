@@ -223,11 +223,12 @@ def open_set_metrics(
     ``fpir, threshold, fnir, achieved_fpir, resolvable``)}``; a rate with an empty denominator is ``NaN``.
     """
     top = _clean(mated_top_scores)
-    is_mate = np.asarray(mated_top_is_mate).ravel().astype(bool) & np.isfinite(top)
+    is_mate = np.asarray(mated_top_is_mate).ravel().astype(bool)
     ranks = np.asarray(mated_mate_ranks).ravel().astype(np.int64)
     nonmated = _clean(nonmated_top_scores)
     if not (top.size == is_mate.size == ranks.size):
         raise ValueError("the three mated arrays must have the same length")
+    is_mate &= np.isfinite(top)
     mated = int(top.size)
     found = ranks > 0
     cmc = [float(np.mean(found & (ranks <= r))) if mated else math.nan for r in range(1, max_rank + 1)]
