@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import LFW, lfw_images, machine, use_shared_models  # noqa: E402
+from common import LFW, lfw_images, machine, use_shared_models
 
 
 def link_folder(images: list[Path], folder: Path) -> None:

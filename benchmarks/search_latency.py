@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine  # noqa: E402
+from common import machine
 
 
 class _FixedPack:
@@ -45,7 +45,13 @@ def build(home: Path, faces: int, dim: int = 128) -> tuple[object, np.ndarray]:
     for start in range(0, faces, 5000):
         outcomes = [
             FileOutcome(
-                f"/photos/{i}.jpg", 1000, 0.0, f"{i:064x}", "ok", 250, 250,
+                f"/photos/{i}.jpg",
+                1000,
+                0.0,
+                f"{i:064x}",
+                "ok",
+                250,
+                250,
                 faces=[NewFace((10, 10, 100, 100), None, 0.9, 0.9, [], vectors[i], None)],
             )
             for i in range(start, min(start + 5000, faces))

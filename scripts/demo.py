@@ -40,8 +40,15 @@ def lfw_demo() -> None:
         elif len(photos) == 1 and stranger is None:
             stranger = photos[0]
     facesearch(
-        "index", str(gallery), "--collection", "lfw-demo", "--subject-from-folder",
-        "--legal-basis", "research evaluation (LFW)", "--source-url", "http://vis-www.cs.umass.edu/lfw/",
+        "index",
+        str(gallery),
+        "--collection",
+        "lfw-demo",
+        "--subject-from-folder",
+        "--legal-basis",
+        "research evaluation (LFW)",
+        "--source-url",
+        "http://vis-www.cs.umass.edu/lfw/",
     )
     facesearch("search", *map(str, probes), "--top-k", "3")
     if stranger is not None:
@@ -67,8 +74,15 @@ def astronaut_demo() -> None:
     probe = HOME / "probe.jpg"
     Image.fromarray(astronaut[30:330, 90:390]).resize((200, 200)).save(probe)
     facesearch(
-        "--pack", "dlib", "index", str(photos), "--collection", "demo", "--subject-from-folder",
-        "--legal-basis", "public-domain demo photos",
+        "--pack",
+        "dlib",
+        "index",
+        str(photos),
+        "--collection",
+        "demo",
+        "--subject-from-folder",
+        "--legal-basis",
+        "public-domain demo photos",
     )
     facesearch("--pack", "dlib", "search", str(probe), "--top-k", "3")
     facesearch("--pack", "dlib", "verify", str(probe), str(photos / "Eileen_Collins" / "portrait.jpg"))

@@ -35,9 +35,7 @@ def test_record_files_dedupes_and_tracks_scans(tmp_path: Path) -> None:
     collection = catalog.ensure_collection("c", legal_basis="consent")
     vectors = unit_vectors(3)
     outcomes = [
-        FileOutcome(
-            "/a.jpg", 10, 1.0, "aa", "ok", 100, 100, faces=[face(vectors[0], "Ann"), face(vectors[1])]
-        ),
+        FileOutcome("/a.jpg", 10, 1.0, "aa", "ok", 100, 100, faces=[face(vectors[0], "Ann"), face(vectors[1])]),
         FileOutcome("/b.jpg", 0, 1.0, "e3b0", "skipped", error="empty_file", error_detail="0 bytes"),
         FileOutcome("/copy-of-a.jpg", 10, 2.0, "aa", "ok", 100, 100, faces=[face(vectors[2])]),
     ]

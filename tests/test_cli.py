@@ -56,9 +56,7 @@ def test_index_search_verify_status(home: Path, photo_folder: Path) -> None:
     assert status["packs"][0]["pack"] == "dlib@1"
 
     probe = photo_folder / "Eileen_Collins" / "crop.png"
-    code, output = cli(
-        home, "search", str(probe), str(photo_folder / "missing.jpg"), "--top-k", "3", "--json"
-    )
+    code, output = cli(home, "search", str(probe), str(photo_folder / "missing.jpg"), "--top-k", "3", "--json")
     assert code == 0
     first, second = json_lines(output)
     assert first["error"] is None and first["probe"] == str(probe)
@@ -82,9 +80,7 @@ def test_index_search_verify_status(home: Path, photo_folder: Path) -> None:
     assert similarities == sorted(similarities, reverse=True)
     assert second["error"] is not None and second["faces"] == []
 
-    code, output = cli(
-        home, "verify", str(photo_folder / "Eileen_Collins" / "portrait.jpg"), str(probe), "--json"
-    )
+    code, output = cli(home, "verify", str(photo_folder / "Eileen_Collins" / "portrait.jpg"), str(probe), "--json")
     verdict = json_lines(output)[0]
     assert code == 0 and verdict["same_person"] is True
     assert verdict["similarity"] >= verdict["threshold"]
@@ -116,9 +112,7 @@ def test_search_collection_filter_and_unknown_collection(home: Path, photo_folde
 def test_faceless_probe_and_from_file(home: Path, photo_folder: Path, tmp_path: Path) -> None:
     cli(home, "index", str(photo_folder / "Eileen_Collins"), "--collection", "a", "--workers", "1")
     listing = tmp_path / "probes.txt"
-    listing.write_text(
-        f"# probes\n{photo_folder / 'other' / 'coffee.jpg'}\n{photo_folder / 'other' / 'empty.jpg'}\n"
-    )
+    listing.write_text(f"# probes\n{photo_folder / 'other' / 'coffee.jpg'}\n{photo_folder / 'other' / 'empty.jpg'}\n")
     results = json_lines(cli(home, "search", "--from-file", str(listing), "--json")[1])
     assert [r["faces"] for r in results] == [[], []]
     assert results[0]["error"] is None and "no face" in results[0]["warnings"][0]
@@ -161,9 +155,7 @@ def test_real_process_with_worker_pool(home: Path, photo_folder: Path) -> None:
         timeout=300,
         check=False,
     )
-    assert (
-        shown.returncode == 0 and "Eileen_Collins" in shown.stdout and "never identifications" in shown.stdout
-    )
+    assert shown.returncode == 0 and "Eileen_Collins" in shown.stdout and "never identifications" in shown.stdout
 
 
 @pytest.mark.parametrize("damage", ["delete_index", "drop_vectors"])

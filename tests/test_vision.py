@@ -78,8 +78,4 @@ def test_fixed_batch_onnx_embedder_runs_in_batches() -> None:
 def test_user_assembled_pack_is_versioned_by_its_embedder_file() -> None:
     require_shared(SHARED_MODELS / "mobilefacenet.onnx")
     spec = resolve_pack("yunet+mobilefacenet.onnx", SHARED_MODELS)
-    assert (
-        spec.calibrated is False
-        and len(spec.version) == 12
-        and spec.key.startswith("yunet+mobilefacenet.onnx@")
-    )
+    assert spec.calibrated is False and len(spec.version) == 12 and spec.key.startswith("yunet+mobilefacenet.onnx@")

@@ -36,9 +36,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-models_app = typer.Typer(
-    help="Model files: list what is installed, download and verify more.", no_args_is_help=True
-)
+models_app = typer.Typer(help="Model files: list what is installed, download and verify more.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
 console = Console(stderr=True)
@@ -93,16 +91,12 @@ def index_command(
         bool,
         typer.Option("--subject-from-folder", help="Enrol each photo's main face under its folder's name."),
     ] = False,
-    source_url: Annotated[
-        str | None, typer.Option("--source-url", help="Where these photos come from.")
-    ] = None,
+    source_url: Annotated[str | None, typer.Option("--source-url", help="Where these photos come from.")] = None,
     legal_basis: Annotated[
         str | None, typer.Option("--legal-basis", help="The legal basis for holding and searching them.")
     ] = None,
     description: Annotated[str | None, typer.Option("--description", help="Describe the collection.")] = None,
-    workers: Annotated[
-        int | None, typer.Option("--workers", help="Worker processes (default: all cores).")
-    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes (default: all cores).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Index photos: detect, align, quality-check and embed every face. Resumable; duplicates stored once."""
@@ -113,18 +107,21 @@ def index_command(
         console.print(f"[yellow]warning:[/yellow] {path} not found, skipped")
     try:
         engine = state.engine()
-        with engine, Progress(
-            TextColumn("[bold]indexing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("images  {task.fields[faces]} faces  {task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-            disable=json_output and not console.is_terminal,
-        ) as progress:
+        with (
+            engine,
+            Progress(
+                TextColumn("[bold]indexing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("images  {task.fields[faces]} faces  {task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=False,
+                disable=json_output and not console.is_terminal,
+            ) as progress,
+        ):
             task = progress.add_task("index", total=None, faces=0, rate="")
 
             def on_progress(update: IngestProgress) -> None:
@@ -150,9 +147,7 @@ def index_command(
     except PackError as error:
         raise fail(str(error)) from error
     except KeyboardInterrupt:
-        console.print(
-            "[yellow]interrupted:[/yellow] what was indexed is kept; run the same command to continue"
-        )
+        console.print("[yellow]interrupted:[/yellow] what was indexed is kept; run the same command to continue")
         raise typer.Exit(130) from None
     except OSError as error:
         raise fail(f"could not write to the data folder: {error}") from error
@@ -215,9 +210,7 @@ def search_command(
         Path | None, typer.Option("--from-file", help="A text file with one probe path per line.")
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=1000, help="Candidates per face.")] = 10,
-    collection: Annotated[
-        str | None, typer.Option("--collection", "-c", help="Search only this collection.")
-    ] = None,
+    collection: Annotated[str | None, typer.Option("--collection", "-c", help="Search only this collection.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line per probe.")] = False,
 ) -> None:
     """Search by photo (1:N): every face of each probe against the indexed faces."""
@@ -405,8 +398,7 @@ def models_list_command(
         table.add_row(m.name, m.kind, installed, m.licence)
     out.print(table)
     out.print(
-        "packs: "
-        + ", ".join(f"{n} ({'available' if n in available else 'missing files'})" for n in BUILTIN_PACKS)
+        "packs: " + ", ".join(f"{n} ({'available' if n in available else 'missing files'})" for n in BUILTIN_PACKS)
     )
 
 
@@ -416,9 +408,7 @@ def models_pull_command(
     base_url: Annotated[
         str | None, typer.Option("--mirror", help="Fetch from this mirror folder URL instead of upstream.")
     ] = None,
-    url: Annotated[
-        str | None, typer.Option("--url", help="Fetch from exactly this address (one name).")
-    ] = None,
+    url: Annotated[str | None, typer.Option("--url", help="Fetch from exactly this address (one name).")] = None,
 ) -> None:
     """Download model files and verify their sha256; a mismatch is refused and nothing is left behind."""
     from facesearch.vision.models import ModelDownloadError, pull_model

@@ -98,11 +98,7 @@ class FaceSearch:
         catalog_ids = self.catalog.face_ids(pack_key)
         repair = IndexRepair(pack=pack_key, catalog_faces=len(catalog_ids), index_vectors_before=len(index))
         index_ids = index.ids()
-        if (
-            not full
-            and len(index_ids) == len(catalog_ids)
-            and np.array_equal(np.sort(index_ids), catalog_ids)
-        ):
+        if not full and len(index_ids) == len(catalog_ids) and np.array_equal(np.sort(index_ids), catalog_ids):
             return repair
         missing = np.setdiff1d(catalog_ids, index_ids)
         extra = np.setdiff1d(index_ids, catalog_ids)
@@ -188,17 +184,13 @@ class FaceSearch:
         for pack_key in self.catalog.stats()["packs"]:
             dim = self._stored_dim(pack_key)
             repairs.append(self.sync_index(pack_key, dim))
-        for path in (
-            sorted(self.settings.index_dir.glob("*.faiss")) if self.settings.index_dir.exists() else []
-        ):
+        for path in sorted(self.settings.index_dir.glob("*.faiss")) if self.settings.index_dir.exists() else []:
             if not any(path.name == index_file_name(r.pack) for r in repairs):
                 index = FaissIndex.open_existing(path)
                 repair = IndexRepair(pack=path.stem, catalog_faces=0, index_vectors_before=len(index))
                 if len(index):
                     repair.removed = index.remove(index.ids())
-                    repair.problems.append(
-                        f"{repair.removed} vectors of a pack with no faces in the catalog (removed)"
-                    )
+                    repair.problems.append(f"{repair.removed} vectors of a pack with no faces in the catalog (removed)")
                     index.save()
                 repairs.append(repair)
         return repairs

@@ -81,9 +81,7 @@ def analyse_files(pack: ModelPack, tasks: Sequence[FileTask], max_pixels: int) -
             NewFace(
                 bbox=tuple(round(v, 2) for v in face.detection.bbox),  # type: ignore[arg-type]
                 landmarks=(
-                    np.round(face.detection.landmarks, 2).tolist()
-                    if face.detection.landmarks is not None
-                    else None
+                    np.round(face.detection.landmarks, 2).tolist() if face.detection.landmarks is not None else None
                 ),
                 detector_score=round(face.detection.score, 4),
                 quality=face.quality.score,

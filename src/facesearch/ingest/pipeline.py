@@ -140,9 +140,7 @@ def run_ingest(
     )
     sources = list(iter_source_files(paths))
     tasks, already = _pending_tasks(sources, catalog.done_paths(collection_id, pack.key), options)
-    summary = IngestSummary(
-        collection=options.collection, pack=pack.key, files_seen=len(sources), already_done=already
-    )
+    summary = IngestSummary(collection=options.collection, pack=pack.key, files_seen=len(sources), already_done=already)
     last_save = time.perf_counter()
     files_done = already
 
@@ -166,9 +164,7 @@ def run_ingest(
             index.save()
             last_save = time.perf_counter()
         if on_progress is not None:
-            on_progress(
-                IngestProgress(files_done, len(sources), summary.faces, time.perf_counter() - started)
-            )
+            on_progress(IngestProgress(files_done, len(sources), summary.faces, time.perf_counter() - started))
 
     if on_progress is not None:
         on_progress(IngestProgress(files_done, len(sources), 0, 0.0))

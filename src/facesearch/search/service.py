@@ -177,9 +177,7 @@ class SearchService:
 
     def verify(self, image_a: ImageInput, image_b: ImageInput) -> VerifyResult:
         """Compare the largest face of each photo; ``same_person`` is similarity >= the pack's threshold."""
-        result = VerifyResult(
-            similarity=None, same_person=None, threshold=self.pack.threshold, pack=self.pack.key
-        )
+        result = VerifyResult(similarity=None, same_person=None, threshold=self.pack.threshold, pack=self.pack.key)
         embeddings = []
         for label, image in (("A", image_a), ("B", image_b)):
             try:
