@@ -11,7 +11,6 @@ from typing import Any
 import faiss
 import numpy as np
 
-
 SMALL_BATCH = 32
 
 
