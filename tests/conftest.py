@@ -66,3 +66,85 @@ def home(tmp_path: Path) -> Iterator[Path]:
     """An empty data folder."""
     path = tmp_path / "home"
     yield path
+
+
+# Catalog databases ---------------------------------------------------------------------------------------------
+
+POSTGRES_URLS = (
+    # FACESEARCH_TEST_POSTGRES_URL points the tests at another server; otherwise the local one, as either user.
+    *filter(None, [os.environ.get("FACESEARCH_TEST_POSTGRES_URL")]),
+    "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    "postgresql+psycopg://root@127.0.0.1:5432/test",
+)
+
+
+def _postgres_admin_url() -> str | None:
+    """The first PostgreSQL URL that accepts a connection (and can create schemas), or None."""
+    from sqlalchemy import create_engine, text
+
+    for url in POSTGRES_URLS:
+        engine = create_engine(url, connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return url
+        except Exception:  # any failure means "not usable here"; the next candidate is tried
+            continue
+        finally:
+            engine.dispose()
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """A reachable PostgreSQL server's URL, or a skip saying why there is none."""
+    url = _postgres_admin_url()
+    if url is None:
+        pytest.skip(
+            "PostgreSQL is not reachable at 127.0.0.1:5432 (database test, user postgres or root); "
+            "set FACESEARCH_TEST_POSTGRES_URL to run the PostgreSQL catalog tests"
+        )
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty catalog database URL: an SQLite file, or a PostgreSQL schema of its own.
+
+    The PostgreSQL variant creates a uniquely named schema in the server's ``test`` database, points the
+    URL's ``search_path`` at it (so parallel tests never see each other's tables) and drops it afterwards.
+    It skips with a clear message when the server is unreachable.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+        return
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    schema = f"fs_test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        # application_name tags this test's connections, so that only they are ended before the drop.
+        yield f"{admin_url}?options=-csearch_path%3D{schema}&application_name={schema}"
+    finally:
+        with admin.connect() as connection:
+            # Connections a test forgot to close would block the drop; they belong to this test alone.
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE pid <> pg_backend_pid() AND application_name = :name"
+                ),
+                {"name": schema},
+            )
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _no_index_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests pick their vector index backend explicitly, never from the developer's environment."""
+    monkeypatch.delenv("FACESEARCH_INDEX_URL", raising=False)

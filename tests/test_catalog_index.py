@@ -1,4 +1,4 @@
-"""Catalog (SQLite file, Alembic migrations) and FAISS index behaviour."""
+"""Catalog (SQLite file and PostgreSQL, Alembic migrations) and FAISS index behaviour."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def unit_vectors(count: int, dim: int = 8, seed: int = 0) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def test_migrations_match_the_schema(tmp_path: Path) -> None:
-    catalog = Catalog(f"sqlite:///{tmp_path / 'c.sqlite3'}")
+def test_migrations_match_the_schema(catalog_url: str) -> None:
+    catalog = Catalog(catalog_url)
     with catalog.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
@@ -30,8 +30,8 @@ def face(vector: np.ndarray, subject: str | None = None) -> NewFace:
     return NewFace((1, 2, 30, 40), [[0.0, 0.0]] * 5, 0.9, 0.8, ["blurred"], vector, subject)
 
 
-def test_record_files_dedupes_and_tracks_scans(tmp_path: Path) -> None:
-    catalog = Catalog(f"sqlite:///{tmp_path / 'c.sqlite3'}")
+def test_record_files_dedupes_and_tracks_scans(catalog_url: str) -> None:
+    catalog = Catalog(catalog_url)
     collection = catalog.ensure_collection("c", legal_basis="consent")
     vectors = unit_vectors(3)
     outcomes = [
@@ -69,12 +69,12 @@ def test_record_files_dedupes_and_tracks_scans(tmp_path: Path) -> None:
     np.testing.assert_array_equal(stored, vectors[:2])
 
 
-def test_face_ids_are_never_reused(tmp_path: Path) -> None:
+def test_face_ids_are_never_reused(catalog_url: str) -> None:
     from sqlalchemy import delete
 
     from facesearch.catalog.schema import Face
 
-    catalog = Catalog(f"sqlite:///{tmp_path / 'c.sqlite3'}")
+    catalog = Catalog(catalog_url)
     collection = catalog.ensure_collection("c")
     first = catalog.record_files(
         collection, "p@1", [FileOutcome("/a", 1, 1.0, "a", "ok", faces=[face(unit_vectors(1)[0])])]

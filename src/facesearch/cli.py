@@ -25,6 +25,9 @@ from rich.table import Table
 
 from facesearch.config import Settings
 from facesearch.engine import FaceSearch
+from facesearch.governance.audit import AuditError
+from facesearch.governance.cases import CaseError
+from facesearch.governance.context import ActionContext, ContextError
 from facesearch.ingest.pipeline import IngestProgress
 from facesearch.search.service import ProbeResult
 from facesearch.vision.packs import PackError
@@ -48,9 +51,11 @@ class State:
 
     home: Path | None = None
     pack: str | None = None
+    catalog_url: str | None = None
+    index_url: str | None = None
 
     def settings(self) -> Settings:
-        return Settings.load(self.home, pack=self.pack)
+        return Settings.load(self.home, pack=self.pack, catalog_url=self.catalog_url, index_url=self.index_url)
 
     def engine(self) -> FaceSearch:
         return FaceSearch(self.settings())
@@ -77,10 +82,28 @@ def main_options(
             "--pack", help="Model pack: yunet-mobilefacenet, scrfd-mobilefacenet, dlib, or DETECTOR+EMBEDDER."
         ),
     ] = None,
+    catalog_url: Annotated[
+        str | None,
+        typer.Option(
+            "--catalog-url",
+            help="Catalog database as an SQLAlchemy URL, e.g. postgresql://user@host/db "
+            "(default: $FACESEARCH_CATALOG_URL or catalog.sqlite3 in the data folder).",
+        ),
+    ] = None,
+    index_url: Annotated[
+        str | None,
+        typer.Option(
+            "--index-url",
+            help="Vector index: a Milvus Lite file (vectors.db) or a Milvus server (http://host:19530) "
+            "(default: $FACESEARCH_INDEX_URL or FAISS files in the data folder).",
+        ),
+    ] = None,
 ) -> None:
     """Global options."""
     state.home = home
     state.pack = pack
+    state.catalog_url = catalog_url
+    state.index_url = index_url
 
 
 @app.command("index")
@@ -168,6 +191,21 @@ def index_command(
         out.print(f"    ... and {len(summary.skipped_files) - 20} more (see `facesearch skipped`)")
 
 
+PURPOSE_HELP = (
+    "Why you search, one of the configured purposes (default list: humanitarian, investigation, verification); "
+    "recorded in the audit log, as 'unspecified' when left out."
+)
+CASE_HELP = "The case this search is for (a reference such as 2024-017); recorded in the audit log."
+
+
+def _context(engine: FaceSearch, purpose: str | None, case_id: str | None) -> ActionContext:
+    """The audit context of a CLI search: the local identity, with the purpose and case given."""
+    try:
+        return engine.context(purpose=purpose, case_id=case_id)
+    except (ContextError, CaseError) as error:
+        raise fail(str(error)) from error
+
+
 def _read_probe_list(path: Path) -> list[str]:
     lines = path.read_text(encoding="utf-8").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
@@ -212,8 +250,10 @@ def search_command(
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=1000, help="Candidates per face.")] = 10,
     collection: Annotated[str | None, typer.Option("--collection", "-c", help="Search only this collection.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line per probe.")] = False,
+    purpose: Annotated[str | None, typer.Option("--purpose", help=PURPOSE_HELP)] = None,
+    case_id: Annotated[str | None, typer.Option("--case", help=CASE_HELP)] = None,
 ) -> None:
-    """Search by photo (1:N): every face of each probe against the indexed faces."""
+    """Search by photo (1:N): every face of each probe against the indexed faces (audited)."""
     probes = [str(p) for p in images or []]
     if from_file is not None:
         try:
@@ -224,7 +264,7 @@ def search_command(
         raise fail("give at least one probe image (or --from-file)")
     try:
         with state.engine() as engine:
-            service = engine.search_service()
+            service = engine.search_service(context=_context(engine, purpose, case_id))
             for probe in probes:
                 result = service.search(probe, top_k=top_k, collection=collection)
                 if json_output:
@@ -232,7 +272,7 @@ def search_command(
                     sys.stdout.flush()
                 else:
                     _print_probe_table(result)
-    except PackError as error:
+    except (PackError, AuditError) as error:
         raise fail(str(error)) from error
 
 
@@ -241,12 +281,15 @@ def verify_command(
     image_a: Annotated[Path, typer.Argument(help="First photo.")],
     image_b: Annotated[Path, typer.Argument(help="Second photo.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    purpose: Annotated[str | None, typer.Option("--purpose", help=PURPOSE_HELP)] = None,
+    case_id: Annotated[str | None, typer.Option("--case", help=CASE_HELP)] = None,
 ) -> None:
-    """Verify (1:1): are the largest faces of two photos the same person?"""
+    """Verify (1:1): are the largest faces of two photos the same person? (audited)"""
     try:
         with state.engine() as engine:
-            result = engine.verify(image_a, image_b)
-    except PackError as error:
+            service = engine.search_service(context=_context(engine, purpose, case_id))
+            result = service.verify(image_a, image_b)
+    except (PackError, AuditError) as error:
         raise fail(str(error)) from error
     if json_output:
         typer.echo(json.dumps(result.to_dict()))
@@ -420,6 +463,426 @@ def models_pull_command(
         except ModelDownloadError as error:
             raise fail(str(error), code=1) from error
         out.print(f"{name}: {path} (sha256 verified)")
+
+
+# Server and governance ------------------------------------------------------------------------------------------
+
+users_app = typer.Typer(
+    help="Accounts: users with a role (admin, investigator, reviewer, auditor).", no_args_is_help=True
+)
+keys_app = typer.Typer(help="API keys (stored hashed; shown once).", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log: verify it, export it signed.", no_args_is_help=True)
+optout_app = typer.Typer(help="The opt-out list: people never to be indexed or found.", no_args_is_help=True)
+retention_app = typer.Typer(help="How long each collection keeps its images.", no_args_is_help=True)
+cases_app = typer.Typer(help="Cases that searches are made for.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(optout_app, name="optout")
+app.add_typer(retention_app, name="retention")
+app.add_typer(cases_app, name="cases")
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value))
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    ingest_roots: Annotated[
+        list[Path] | None,
+        typer.Option("--ingest-root", help="A folder the API may ingest from by path (repeat; adds to config)."),
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the REST API (see docs/server.md); GET /health needs no key, everything else does."""
+    import dataclasses
+
+    import uvicorn
+
+    from facesearch.api.app import create_app
+
+    settings = state.settings()
+    if ingest_roots:
+        roots = (*settings.ingest_roots, *(p.expanduser().absolute() for p in ingest_roots))
+        settings = dataclasses.replace(settings, ingest_roots=roots)
+    try:
+        application = create_app(settings)
+    except PackError as error:
+        raise fail(str(error)) from error
+    # One process: the index lives in its memory; uvicorn's threads serve requests concurrently.
+    uvicorn.run(application, host=host, port=port, log_level=log_level, server_header=False)
+
+
+@users_app.command("add")
+def users_add_command(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    role: Annotated[str, typer.Option("--role", help="admin, investigator, reviewer or auditor.")],
+    collections: Annotated[
+        list[str] | None,
+        typer.Option("--collection", help="Limit the user to this collection (repeat); default: every one."),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Add a user with a role."""
+    from facesearch.governance.accounts import AccountError
+
+    with state.engine() as engine:
+        try:
+            user = engine.accounts.add_user(name, role, collections=collections or None)
+        except AccountError as error:
+            raise fail(str(error)) from error
+        engine.audit.append(
+            actor=engine.context().actor, action="user_add", details={"user": name, "role": user["role"]}
+        )
+    if json_output:
+        _print_json(user)
+    else:
+        out.print(f"user {name} added with role {user['role']}; create a key with `facesearch keys create {name}`")
+
+
+@users_app.command("list")
+def users_list_command(json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """List users, their roles, collections and keys."""
+    with state.engine() as engine:
+        users = engine.accounts.users()
+    if json_output:
+        _print_json(users)
+        return
+    table = Table()
+    for column in ("name", "role", "active", "collections", "keys"):
+        table.add_column(column)
+    for user in users:
+        keys = ", ".join(k["key_id"] + ("" if k["active"] else " (revoked)") for k in user["keys"]) or "-"
+        active = "yes" if user["active"] else "no"
+        table.add_row(user["name"], user["role"], active, ", ".join(user["collections"] or ["all"]), keys)
+    out.print(table)
+
+
+@users_app.command("revoke")
+def users_revoke_command(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
+    """Disable a user and revoke all their keys (effective on the server's next request)."""
+    from facesearch.governance.accounts import AccountError
+
+    with state.engine() as engine:
+        try:
+            engine.accounts.revoke_user(name)
+        except AccountError as error:
+            raise fail(str(error)) from error
+        engine.audit.append(actor=engine.context().actor, action="user_revoke", details={"user": name})
+    out.print(f"user {name} revoked, with every key they held")
+
+
+@users_app.command("grant")
+def users_grant_command(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    collection: Annotated[str, typer.Argument(help="Collection to grant.")],
+    remove: Annotated[bool, typer.Option("--remove", help="Take the collection away instead.")] = False,
+) -> None:
+    """Grant a user one collection (a user with grants sees only their granted collections)."""
+    from facesearch.governance.accounts import AccountError
+
+    with state.engine() as engine:
+        try:
+            user = (engine.accounts.ungrant if remove else engine.accounts.grant)(name, collection)
+        except AccountError as error:
+            raise fail(str(error)) from error
+        engine.audit.append(
+            actor=engine.context().actor,
+            action="user_ungrant" if remove else "user_grant",
+            details={"user": name, "collection": collection},
+        )
+    out.print(f"user {name} sees: {', '.join(user['collections'] or []) or 'no collection'}")
+
+
+@keys_app.command("create")
+def keys_create_command(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
+    """Create an API key for a user; the key is printed alone on the last line, once."""
+    from facesearch.governance.accounts import AccountError
+
+    with state.engine() as engine:
+        try:
+            key_id, key = engine.accounts.create_key(name)
+        except AccountError as error:
+            raise fail(str(error)) from error
+        engine.audit.append(actor=engine.context().actor, action="key_create", details={"user": name, "key_id": key_id})
+    typer.echo(f"key {key_id} for {name} (shown once; send it as 'Authorization: Bearer KEY'):")
+    typer.echo(key)
+
+
+@keys_app.command("revoke")
+def keys_revoke_command(key_id: Annotated[str, typer.Argument(help="The key's id (fsk_<id>_...).")]) -> None:
+    """Revoke one key (effective on the server's next request)."""
+    from facesearch.governance.accounts import AccountError
+
+    with state.engine() as engine:
+        try:
+            engine.accounts.revoke_key(key_id)
+        except AccountError as error:
+            raise fail(str(error)) from error
+        engine.audit.append(actor=engine.context().actor, action="key_revoke", details={"key_id": key_id})
+    out.print(f"key {key_id} revoked")
+
+
+@audit_app.command("verify")
+def audit_verify_command(
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Recompute the audit chain; exit 1 naming the first record changed, removed or reordered."""
+    with state.engine() as engine:
+        result = engine.audit.verify()
+    if json_output:
+        _print_json(result.to_dict())
+    elif result.ok:
+        out.print(f"audit chain intact: {result.records} records")
+    else:
+        first = f" (first bad record: {result.first_bad_seq})" if result.first_bad_seq is not None else ""
+        out.print(f"audit chain BROKEN{first}: {result.problem}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export_command(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+    after: Annotated[int, typer.Option("--after", help="Only records after this sequence number.")] = 0,
+) -> None:
+    """Write the audit log as JSON lines with a final Ed25519 signature line."""
+    with state.engine() as engine:
+        if output is None:
+            engine.audit.export(sys.stdout, after_seq=after, actor=engine.context().actor)
+            return
+        with output.open("w", encoding="utf-8") as handle:
+            count = engine.audit.export(handle, after_seq=after, actor=engine.context().actor)
+    console.print(f"{count} records written to {output}, signed")
+
+
+@audit_app.command("verify-export")
+def audit_verify_export_command(
+    path: Annotated[Path, typer.Argument(help="An export written by `audit export`.")],
+) -> None:
+    """Check a signed export (signature, hashes, chain) against this data folder's key."""
+    from facesearch.governance.audit import verify_export
+
+    with state.engine() as engine:
+        public = engine.audit.anchor.public_key_pem() if engine.audit.anchor.has_key() else None
+    result = verify_export(path.read_text(encoding="utf-8").splitlines(), public_key_pem=public)
+    if result.ok:
+        out.print(f"export intact: {result.records} records, signed by this data folder's key")
+        return
+    out.print(f"export BROKEN: {result.problem}")
+    raise typer.Exit(1)
+
+
+@audit_app.command("list")
+def audit_list_command(
+    after: Annotated[int, typer.Option("--after", help="Records after this sequence number.")] = 0,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 100,
+    action: Annotated[str | None, typer.Option("--action", help="Only this action (search, verify, erase...).")] = None,
+    case_id: Annotated[str | None, typer.Option("--case", help="Only this case.")] = None,
+) -> None:
+    """Print audit records as JSON lines."""
+    with state.engine() as engine:
+        for record in engine.audit.records(after_seq=after, limit=limit, action=action, case_ref=case_id):
+            _print_json(record)
+
+
+@app.command("erase")
+def erase_command(
+    subject: Annotated[list[str] | None, typer.Option("--subject", help="A subject's label (repeat).")] = None,
+    image: Annotated[list[str] | None, typer.Option("--image", help="An image id or indexed path (repeat).")] = None,
+    face: Annotated[list[int] | None, typer.Option("--face", help="A face id (repeat).")] = None,
+    collection: Annotated[list[str] | None, typer.Option("--collection", help="A whole collection (repeat).")] = None,
+    source_url: Annotated[list[str] | None, typer.Option("--source-url", help="Every image from this URL.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Erase rows, vectors, crops and managed files; audited without keeping what was erased."""
+    from facesearch.governance.erasure import ErasureError
+
+    targets: list[tuple[str, list[Any]]] = [
+        (kind, list(values))
+        for kind, values in (
+            ("subject", subject),
+            ("image", image),
+            ("face", face),
+            ("collection", collection),
+            ("source_url", source_url),
+        )
+        if values
+    ]
+    if not targets:
+        raise fail("name what to erase: --subject, --image, --face, --collection or --source-url")
+    reports = []
+    with state.engine() as engine:
+        for kind, values in targets:
+            try:
+                reports.append(engine.erase(kind, values).to_dict())
+            except ErasureError as error:
+                raise fail(str(error), code=1) from error
+    if json_output:
+        _print_json(reports if len(reports) > 1 else reports[0])
+        return
+    for r in reports:
+        out.print(
+            f"erased ({r['target']}): {r['images']} images, {r['faces']} faces, {r['subjects']} subjects, "
+            f"{r['collections']} collections, {r['files']} files; audit record {r['audit_seq']}"
+        )
+
+
+@app.command("forget")
+def forget_command(
+    photo: Annotated[Path, typer.Argument(help="A photo of the person to forget.")],
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", help="Similarity to list from (default: strict, per pack).")
+    ] = None,
+    confirm: Annotated[
+        list[int] | None, typer.Option("--confirm", help="Erase this listed face id after review (repeat).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Forget a person: list every face above a strict threshold for review, then erase the confirmed ones."""
+    with state.engine() as engine:
+        limit = threshold if threshold is not None else engine.forget_threshold()
+        candidates, error = engine.forget_candidates(photo, threshold=limit)
+        if error:
+            raise fail(error, code=1)
+        listed = {c.face_id for c in candidates}
+        erased = None
+        if confirm:
+            unknown = sorted(set(confirm) - listed)
+            if unknown:
+                raise fail(f"faces {unknown} are not among those listed for this photo; nothing erased", code=1)
+            erased = engine.erase("face", sorted(set(confirm))).to_dict()
+    if json_output:
+        _print_json(
+            {"threshold": limit, "candidates": [dataclasses_asdict(c) for c in candidates], "erased": erased}
+        )
+        return
+    out.print(f"{len(candidates)} faces at or above similarity {limit}; review each before erasing:")
+    for c in candidates:
+        line = f"  face {c.face_id}  {c.similarity:.3f}  {c.subject or '-'}  {c.collection}  {c.image}"
+        out.print(line, markup=False)
+    if erased:
+        out.print(f"erased {erased['faces']} faces (audit record {erased['audit_seq']})")
+    elif candidates:
+        out.print("erase the confirmed ones with: facesearch forget PHOTO --confirm ID [--confirm ID ...]")
+
+
+def dataclasses_asdict(value: Any) -> dict[str, Any]:
+    """A dataclass as a dict (for JSON output)."""
+    import dataclasses
+
+    return dataclasses.asdict(value)
+
+
+@optout_app.command("add")
+def optout_add_command(
+    photo: Annotated[Path, typer.Argument(help="A photo of the person (the photo is not kept).")],
+    note: Annotated[str | None, typer.Option("--note", help="A reference for the request (no personal data).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Put a person on the opt-out list: future ingests drop their face and searches never return it."""
+    from facesearch.governance.optout import OptOutError
+    from facesearch.vision.image import ImageRejected
+
+    with state.engine() as engine:
+        try:
+            added = engine.opt_out(photo, note=note)
+        except (OptOutError, ImageRejected) as error:
+            raise fail(str(error), code=1) from error
+    if json_output:
+        _print_json(added)
+    else:
+        out.print(f"opt-out {added['id']} added (packs: {', '.join(added['packs'])}); the photo was not kept")
+
+
+@optout_app.command("list")
+def optout_list_command(json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """List opt-outs (ids, dates, notes; never faces)."""
+    with state.engine() as engine:
+        rows = engine.optouts.list()
+    if json_output:
+        _print_json(rows)
+        return
+    for row in rows:
+        out.print(f"{row['id']}  {row['created_at']}  {row['created_by']}  {row['note'] or ''}", markup=False)
+
+
+@optout_app.command("remove")
+def optout_remove_command(optout_id: Annotated[int, typer.Argument(help="The opt-out's id.")]) -> None:
+    """Withdraw an opt-out."""
+    from facesearch.governance.optout import OptOutError
+
+    with state.engine() as engine:
+        try:
+            engine.opt_out_remove(optout_id)
+        except OptOutError as error:
+            raise fail(str(error), code=1) from error
+    out.print(f"opt-out {optout_id} removed")
+
+
+@retention_app.command("set")
+def retention_set_command(
+    collection: Annotated[str, typer.Argument(help="Collection name.")],
+    days: Annotated[int | None, typer.Option("--days", min=1, help="Maximum age in days; leave out to keep.")] = None,
+) -> None:
+    """Set (or clear) a collection's maximum age."""
+    from facesearch.governance.retention import RetentionError
+
+    with state.engine() as engine:
+        try:
+            engine.retention.set(collection, days)
+        except RetentionError as error:
+            raise fail(str(error)) from error
+        engine.audit.append(
+            actor=engine.context().actor, action="retention_set", details={"collection": collection, "days": days}
+        )
+    out.print(f"{collection}: " + (f"images kept at most {days} days" if days else "images kept until erased"))
+
+
+@app.command("purge")
+def purge_command(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would go.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Erase every image older than its collection's retention (the server also does it on a schedule)."""
+    with state.engine() as engine:
+        report = engine.purge(dry_run=dry_run)
+    if json_output:
+        _print_json(report)
+        return
+    if not report["collections"]:
+        out.print("nothing past its retention")
+    for name, counts in report["collections"].items():
+        verb = "would erase" if dry_run else "erased"
+        out.print(f"{name}: {verb} {counts['images']} images")
+
+
+@cases_app.command("list")
+def cases_list_command(json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """List cases, newest first."""
+    with state.engine() as engine:
+        rows = engine.cases.list()
+    if json_output:
+        _print_json(rows)
+        return
+    for row in rows:
+        status = "open" if row["open"] else "closed"
+        out.print(f"{row['case_id']}  {status}  opened by {row['opened_by']}  {row['title'] or ''}", markup=False)
+
+
+@cases_app.command("close")
+def cases_close_command(case_id: Annotated[str, typer.Argument(help="The case reference.")]) -> None:
+    """Close a case: no more searches can be made for it."""
+    with state.engine() as engine:
+        try:
+            engine.cases.close(case_id)
+        except CaseError as error:
+            raise fail(str(error)) from error
+        engine.audit.append(actor=engine.context().actor, action="case_close", details={}, case_ref=case_id)
+    out.print(f"case {case_id} closed")
 
 
 def main() -> None:

@@ -7,18 +7,33 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from facesearch.catalog.store import Catalog
 from facesearch.config import Settings
+from facesearch.governance.accounts import Accounts
+from facesearch.governance.anchor import AuditAnchor
+from facesearch.governance.audit import ANCHOR_FOLDER, AuditTrail
+from facesearch.governance.cases import Cases
+from facesearch.governance.context import ActionContext, check_case, check_purpose, local_actor
+from facesearch.governance.erasure import Erasure, ErasureReport
+from facesearch.governance.optout import OptOutError, OptOutList, OptOuts
+from facesearch.governance.retention import Retention
+from facesearch.governance.subjects import Subjects
 from facesearch.index.faiss_index import FaissIndex, index_file_name
 from facesearch.ingest.pipeline import IngestOptions, IngestProgress, IngestSummary, run_ingest
-from facesearch.search.service import ImageInput, ProbeResult, SearchService, VerifyResult
+from facesearch.search.service import Candidate, ImageInput, ProbeResult, SearchService, VerifyResult
+from facesearch.vision.image import DEFAULT_MAX_PIXELS
 from facesearch.vision.packs import ModelPack, PackSpec, resolve_pack
+
+UPLOADS_FOLDER = "uploads"
+"""Where the server keeps uploaded photos (files facesearch manages, and erases)."""
 
 
 @dataclass
@@ -38,6 +53,16 @@ class IndexRepair:
         return self.added == 0 and self.removed == 0
 
 
+def strict_threshold(threshold: float) -> float:
+    """A similarity a quarter of the way from a pack's same-person threshold to 1.
+
+    Used where a false match costs more than a miss in review: listing faces to erase ("forget this
+    person") and deciding that a face is an opted-out person's. Measured here with dlib on LFW, strangers
+    of one demographic group reach the pack's threshold of 0.82 often; 0.865 keeps most of them out.
+    """
+    return round(threshold + (1.0 - threshold) / 4.0, 4)
+
+
 class FaceSearch:
     """A facesearch data folder: index photos, search and verify faces."""
 
@@ -47,8 +72,23 @@ class FaceSearch:
         self.catalog = Catalog(settings.catalog_url)
         self._packs: dict[str, ModelPack] = {}
         self._indexes: dict[str, FaissIndex] = {}
-        self._synced: set[str] = set()
+        # The catalog generation each index and opt-out list was last caught up at (see vector_index).
+        self._synced: dict[str, int] = {}
+        self._optout_lists: dict[str, tuple[int, OptOutList]] = {}
+        self._ingesting: Counter[str] = Counter()
         self._lock = threading.RLock()
+        self.audit = AuditTrail(self.catalog, AuditAnchor(settings.home / ANCHOR_FOLDER))
+        self.accounts = Accounts(self.catalog)
+        self.cases = Cases(self.catalog)
+        self.optouts = OptOuts(self.catalog)
+        self.erasure = Erasure(self.catalog, self.audit, self.uploads_dir, self._remove_vectors)
+        self.retention = Retention(self.catalog, self.erasure)
+        self.subjects = Subjects(self.catalog, self.audit)
+
+    @property
+    def uploads_dir(self) -> Path:
+        """The folder of uploaded photos, which facesearch manages (and deletes on erasure)."""
+        return self.settings.home / UPLOADS_FOLDER
 
     def close(self) -> None:
         """Save indexes and release the catalog."""
@@ -77,15 +117,47 @@ class FaceSearch:
             return self._packs[spec.key]
 
     def vector_index(self, pack: ModelPack) -> FaissIndex:
-        """The pack's vector index, caught up with the catalog the first time it is opened."""
+        """The pack's vector index, caught up with the catalog whenever the catalog's generation moved.
+
+        The generation moves with every change to faces made by any process (an ingest or erasure from the
+        CLI while a server runs), so reading it costs one small query per call and a real comparison only
+        after a change. While this engine ingests into the pack itself, the ingest adds its own vectors and
+        the catch-up waits, so that no vector is added twice.
+        """
         with self._lock:
             if pack.key not in self._indexes:
                 path = self.settings.index_dir / index_file_name(pack.key)
                 self._indexes[pack.key] = FaissIndex(path, pack.dim)
-            if pack.key not in self._synced:
-                self._synced.add(pack.key)
-                self._sync(pack.key, self._indexes[pack.key], full=False)
+            if not self._ingesting[pack.key]:
+                generation = self.catalog.generation()
+                if self._synced.get(pack.key) != generation:
+                    self._synced[pack.key] = generation
+                    self._sync(pack.key, self._indexes[pack.key], full=False)
             return self._indexes[pack.key]
+
+    def _remove_vectors(self, pack_key: str, dim: int, ids: Sequence[int]) -> None:
+        """Take erased faces' vectors out of a pack's index (loaded or on disk) and save it."""
+        with self._lock:
+            index = self._indexes.get(pack_key)
+            if index is None:
+                path = self.settings.index_dir / index_file_name(pack_key)
+                if not path.exists():
+                    return
+                index = FaissIndex(path, dim)
+            index.remove(np.asarray(ids, dtype=np.int64))
+            index.save()
+
+    def optout_list(self, pack_key: str) -> OptOutList:
+        """The opt-out embeddings of a pack, reloaded when the catalog's generation moved."""
+        generation = self.catalog.generation()
+        with self._lock:
+            cached = self._optout_lists.get(pack_key)
+            if cached is not None and cached[0] == generation:
+                return cached[1]
+        optouts = self.optouts.for_pack(pack_key)
+        with self._lock:
+            self._optout_lists[pack_key] = (generation, optouts)
+        return optouts
 
     def sync_index(self, pack_key: str, dim: int) -> IndexRepair:
         """Compare a pack's index with the catalog and repair it from the catalog's stored embeddings."""
@@ -116,10 +188,46 @@ class FaceSearch:
 
     # Services ----------------------------------------------------------------------------------------------
 
-    def search_service(self, pack: str | None = None) -> SearchService:
-        """The search service for a pack (default: the configured or best available one)."""
+    def search_service(
+        self, pack: str | None = None, *, context: ActionContext | None = None, max_pixels: int | None = None
+    ) -> SearchService:
+        """The search service for a pack (default: the configured or best available one).
+
+        Its calls are audited as ``context`` (default: the local user, see :meth:`context`).
+        """
         model_pack = self.pack(pack)
-        return SearchService(self.catalog, model_pack, self.vector_index(model_pack))
+        index = self.vector_index(model_pack)
+        return SearchService(
+            self.catalog,
+            model_pack,
+            index,
+            audit=self.audit,
+            context=context or self.context(),
+            optouts=self.optout_list(model_pack.key),
+            max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+        )
+
+    def context(
+        self,
+        *,
+        actor: str | None = None,
+        purpose: str | None = None,
+        case_id: str | None = None,
+        required: bool | None = None,
+    ) -> ActionContext:
+        """Who acts, for which purpose and case, checked against the configured purposes.
+
+        ``actor`` defaults to the configured local identity or the OS user. Purpose and case may be left out
+        (purpose recorded as ``unspecified``) unless ``required`` (the API) or ``require_purpose`` is set
+        in the data folder's config. A named case is opened on first use; a closed case is refused.
+        """
+        must = self.settings.require_purpose if required is None else required
+        actor = actor or local_actor(self.settings.identity)
+        checked_purpose = check_purpose(purpose, self.settings.purposes, required=must)
+        case_ref = check_case(case_id, required=must)
+        if case_ref is not None:
+            self.cases.open_for_search(case_ref, actor)
+        return ActionContext(actor=actor, purpose=checked_purpose, case_ref=case_ref)
 
     def index(
         self,
@@ -136,6 +244,7 @@ class FaceSearch:
     ) -> IngestSummary:
         """Index every photo under ``paths`` into ``collection`` (resumable; duplicates stored once)."""
         model_pack = self.pack(pack)
+        index = self.vector_index(model_pack)
         options = IngestOptions(
             collection=collection,
             subject_from_folder=subject_from_folder,
@@ -143,26 +252,122 @@ class FaceSearch:
             legal_basis=legal_basis,
             description=description,
         )
-        return run_ingest(
-            self.catalog,
-            self.vector_index(model_pack),
-            model_pack,
-            self.settings.models_dir,
-            paths,
-            options,
-            workers=workers or self.settings.workers,
-            on_progress=on_progress,
-        )
+        with self._lock:
+            self._ingesting[model_pack.key] += 1
+        try:
+            return run_ingest(
+                self.catalog,
+                index,
+                model_pack,
+                self.settings.models_dir,
+                paths,
+                options,
+                workers=workers or self.settings.workers,
+                on_progress=on_progress,
+            )
+        finally:
+            with self._lock:
+                self._ingesting[model_pack.key] -= 1
+                self._synced.pop(model_pack.key, None)  # catch up with other processes' changes next time
 
     def search(
-        self, image: ImageInput, *, top_k: int = 10, collection: str | None = None, pack: str | None = None
+        self,
+        image: ImageInput,
+        *,
+        top_k: int = 10,
+        collection: str | None = None,
+        pack: str | None = None,
+        purpose: str | None = None,
+        case_id: str | None = None,
     ) -> ProbeResult:
-        """Search a probe photo against the indexed faces; each candidate is a lead to review."""
-        return self.search_service(pack).search(image, top_k=top_k, collection=collection)
+        """Search a probe photo against the indexed faces; each candidate is a lead to review.
 
-    def verify(self, image_a: ImageInput, image_b: ImageInput, *, pack: str | None = None) -> VerifyResult:
-        """Compare the largest face of two photos."""
-        return self.search_service(pack).verify(image_a, image_b)
+        Audited as the local user, for ``purpose`` and ``case_id`` (see :meth:`context`).
+        """
+        context = self.context(purpose=purpose, case_id=case_id)
+        return self.search_service(pack, context=context).search(image, top_k=top_k, collection=collection)
+
+    def verify(
+        self,
+        image_a: ImageInput,
+        image_b: ImageInput,
+        *,
+        pack: str | None = None,
+        purpose: str | None = None,
+        case_id: str | None = None,
+    ) -> VerifyResult:
+        """Compare the largest face of two photos (audited like :meth:`search`)."""
+        context = self.context(purpose=purpose, case_id=case_id)
+        return self.search_service(pack, context=context).verify(image_a, image_b)
+
+    # Governance --------------------------------------------------------------------------------------------
+
+    def erase(
+        self, kind: str, values: Sequence[str | int], *, context: ActionContext | None = None
+    ) -> ErasureReport:
+        """Erase images, faces, subjects, source URLs or collections everywhere (audited, counts only)."""
+        return self.erasure.erase(kind, values, context or ActionContext(actor=local_actor(self.settings.identity)))
+
+    def forget_threshold(self, pack: str | None = None) -> float:
+        """The strict similarity of "forget this person" and opt-outs for a pack (see :func:`strict_threshold`)."""
+        return strict_threshold(self.pack_spec(pack).threshold)
+
+    def forget_candidates(
+        self,
+        image: ImageInput,
+        *,
+        threshold: float | None = None,
+        pack: str | None = None,
+        context: ActionContext | None = None,
+    ) -> tuple[list[Candidate], str | None]:
+        """Every face above a strict threshold for the person in ``image``, to review and then erase.
+
+        Returns ``(candidates, error)``. Erase the confirmed ones with ``erase("face", ids)``.
+        """
+        service = self.search_service(pack, context=context)
+        return service.faces_above(image, threshold if threshold is not None else self.forget_threshold(pack))
+
+    def opt_out(
+        self, image: ImageInput, *, note: str | None = None, context: ActionContext | None = None
+    ) -> dict[str, Any]:
+        """Put the person in ``image`` (its main face) on the opt-out list; the image itself is not kept.
+
+        The face is embedded with the active pack and with every other pack that has faces in the catalog
+        (when its models are present), so that it is dropped whichever pack indexes or searches. A face
+        counts as the person's from the pack's strict threshold (:func:`strict_threshold`): the pack's
+        same-person threshold would also hide strangers who resemble them, denying others' searches.
+        """
+        context = context or ActionContext(actor=local_actor(self.settings.identity))
+        keys = [self.pack().key, *(key for key in self.catalog.stats()["packs"] if key != self.pack().key)]
+        embeddings: dict[str, tuple[np.ndarray, float]] = {}
+        for key in keys:
+            try:
+                model_pack = self.pack(key.split("@", 1)[0]) if key != self.pack().key else self.pack()
+            except Exception:  # a pack whose models are missing here cannot embed; the others still do
+                continue
+            if model_pack.key != key:
+                continue
+            service = self.search_service(model_pack.spec.name, context=context)
+            faces = service.analyse(image)  # largest first: the person the photo is about
+            if not faces:
+                raise OptOutError("no face found in the photo")
+            embeddings[key] = (faces[0].embedding, strict_threshold(model_pack.threshold))
+        optout_id = self.optouts.add(embeddings, context.actor, note=note)
+        seq = self.audit.append(
+            actor=context.actor, action="optout_add", details={"optout_id": optout_id, "packs": sorted(embeddings)}
+        )
+        return {"id": optout_id, "packs": sorted(embeddings), "audit_seq": seq}
+
+    def opt_out_remove(self, optout_id: int, *, context: ActionContext | None = None) -> None:
+        """Withdraw an opt-out (audited)."""
+        context = context or ActionContext(actor=local_actor(self.settings.identity))
+        self.optouts.remove(optout_id)
+        self.audit.append(actor=context.actor, action="optout_remove", details={"optout_id": optout_id})
+
+    def purge(self, *, context: ActionContext | None = None, dry_run: bool = False) -> dict[str, Any]:
+        """Erase every image older than its collection's retention (audited as ``purge``)."""
+        context = context or ActionContext(actor=local_actor(self.settings.identity), purpose="retention")
+        return self.retention.purge(context, dry_run=dry_run)
 
     def status(self) -> dict[str, Any]:
         """Counts of images, faces, skipped files, collections and packs."""

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -24,6 +25,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso_utc(value: datetime | None) -> str | None:
+    """ISO 8601 text of a stored time, in UTC (SQLite hands times back without their zone, PostgreSQL with it)."""
+    if value is None:
+        return None
+    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
+
+
 class Base(DeclarativeBase):
     """Declarative base of every catalog table."""
 
@@ -38,6 +46,8 @@ class Collection(Base):
     legal_basis: Mapped[str | None] = mapped_column(Text)
     source: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Images older than this many days (since they were indexed) are purged; None keeps them.
+    retention_days: Mapped[int | None] = mapped_column(Integer)
 
 
 class Image(Base):
@@ -123,3 +133,144 @@ class Face(Base):
     subject_id: Mapped[int | None] = mapped_column(ForeignKey("subjects.id", ondelete="SET NULL"), index=True)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# Governance (see facesearch.governance) ---------------------------------------------------------------------
+
+
+class CatalogState(Base):
+    """Named counters; ``generation`` moves on every change to faces or opt-outs, so that other processes
+    (a server beside the CLI) know when to catch their in-memory index and opt-out list up."""
+
+    __tablename__ = "catalog_state"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+class User(Base):
+    """An account: a name and one role (admin, investigator, reviewer or auditor)."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    # False: only the collections granted in collection_grants.
+    all_collections: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ApiKey(Base):
+    """An API key of a user: a public id and the argon2 hash of its secret (the secret itself is never kept)."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CollectionGrant(Base):
+    """That a user limited to granted collections may see one collection."""
+
+    __tablename__ = "collection_grants"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Case(Base):
+    """A case that searches are made for; ``reference`` is the ``case_id`` a search names."""
+
+    __tablename__ = "cases"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(200), unique=True)
+    title: Mapped[str | None] = mapped_column(Text)
+    opened_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Decision(Base):
+    """A reviewer's decision on one candidate face of a case (erased with the face)."""
+
+    __tablename__ = "decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), index=True)
+    audit_seq: Mapped[int | None] = mapped_column(BigInteger)
+    decision: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditRecord(Base):
+    """One record of the hash-chained audit log (see facesearch.governance.audit for what is hashed).
+
+    Every field that enters the hash is text or an integer, so that it reads back byte for byte the same
+    from SQLite and PostgreSQL.
+    """
+
+    __tablename__ = "audit_log"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(40))
+    purpose: Mapped[str | None] = mapped_column(String(100))
+    case_ref: Mapped[str | None] = mapped_column(String(200))
+    probe_sha256: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    seal: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The chain's head (one row): its row lock serialises appends across processes."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class OptOut(Base):
+    """A person who asked never to be indexed or found: no image is kept, only embeddings (below)."""
+
+    __tablename__ = "optouts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OptOutEmbedding(Base):
+    """An opted-out face's embedding under one pack, and the similarity from which a face counts as theirs."""
+
+    __tablename__ = "optout_embeddings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    optout_id: Mapped[int] = mapped_column(ForeignKey("optouts.id", ondelete="CASCADE"), index=True)
+    pack: Mapped[str] = mapped_column(String(120), index=True)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    threshold: Mapped[float] = mapped_column(Float)
+
+
+class Job(Base):
+    """A background job of the server (an ingest), with its progress."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    collection: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    files_total: Mapped[int] = mapped_column(Integer, default=0)
+    files_done: Mapped[int] = mapped_column(Integer, default=0)
+    faces: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -12,11 +13,20 @@ from typing import Any
 import numpy as np
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import bindparam, create_engine, event, func, select
+from sqlalchemy import bindparam, create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from facesearch.catalog.schema import Collection, Face, Image, ImageFile, ImageScan, Subject
+from facesearch.catalog.schema import (
+    CatalogState,
+    Collection,
+    Face,
+    Image,
+    ImageFile,
+    ImageScan,
+    OptOutEmbedding,
+    Subject,
+)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -88,8 +98,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def normalise_catalog_url(url: str) -> str:
+    """The URL with PostgreSQL routed to the installed driver (psycopg 3).
+
+    ``postgresql://`` and ``postgres://`` (as servers and platforms usually print them) would otherwise make
+    SQLAlchemy look for psycopg2, which facesearch does not install.
+    """
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
 def create_catalog_engine(url: str) -> Engine:
     """An SQLAlchemy engine for a catalog URL (SQLite file or PostgreSQL), with SQLite tuned for concurrency."""
+    url = normalise_catalog_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -126,6 +149,45 @@ _FACE_DETAILS = (
     .outerjoin(Subject, Subject.id == Face.subject_id)
     .where(Face.id.in_(bindparam("ids", expanding=True)))
 )
+
+
+GENERATION = "generation"
+_GENERATION = select(CatalogState.value).where(CatalogState.key == GENERATION)
+
+
+def bump_generation(session: Session) -> None:
+    """Move the catalog's generation on, inside the caller's transaction.
+
+    Every write that adds or removes faces or opt-outs calls it, so that another process holding an index
+    in memory (a server beside the CLI) sees on its next request that it must catch up with the catalog.
+    """
+    session.execute(update(CatalogState).where(CatalogState.key == GENERATION).values(value=CatalogState.value + 1))
+
+
+def _without_opted_out_faces(session: Session, pack: str, outcomes: Sequence[FileOutcome]) -> list[FileOutcome]:
+    """The outcomes with every face that matches an opt-out of ``pack`` dropped (no trace of it is stored).
+
+    Read in the same transaction as the insert, so an opt-out committed before this batch always applies.
+    """
+    rows = session.execute(
+        select(OptOutEmbedding.embedding, OptOutEmbedding.threshold).where(OptOutEmbedding.pack == pack)
+    ).all()
+    if not rows:
+        return list(outcomes)
+    opted_out = np.stack([np.frombuffer(row[0], dtype=np.float32) for row in rows])
+    thresholds = np.array([row[1] for row in rows], dtype=np.float32)
+    kept_outcomes = []
+    for outcome in outcomes:
+        if outcome.faces:
+            kept = [
+                face
+                for face in outcome.faces
+                if not bool(np.any(opted_out @ np.asarray(face.embedding, dtype=np.float32) >= thresholds))
+            ]
+            if len(kept) != len(outcome.faces):
+                outcome = dataclasses.replace(outcome, faces=kept)
+        kept_outcomes.append(outcome)
+    return kept_outcomes
 
 
 def _batches(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
@@ -246,9 +308,11 @@ class Catalog:
         The same content (sha256) in the same collection is stored once: a second path is remembered as
         another location of the first image, and its faces are not stored again (unless the image was never
         scanned by this pack, as when a collection is indexed again with another pack). Existing rows are
-        looked up once per batch, so a batch costs a handful of statements, not several per file.
+        looked up once per batch, so a batch costs a handful of statements, not several per file. Faces that
+        match an opt-out are dropped before anything is stored.
         """
         with self.session() as session, session.begin():
+            outcomes = _without_opted_out_faces(session, pack, outcomes)
             shas = sorted({o.sha256 for o in outcomes if o.sha256 is not None})
             images: dict[str, Image] = {}
             for part in _batches(shas):
@@ -301,6 +365,8 @@ class Catalog:
                     locations[outcome.path] = location
                 location.image_id, location.file_size, location.mtime = image.id, outcome.file_size, outcome.mtime
             session.flush()
+            if any(new_faces):
+                bump_generation(session)
             return [
                 RecordedFile(
                     path=outcome.path,
@@ -365,6 +431,11 @@ class Catalog:
         return found
 
     # Faces and vectors -------------------------------------------------------------------------------------
+
+    def generation(self) -> int:
+        """The catalog's generation: it moves whenever faces or opt-outs are added or removed (one cheap read)."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(_GENERATION).scalar() or 0)
 
     def face_ids(self, pack: str) -> np.ndarray:
         """Ids of every face stored for ``pack``, ascending, as int64."""

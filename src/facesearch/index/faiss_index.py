@@ -1,17 +1,63 @@
-"""Embedded FAISS index: exact inner product over unit vectors, saved atomically in the data folder."""
+"""Embedded FAISS index: exact while small, compressed with exact re-ranking when large, rebuilt without pausing.
+
+Layout in the data folder, for the index file ``<pack>.faiss``:
+
+- ``<pack>.faiss``: a small header (JSON: dimension, committed rows, generation, factory, search knobs) followed
+  by the FAISS index of a compressed kind. An exact (flat) index is not written: it is rebuilt from the full
+  vectors when opened. This file is replaced atomically (write, fsync, rename) and is the commit point.
+- ``<pack>.faiss.g<N>.vectors`` / ``.ids``: the full vectors and their face ids
+  (:class:`facesearch.index.vector_store.VectorStore`), used to re-rank candidates exactly and to rebuild.
+
+FAISS holds row numbers of the store, not face ids: a candidate's row gives its full vector and its face id
+directly. Removing a face zeroes its vector on disk and deletes its codes from the FAISS index (kinds that
+cannot delete in place, such as HNSW, keep a tombstone that searches skip until the next rebuild compacts it).
+
+A rebuild (retraining, changing the factory, compaction) runs on its own thread on a new generation of the store
+while searches and additions go on against the current one; additions and removals made meanwhile are replayed
+onto the new index, and the swap happens under the lock, then is committed by replacing the header file.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
 import re
+import struct
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-import faiss
+import faiss as _faiss
 import numpy as np
 
+from facesearch.index.policy import (
+    FLAT_MAX,
+    GROWTH_BEFORE_RETRAIN,
+    TOMBSTONE_FRACTION,
+    SearchKnobs,
+    auto_factory,
+    training_size,
+)
+from facesearch.index.vector_store import VectorStore, stray_generations
+
+log = logging.getLogger(__name__)
+# FAISS's bundled type hints miss most of its SWIG classes and keyword constructors: treat the module as dynamic.
+faiss: Any = _faiss
+
 SMALL_BATCH = 32
+MAGIC = b"FSFAISS\x01"
+FLAT = "Flat"
+AUTO = "auto"
+CHUNK = 65_536
+CATCH_UP_IN_LOCK = 20_000  # rows a rebuild may still have to replay while holding the lock (a few ms of work)
+BRUTE_FORCE_MAX = 50_000  # allowed sets up to this size are searched exactly from the full vectors
+
+
+class IndexDimensionError(ValueError):
+    """The index file holds vectors of another dimension than the pack's."""
 
 
 def index_file_name(pack_key: str) -> str:
@@ -19,31 +65,207 @@ def index_file_name(pack_key: str) -> str:
     return re.sub(r"[^A-Za-z0-9._@+-]", "_", pack_key) + ".faiss"
 
 
-class FaissIndex:
-    """Exact (flat inner-product) FAISS index with external int64 ids, in one file.
+def check_factory(factory: str, dim: int) -> str:
+    """``factory`` if FAISS can build an inner-product index from it for ``dim``-d vectors, else ValueError."""
+    if factory in (AUTO, FLAT):
+        return factory
+    try:
+        faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as error:
+        message = str(error).strip().splitlines()[-1] if str(error).strip() else "rejected"
+        raise ValueError(f"invalid FAISS index factory {factory!r} for {dim}-d vectors: {message}") from error
+    return factory
 
-    Searches and changes may come from several threads: a lock serialises changes against searches,
-    since FAISS allows concurrent reads but not a read during a write.
+
+def _nlist(factory: str) -> int:
+    match = re.search(r"IVF(\d+)", factory)
+    return int(match.group(1)) if match else 0
+
+
+def min_training_faces(factory: str) -> int:
+    """Faces needed before ``factory`` can be trained well (FAISS asks for about 39 per IVF list)."""
+    if factory in (FLAT, AUTO):
+        return 0
+    return max(1_000, 39 * _nlist(factory))
+
+
+def _new_faiss(factory: str, dim: int) -> Any:
+    """An empty index whose ids are store rows: kinds without their own ids are wrapped in an id map."""
+    if factory == FLAT:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    if faiss.try_extract_index_ivf(index) is None:
+        index = faiss.IndexIDMap2(index)
+    return index
+
+
+def _removes_in_place(index: Any) -> bool:
+    """Whether FAISS can delete from this index (flat and IVF kinds can; graph kinds such as HNSW cannot)."""
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else None
+    if inner is not None:
+        return isinstance(inner, faiss.IndexFlat)
+    return faiss.try_extract_index_ivf(index) is not None
+
+
+def _search_params(index: Any, knobs: SearchKnobs, selector: Any) -> tuple[Any, list[Any]]:
+    """Search parameters fitting the index kind (and what must stay alive while they are used)."""
+    index = faiss.downcast_index(index)
+    keep: list[Any] = [selector]
+    if isinstance(index, faiss.IndexPreTransform):
+        inner, inner_keep = _search_params(index.index, knobs, selector)
+        params = faiss.SearchParametersPreTransform()
+        params.index_params = inner
+        return params, [*keep, inner, *inner_keep]
+    if isinstance(index, faiss.IndexIDMap2 | faiss.IndexIDMap):
+        # The id map translates the selector from external ids (our rows) to its own positions.
+        return _search_params(index.index, knobs, selector)
+    if faiss.try_extract_index_ivf(index) is not None:
+        params = faiss.SearchParametersIVF(nprobe=knobs.nprobe)
+    elif isinstance(index, faiss.IndexHNSW):
+        params = faiss.SearchParametersHNSW(efSearch=max(knobs.ef_search, 1))
+    else:
+        params = faiss.SearchParameters()
+    if selector is not None:
+        params.sel = selector
+    return params, keep
+
+
+def _empty(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return (np.full((queries, k), -np.inf, dtype=np.float32), np.full((queries, k), -1, dtype=np.int64))
+
+
+def _top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` columns of each row, best first; padded with (-inf, -1)."""
+    if scores.shape[1] < k:
+        pad = k - scores.shape[1]
+        scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+        ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    best_scores = np.take_along_axis(scores, order, axis=1).astype(np.float32)
+    best_ids = np.take_along_axis(ids, order, axis=1)
+    best_ids = np.where(np.isneginf(best_scores), -1, best_ids)
+    return best_scores, best_ids
+
+
+class FaissIndex:
+    """A pack's vectors: exact flat search while small, compressed (IVF-PQ) with exact re-ranking when large.
+
+    ``factory`` fixes the kind with a FAISS ``index_factory`` string (for example ``"IVF4096,PQ64x4fs"`` or
+    ``"HNSW32"``); the default, ``"auto"``, picks and retrains by size (:mod:`facesearch.index.policy`) in the
+    background. It applies to a new index; an existing one keeps what it was saved with until :meth:`rebuild`.
+    Searches and changes may come from several threads: a lock serialises changes against searches, since
+    FAISS allows concurrent reads but not a read during a write. Rebuilds run on a thread of their own.
     """
 
-    def __init__(self, path: Path, dim: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        dim: int,
+        *,
+        factory: str = AUTO,
+        knobs: SearchKnobs | None = None,
+        dtype: str = "float32",
+        auto_rebuild: bool = True,
+    ) -> None:
         self.path = Path(path)
         self.dim = dim
+        self.knobs = knobs or SearchKnobs()
+        self.auto_rebuild = auto_rebuild
+        self.recovered: str | None = None  # why the saved index could not be used (it then starts empty)
         self._lock = threading.RLock()
         self._dirty = False
+        self._version = 0  # bumped by every change; keys the cache of allowed-id masks
+        self._allowed_cache: tuple[tuple[int, int, int], np.ndarray] | None = None
+        self._requested = check_factory(factory, dim)
+        self._dtype = dtype
+        self._rebuild_thread: threading.Thread | None = None
+        self._rebuild_error: BaseException | None = None
+        self._removed_during_rebuild: list[np.ndarray] | None = None
+        self.last_rebuild: dict[str, Any] | None = None
+        self._generation = 1
+        self._factory = FLAT
+        self._trained_on = 0
+        self._dead_in_index = 0  # removed rows still inside a FAISS index that cannot delete in place
+        self._store: VectorStore
         self._index: Any
         if self.path.exists():
-            index = faiss.read_index(str(self.path))
-            if index.d != dim:
-                raise ValueError(f"index {self.path} holds {index.d}-d vectors, not {dim}-d")
-            self._index = index
+            try:
+                self._load()
+            except IndexDimensionError:
+                raise
+            except (OSError, ValueError, RuntimeError, KeyError, struct.error) as error:
+                # The catalog is the source of truth: an unreadable index starts empty and the engine refills it.
+                self.recovered = f"{self.path.name} could not be read ({error}); starting empty"
+                log.warning(self.recovered)
+                self._start_empty(self._generation + 1)
+                self._dirty = True
         else:
-            self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+            self._start_empty(1)
+        self._remove_strays()
 
     @classmethod
     def open_existing(cls, path: Path) -> FaissIndex:
         """Open an index file whatever its dimension (for maintenance)."""
-        return cls(path, int(faiss.read_index(str(path)).d))
+        return cls(path, read_dim(path))
+
+    # Opening -----------------------------------------------------------------------------------------------
+
+    def _start_empty(self, generation: int) -> None:
+        self._generation = generation
+        self._store = VectorStore(self.path, generation, self.dim, self._dtype, fresh=True)
+        self._factory = FLAT
+        self._trained_on = 0
+        self._dead_in_index = 0
+        self._index = _new_faiss(FLAT, self.dim)
+
+    def _load(self) -> None:
+        with self.path.open("rb") as handle:
+            if handle.read(len(MAGIC)) != MAGIC:
+                handle.close()
+                self._load_legacy()
+                return
+            (length,) = struct.unpack("<I", handle.read(4))
+            header = json.loads(handle.read(length))
+            if int(header["dim"]) != self.dim:
+                raise IndexDimensionError(f"index {self.path} holds {header['dim']}-d vectors, not {self.dim}-d")
+            self._generation = int(header["generation"])
+            self._dtype = str(header["dtype"])
+            self._requested = str(header.get("requested", AUTO))
+            self._factory = str(header["factory"])
+            self._trained_on = int(header.get("trained_on", 0))
+            self._dead_in_index = int(header.get("dead_in_index", 0))
+            self.knobs = SearchKnobs(**header.get("knobs", {}))
+            self._store = VectorStore(self.path, self._generation, self.dim, self._dtype, rows=int(header["rows"]))
+            if self._factory == FLAT:
+                self._index = self._flat_from_store(self._store)
+            else:
+                self._index = faiss.read_index(faiss.PyCallbackIOReader(handle.read))
+
+    def _load_legacy(self) -> None:
+        """An index saved by facesearch 0.1 (a bare FAISS flat id map): its vectors move into a store."""
+        legacy = faiss.read_index(str(self.path))
+        if legacy.d != self.dim:
+            raise IndexDimensionError(f"index {self.path} holds {legacy.d}-d vectors, not {self.dim}-d")
+        ids = faiss.vector_to_array(legacy.id_map).astype(np.int64)
+        vectors = legacy.index.reconstruct_n(0, legacy.ntotal) if legacy.ntotal else np.empty((0, self.dim))
+        self._start_empty(1)
+        if len(ids):
+            rows = self._store.append(ids, vectors)
+            self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), rows)
+        self._dirty = True
+
+    def _flat_from_store(self, store: VectorStore) -> Any:
+        index = _new_faiss(FLAT, self.dim)
+        for rows, vectors in store.iter_live():
+            index.add_with_ids(vectors, rows)
+        return index
+
+    def _remove_strays(self) -> None:
+        for path in stray_generations(self.path, self._generation):
+            path.unlink(missing_ok=True)
+        self.path.with_name(self.path.name + ".tmp").unlink(missing_ok=True)
+
+    # Changes -----------------------------------------------------------------------------------------------
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add vectors under new ids (the caller removes an id first to replace its vector)."""
@@ -52,70 +274,385 @@ class FaissIndex:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
         with self._lock:
-            self._index.add_with_ids(vectors, ids)
+            rows = self._store.append(ids, vectors)
+            self._index.add_with_ids(vectors, rows)
             self._dirty = True
+            self._version += 1
+        self._maybe_rebuild()
 
     def remove(self, ids: np.ndarray) -> int:
-        """Remove ids from the index (the vectors are really gone); returns how many were present."""
+        """Remove ids: their vectors are zeroed on disk and dropped from FAISS; returns how many were present."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if ids.size == 0:
             return 0
         with self._lock:
-            removed = int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
-            self._dirty = self._dirty or removed > 0
-            return removed
+            rows = self._store.rows_of(ids)
+            removed = self._store.tombstone(rows)
+            if removed:
+                if _removes_in_place(self._index):
+                    self._index.remove_ids(faiss.IDSelectorBatch(rows))
+                else:
+                    self._dead_in_index += removed
+                if self._removed_during_rebuild is not None:
+                    self._removed_during_rebuild.append(rows)
+                self._dirty = True
+                self._version += 1
+        if removed:
+            self._maybe_rebuild()
+        return removed
+
+    # Searching ---------------------------------------------------------------------------------------------
 
     def search(
         self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` by inner product; ``allowed_ids`` restricts the search to those ids."""
+        """Top ``k`` by inner product: (scores, ids), each (Q, k), best first; missing slots are (-inf, -1).
+
+        ``allowed_ids`` restricts the search to those ids. Scores are exact (the full vectors' inner products)
+        whatever the index kind.
+        """
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         k = max(1, int(k))
-        params = None
-        if allowed_ids is not None:
-            params = faiss.SearchParameters()
-            params.sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, np.int64))
         with self._lock:
-            if self._index.ntotal == 0:
-                return (
-                    np.full((len(queries), k), -np.inf, dtype=np.float32),
-                    np.full((len(queries), k), -1, dtype=np.int64),
-                )
+            store, index = self._store, self._index
+            if store.live == 0 or len(queries) == 0:
+                return _empty(len(queries), k)
             # OpenMP threads cost more than they save for a few queries (measured here: 1 probe against 100k
             # vectors takes 5 ms on one thread and 45 ms on two); large batches use every core.
             faiss.omp_set_num_threads(1 if len(queries) < SMALL_BATCH else (os.cpu_count() or 1))
-            scores, ids = self._index.search(queries, k, params=params)
-        scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
-        return scores, ids
+            selector = None
+            mask_bits = None
+            if allowed_ids is not None:
+                mask = self._allowed_mask(allowed_ids)
+                allowed_rows = np.flatnonzero(mask)
+                if allowed_rows.size == 0:
+                    return _empty(len(queries), k)
+                if self._factory != FLAT and allowed_rows.size <= BRUTE_FORCE_MAX:
+                    # A small subset is searched exactly: an approximate search could visit none of its lists.
+                    return self._search_rows(queries, allowed_rows, k)
+                mask_bits = np.packbits(mask, bitorder="little")
+                selector = faiss.IDSelectorBitmap(len(mask_bits), faiss.swig_ptr(mask_bits))  # length in bytes
+            exact = self._factory == FLAT
+            fetch = k if exact else max(k, self.knobs.rerank)
+            params, keep = _search_params(index, self.knobs, selector)
+            scores, rows = index.search(queries, fetch, params=params)
+            del keep, mask_bits
+            if exact:  # a flat index's scores are already the exact inner products
+                ids = np.where(rows >= 0, store.ids[np.maximum(rows, 0)], -1)
+                return _top_k(np.where(ids >= 0, scores, -np.inf), ids, k)
+            return self._rerank(store, queries, rows, k)
+
+    def _rerank(
+        self, store: VectorStore, queries: np.ndarray, rows: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores of the candidate rows from the full vectors; removed rows and empty slots drop out."""
+        valid = rows >= 0
+        safe_rows = np.where(valid, rows, 0)
+        ids = store.ids[safe_rows]
+        valid &= ids >= 0
+        if not valid.any():
+            return _empty(len(queries), k)
+        vectors = store.vectors(safe_rows)  # (Q, fetch, dim), read from the memory-mapped file
+        scores = np.einsum("qfd,qd->qf", vectors, queries)
+        scores[~valid] = -np.inf
+        return _top_k(scores, np.where(valid, ids, -1), k)
+
+    def _search_rows(self, queries: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search over the given rows only (brute force over their full vectors)."""
+        vectors = self._store.vectors(rows)
+        ids = self._store.ids[rows]
+        results = []
+        for start in range(0, len(queries), 256):  # bounds the (queries x rows) score matrix
+            block = queries[start : start + 256]
+            results.append(_top_k(block @ vectors.T, np.broadcast_to(ids, (len(block), len(ids))), k))
+        return np.vstack([r[0] for r in results]), np.vstack([r[1] for r in results])
+
+    def _allowed_mask(self, allowed_ids: np.ndarray) -> np.ndarray:
+        """Rows whose face id is allowed, cached while the index is unchanged (batches reuse one collection)."""
+        allowed = np.ascontiguousarray(allowed_ids, dtype=np.int64)
+        key = (self._version, allowed.size, hash(allowed.tobytes()))
+        if self._allowed_cache is not None and self._allowed_cache[0] == key:
+            return self._allowed_cache[1]
+        mask = np.isin(self._store.ids, allowed)
+        self._allowed_cache = (key, mask)
+        return mask
+
+    # Reading -----------------------------------------------------------------------------------------------
 
     def ids(self) -> np.ndarray:
         """Every id in the index."""
         with self._lock:
-            return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            ids = self._store.ids
+            return ids[ids >= 0].copy()
 
     def __len__(self) -> int:
         """Number of vectors in the index."""
-        return int(self._index.ntotal)
+        return int(self._store.live)
+
+    # Saving ------------------------------------------------------------------------------------------------
 
     def save(self) -> None:
-        """Write to a temporary file, flush it to disk, then rename it over the old one (atomic on POSIX)."""
+        """Commit: make the store durable, then replace the header file atomically (write, fsync, rename)."""
         with self._lock:
             if not self._dirty and self.path.exists():
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_name(self.path.name + ".tmp")
-            faiss.write_index(self._index, str(temporary))
-            with temporary.open("rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
-            self._dirty = False
+            self._commit()
+
+    def _commit(self) -> None:
+        self._store.flush()
+        header = {
+            "format": 2,
+            "dim": self.dim,
+            "rows": self._store.rows,
+            "generation": self._generation,
+            "dtype": self._dtype,
+            "factory": self._factory,
+            "requested": self._requested,
+            "trained_on": self._trained_on,
+            "dead_in_index": self._dead_in_index,
+            "knobs": {"nprobe": self.knobs.nprobe, "ef_search": self.knobs.ef_search, "rerank": self.knobs.rerank},
+        }
+        encoded = json.dumps(header).encode()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        with temporary.open("wb") as handle:
+            handle.write(MAGIC + struct.pack("<I", len(encoded)) + encoded)
+            if self._factory != FLAT:  # a flat index is rebuilt from the store when opened: no second copy
+                faiss.write_index(self._index, faiss.PyCallbackIOWriter(handle.write))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.path)
+        with contextlib.suppress(OSError):  # the rename itself is durable once the folder is synced
+            folder = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+        self._dirty = False
+
+    def close(self) -> None:
+        """Wait for a running rebuild, save, and release the files."""
+        self.wait_for_rebuild(raise_error=False)
+        with self._lock:
+            self.save()
+            self._store.close()
+
+    # Rebuilding --------------------------------------------------------------------------------------------
+
+    @property
+    def factory(self) -> str:
+        """The FAISS factory string of the index in use (``"Flat"`` while exact)."""
+        return self._factory
+
+    @property
+    def rebuilding(self) -> bool:
+        """Whether a rebuild is running."""
+        thread = self._rebuild_thread
+        return thread is not None and thread.is_alive()
+
+    def target_factory(self) -> str:
+        """What a rebuild would build now: the requested factory, or the automatic choice for the current size."""
+        live = self._store.live
+        if self._requested == AUTO:
+            return auto_factory(live, self.dim)
+        return self._requested if live >= min_training_faces(self._requested) else FLAT
+
+    def rebuild_reason(self) -> str | None:
+        """Why the index should be rebuilt now, or None (the automatic policy asks this after every change)."""
+        store = self._store
+        rows, live = store.rows, store.live
+        if rows - live > 1_000 and (rows - live) / rows > TOMBSTONE_FRACTION:
+            return f"compact {rows - live} removed rows"
+        if self._dead_in_index and self._dead_in_index / max(rows, 1) > TOMBSTONE_FRACTION:
+            return f"compact {self._dead_in_index} tombstones the index cannot delete in place"
+        target = self.target_factory()
+        if self._requested != AUTO:
+            return f"build the requested {target}" if target != self._factory else None
+        if self._factory == FLAT and target != FLAT:
+            return f"{live} faces: exact -> compressed {target}"
+        if self._factory != FLAT and live <= FLAT_MAX // 2:
+            return f"{live} faces: compressed -> exact"
+        if self._factory != FLAT and live > GROWTH_BEFORE_RETRAIN * max(self._trained_on, 1):
+            return f"{live} faces, trained on {self._trained_on}: retrain as {target}"
+        return None
+
+    def _maybe_rebuild(self) -> None:
+        if not self.auto_rebuild or self.rebuilding:
+            return
+        with self._lock:
+            reason = self.rebuild_reason()
+            if reason is not None and not self.rebuilding:
+                self._start_rebuild(self.target_factory(), reason)
+
+    def rebuild(self, factory: str | None = None, *, wait: bool = True) -> None:
+        """Rebuild now (retrain, compact, or change kind); ``factory`` sets the kind from now on ("auto" resets).
+
+        Searches and additions continue during the rebuild; the new index replaces the old one atomically.
+        With ``wait`` the call returns when it is done (and raises what made it fail).
+        """
+        if factory is not None:
+            check_factory(factory, self.dim)
+        self.wait_for_rebuild(raise_error=False)
+        with self._lock:
+            if factory is not None and factory != self._requested:
+                self._requested = factory
+                self._dirty = True
+            self._start_rebuild(self.target_factory(), "requested")
+        if wait:
+            self.wait_for_rebuild()
+
+    def wait_for_rebuild(self, *, raise_error: bool = True) -> None:
+        """Block until a running rebuild finishes; re-raise its error (as RuntimeError) if it failed."""
+        thread = self._rebuild_thread
+        if thread is not None:
+            thread.join()
+        error, self._rebuild_error = self._rebuild_error, None
+        if error is not None and raise_error:
+            raise RuntimeError(f"index rebuild failed: {error}") from error
+
+    def _start_rebuild(self, target: str, reason: str) -> None:
+        log.info("rebuilding %s as %s: %s", self.path.name, target, reason)
+        self._removed_during_rebuild = []
+        thread = threading.Thread(
+            target=self._rebuild, args=(target, reason), name=f"rebuild {self.path.name}", daemon=True
+        )
+        self._rebuild_thread = thread
+        thread.start()
+
+    def _rebuild(self, target: str, reason: str) -> None:
+        started = time.perf_counter()
+        faiss.omp_set_num_threads(os.cpu_count() or 1)  # per thread: searches keep their own setting
+        with self._lock:
+            old = self._store
+            snapshot_rows = old.rows
+            snapshot_ids = old.ids.copy()
+            generation = self._generation + 1
+        new = VectorStore(self.path, generation, self.dim, self._dtype, fresh=True)
+        try:
+            old_to_new = np.full(snapshot_rows, -1, dtype=np.int64)
+            for rows, vectors in old.iter_live(CHUNK, stop=snapshot_rows):
+                old_to_new[rows] = new.append(snapshot_ids[rows], vectors)
+            index, trained_on = self._build(target, new)
+            done = snapshot_rows
+            while True:
+                with self._lock:
+                    if old.rows - done <= CATCH_UP_IN_LOCK:
+                        old_to_new = self._replay(old, done, old.rows, new, index, old_to_new)
+                        self._swap(new, index, target, trained_on, old_to_new)
+                        break
+                    upto = old.rows
+                old_to_new = self._replay(old, done, upto, new, index, old_to_new)
+                done = upto
+        except BaseException as error:
+            self._rebuild_error = error
+            log.exception("rebuild of %s failed", self.path.name)
+            with self._lock:
+                self._removed_during_rebuild = None
+            new.delete_files()
+            return
+        old.delete_files()
+        self.last_rebuild = {
+            "factory": target,
+            "reason": reason,
+            "seconds": round(time.perf_counter() - started, 2),
+            "faces": trained_on or new.live,
+        }
+        log.info("rebuilt %s as %s in %.1f s", self.path.name, target, self.last_rebuild["seconds"])
+
+    def _build(self, target: str, store: VectorStore) -> tuple[Any, int]:
+        """A new FAISS index of ``target`` kind over the live rows of ``store`` (trained first if it needs it)."""
+        if target == FLAT:
+            return self._flat_from_store(store), 0
+        index = _new_faiss(target, self.dim)
+        if not index.is_trained:
+            index.train(store.sample_live(training_size(target, store.live)))
+        for rows, vectors in store.iter_live(CHUNK):
+            index.add_with_ids(vectors, rows)
+        return index, store.live
+
+    def _replay(
+        self, old: VectorStore, start: int, stop: int, new: VectorStore, index: Any, old_to_new: np.ndarray
+    ) -> np.ndarray:
+        """Copy rows appended to ``old`` since the snapshot into ``new`` and its index; extend the row map."""
+        if stop <= start:
+            return old_to_new
+        ids = old.ids[start:stop].copy()
+        vectors = old.read_range(start, stop)
+        extended = np.concatenate([old_to_new, np.full(stop - start, -1, dtype=np.int64)])
+        alive = np.flatnonzero(ids >= 0)
+        if alive.size:
+            new_rows = new.append(ids[alive], vectors[alive])
+            index.add_with_ids(np.ascontiguousarray(vectors[alive]), new_rows)
+            extended[start + alive] = new_rows
+        return extended
+
+    def _swap(self, new: VectorStore, index: Any, target: str, trained_on: int, old_to_new: np.ndarray) -> None:
+        """Apply removals made during the rebuild to the new index, then put it in place and commit (lock held)."""
+        removed = self._removed_during_rebuild or []
+        self._removed_during_rebuild = None
+        dead = 0
+        if removed:
+            mapped = old_to_new[np.concatenate(removed)]
+            rows = np.unique(mapped[mapped >= 0])
+            gone = new.tombstone(rows)
+            if gone:
+                if _removes_in_place(index):
+                    index.remove_ids(faiss.IDSelectorBatch(rows))
+                else:
+                    dead = gone
+        self._store, self._index = new, index
+        self._factory, self._trained_on, self._dead_in_index = target, trained_on, dead
+        self._generation = new.generation
+        self._version += 1
+        self._allowed_cache = None
+        self._commit()
+
+    # Reporting ---------------------------------------------------------------------------------------------
+
+    def memory_bytes(self) -> int:
+        """Approximate memory the in-memory index needs (FAISS structures plus the row -> id column)."""
+        store, index = self._store, self._index
+        ids_column = 8 * store.rows
+        if self._factory == FLAT:
+            return ids_column + store.live * (4 * self.dim + 8)
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:
+            codes = int(index.ntotal) * (int(ivf.code_size) + 8)
+            return ids_column + codes + int(ivf.nlist) * self.dim * 4
+        return ids_column + max(0, self.path.stat().st_size if self.path.exists() else 0)
 
     def stats(self) -> dict[str, Any]:
-        """Kind, vector count, dimension and approximate memory."""
-        return {
-            "kind": "faiss-flat-ip",
-            "vectors": len(self),
-            "dim": self.dim,
-            "memory_bytes": len(self) * (self.dim * 4 + 8),
-            "path": str(self.path),
-        }
+        """Kind, factory, sizes, memory and disk figures, and rebuild state (for ``index-stats``)."""
+        with self._lock:
+            store = self._store
+            exact = self._factory == FLAT
+            file_bytes = self.path.stat().st_size if self.path.exists() else 0
+            return {
+                "backend": "faiss",
+                "kind": "exact" if exact else "compressed",
+                "factory": self._factory,
+                "requested": self._requested,
+                "vectors": int(store.live),
+                "rows": int(store.rows),
+                "removed_rows": int(store.rows - store.live),
+                "dim": self.dim,
+                "trained_on": self._trained_on,
+                "nprobe": None if exact else self.knobs.nprobe,
+                "rerank": None if exact else self.knobs.rerank,
+                "vector_dtype": self._dtype,
+                "memory_bytes": self.memory_bytes(),
+                "disk_bytes": int(store.disk_bytes() + file_bytes),
+                "path": str(self.path),
+                "rebuilding": self.rebuilding,
+                "rebuild_reason": self.rebuild_reason(),
+                "last_rebuild": self.last_rebuild,
+            }
+
+
+def read_dim(path: Path) -> int:
+    """The vector dimension recorded in an index file (either format)."""
+    with Path(path).open("rb") as handle:
+        if handle.read(len(MAGIC)) == MAGIC:
+            (length,) = struct.unpack("<I", handle.read(4))
+            return int(json.loads(handle.read(length))["dim"])
+    return int(faiss.read_index(str(path)).d)

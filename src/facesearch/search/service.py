@@ -2,19 +2,32 @@
 
 Every candidate is a lead for a person to review, never an identification: outputs say so and carry the
 numbers a reviewer needs (similarity, the pack's threshold, the probe's quality).
+
+Every search and verify writes its audit record here (who, purpose, case, the probe's sha256, the face ids
+and scores returned), whoever calls it: the CLI, the API and the Python API all come through this class, and
+a result is handed out only once its record is written. Candidates on the opt-out list are never returned,
+and neither is a face erased from the catalog that an index not yet caught up still holds.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import threading
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from facesearch.catalog.store import Catalog
+from facesearch.config import UNSPECIFIED_PURPOSE
+from facesearch.governance.audit import AuditTrail
+from facesearch.governance.context import ActionContext, local_actor
+from facesearch.governance.optout import OptOutList
 from facesearch.index.base import VectorIndex
-from facesearch.vision.image import ImageRejected, load_image
+from facesearch.vision.image import DEFAULT_MAX_PIXELS, ImageRejected, load_image, read_image_bytes
 from facesearch.vision.packs import AnalysedFace, ModelPack
 
 ImageInput = str | os.PathLike[str] | bytes | np.ndarray
@@ -81,10 +94,44 @@ def _bbox(values: Any) -> list[float]:
     return [round(float(v), 1) for v in values]
 
 
-def _decode(image: ImageInput) -> np.ndarray:
+def _read_probe(image: ImageInput, max_pixels: int) -> tuple[np.ndarray, str]:
+    """Decode a probe; returns the RGB array and the sha256 of its bytes (of its pixels for an array)."""
     if isinstance(image, np.ndarray):
-        return image
-    return load_image(image if isinstance(image, bytes) else os.fspath(image))
+        return image, hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+    data = image if isinstance(image, bytes) else read_image_bytes(image)
+    return load_image(data, max_pixels=max_pixels), hashlib.sha256(data).hexdigest()
+
+
+def _probe_sha256(image: ImageInput) -> str | None:
+    """The probe's sha256 when it can be read at all (for the audit record of a rejected probe)."""
+    try:
+        if isinstance(image, np.ndarray):
+            return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+        return hashlib.sha256(image if isinstance(image, bytes) else read_image_bytes(image)).hexdigest()
+    except ImageRejected:
+        return None
+
+
+_ANALYSIS_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def analysis_lock(pack: ModelPack) -> contextlib.AbstractContextManager[Any]:
+    """A lock for packs whose models must not run in two threads at once (dlib's keep state per call).
+
+    ONNX Runtime sessions and the YuNet wrapper are safe to share; dlib's detector and network are not, and
+    a server answers requests from several threads.
+    """
+    spec = getattr(pack, "spec", None)
+    if spec is None or "dlib" not in f"{spec.detector} {spec.embedder}":
+        return contextlib.nullcontext()
+    with _LOCKS_LOCK:
+        return _ANALYSIS_LOCKS.setdefault(pack.key, threading.Lock())
+
+
+def _results(candidates: Sequence[Sequence[Candidate]]) -> list[list[list[float]]]:
+    """What the audit record keeps of candidates: ``[face_id, similarity]`` pairs per probe face."""
+    return [[[c.face_id, c.similarity] for c in row] for row in candidates]
 
 
 def _probe_warnings(face: AnalysedFace) -> list[str]:
@@ -92,16 +139,70 @@ def _probe_warnings(face: AnalysedFace) -> list[str]:
 
 
 class SearchService:
-    """Searches one pack's index and describes candidates from the catalog."""
+    """Searches one pack's index, describes candidates from the catalog and audits every call.
 
-    def __init__(self, catalog: Catalog, pack: ModelPack, index: VectorIndex) -> None:
+    ``audit`` defaults to the trail beside an SQLite catalog's file (see :meth:`AuditTrail.beside`);
+    ``context`` (who, purpose, case) defaults to the local user with purpose ``unspecified``, and each call
+    may name its own; ``optouts`` are the opt-out embeddings of this pack, never returned.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        pack: ModelPack,
+        index: VectorIndex,
+        *,
+        audit: AuditTrail | None = None,
+        context: ActionContext | None = None,
+        optouts: OptOutList | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
         self.catalog = catalog
         self.pack = pack
         self.index = index
+        self.audit = audit if audit is not None else AuditTrail.beside(catalog)
+        self.context = context or ActionContext(actor=local_actor(), purpose=UNSPECIFIED_PURPOSE)
+        self.optouts = optouts
+        self.max_pixels = max_pixels
 
     def analyse(self, image: ImageInput) -> list[AnalysedFace]:
         """Faces of a probe photo, largest first (raises :class:`ImageRejected` for unusable input)."""
-        return self.pack.analyse([_decode(image)])[0]
+        return self._analyse(_read_probe(image, self.max_pixels)[0])
+
+    def _analyse(self, rgb: np.ndarray) -> list[AnalysedFace]:
+        with analysis_lock(self.pack):
+            return self.pack.analyse([rgb])[0]
+
+    def _record(
+        self, action: str, context: ActionContext | None, probe_sha256: str | None, details: dict[str, Any]
+    ) -> int:
+        context = context or self.context
+        return self.audit.append(
+            actor=context.actor,
+            action=action,
+            purpose=context.purpose,
+            case_ref=context.case_ref,
+            probe_sha256=probe_sha256,
+            details={"pack": self.pack.key, **details},
+        )
+
+    def _allowed_ids(self, collection: str | None, collections: Sequence[str] | None) -> np.ndarray | str | None:
+        """Face ids a search may return (``None``: all), or an error message for an unknown collection."""
+        names = [collection] if collection is not None else None
+        if collections is not None:
+            visible = set(collections)
+            names = [n for n in (names if names is not None else sorted(visible)) if n in visible]
+            if collection is not None and not names:
+                return f"unknown collection {collection!r}"  # the same answer as for a collection that is not there
+        if names is None:
+            return None
+        ids = []
+        for name in names:
+            collection_id = self.catalog.collection_id(name)
+            if collection_id is None:
+                return f"unknown collection {name!r}"
+            ids.append(self.catalog.collection_face_ids(collection_id, self.pack.key))
+        return np.unique(np.concatenate(ids)) if ids else np.zeros(0, dtype=np.int64)
 
     def search(
         self,
@@ -110,27 +211,38 @@ class SearchService:
         top_k: int = 10,
         collection: str | None = None,
         probe_name: str | None = None,
+        context: ActionContext | None = None,
+        collections: Sequence[str] | None = None,
     ) -> ProbeResult:
-        """Search every face of a probe photo; an unreadable probe gives a result with ``error`` set."""
+        """Search every face of a probe photo; an unreadable probe gives a result with ``error`` set.
+
+        ``collections`` limits the search to those collections (a user's grants). The call is audited
+        (action ``search``) before its result is returned, whatever the outcome.
+        """
         name = probe_name or (os.fspath(image) if isinstance(image, (str, os.PathLike)) else "<image>")
         result = ProbeResult(probe=name, error=None, pack=self.pack.key, threshold=self.pack.threshold)
+        details: dict[str, Any] = {"top_k": top_k, "collection": collection}
         try:
-            faces = self.analyse(image)
+            rgb, probe_sha256 = _read_probe(image, self.max_pixels)
         except ImageRejected as rejected:
             result.error = f"{rejected.reason}: {rejected.detail}"
+            self._record("search", context, _probe_sha256(image), {**details, "error": rejected.reason})
+            return result
+        faces = self._analyse(rgb)
+        allowed = self._allowed_ids(collection, collections)
+        if isinstance(allowed, str):
+            result.error = allowed
+            self._record("search", context, probe_sha256, {**details, "error": "unknown_collection"})
             return result
         if not faces:
             result.warnings.append("no face found in the probe")
+            self._record("search", context, probe_sha256, {**details, "faces": 0, "results": []})
             return result
-        allowed = None
-        if collection is not None:
-            collection_id = self.catalog.collection_id(collection)
-            if collection_id is None:
-                result.error = f"unknown collection {collection!r}"
-                return result
-            allowed = self.catalog.collection_face_ids(collection_id, self.pack.key)
         vectors = np.stack([face.embedding for face in faces])
-        all_candidates = self.search_vectors(vectors, top_k=top_k, allowed_ids=allowed)
+        all_candidates = self._candidates(vectors, top_k=top_k, allowed_ids=allowed)
+        self._record(
+            "search", context, probe_sha256, {**details, "faces": len(faces), "results": _results(all_candidates)}
+        )
         for face, candidates in zip(faces, all_candidates, strict=True):
             result.faces.append(
                 ProbeFace(
@@ -145,21 +257,108 @@ class SearchService:
         return result
 
     def search_vectors(
-        self, vectors: np.ndarray, *, top_k: int = 10, allowed_ids: np.ndarray | None = None
+        self,
+        vectors: np.ndarray,
+        *,
+        top_k: int = 10,
+        allowed_ids: np.ndarray | None = None,
+        context: ActionContext | None = None,
     ) -> list[list[Candidate]]:
-        """Candidates for probe embeddings (one list per row), with their metadata fetched in one query."""
+        """Candidates for probe embeddings (one list per row), with their metadata fetched in one query.
+
+        Audited as one record (action ``search_vectors``, with the sha256 of the vectors) per call.
+        """
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        candidates = self._candidates(vectors, top_k=top_k, allowed_ids=allowed_ids)
+        probe_sha256 = hashlib.sha256(vectors.tobytes()).hexdigest()
+        self._record("search_vectors", context, probe_sha256, {"top_k": top_k, "results": _results(candidates)})
+        return candidates
+
+    def faces_above(
+        self, image: ImageInput, threshold: float, *, context: ActionContext | None = None
+    ) -> tuple[list[Candidate], str | None]:
+        """Every stored face at or above ``threshold`` for the largest face of a photo, opted-out ones included.
+
+        For "forget this person": the list to review before erasing. Returns ``(candidates, error)``;
+        audited (action ``forget_search``).
+        """
+        try:
+            rgb, probe_sha256 = _read_probe(image, self.max_pixels)
+        except ImageRejected as rejected:
+            self._record("forget_search", context, _probe_sha256(image), {"error": rejected.reason})
+            return [], f"{rejected.reason}: {rejected.detail}"
+        faces = self._analyse(rgb)
+        if not faces:
+            self._record("forget_search", context, probe_sha256, {"faces": 0, "results": []})
+            return [], "no face found in the photo"
+        vector = faces[0].embedding[None, :]
+        k = 100
+        while True:
+            scores, _ids = self.index.search(vector, k)
+            if scores[0, -1] < threshold or k >= len(self.index):
+                break
+            k = min(len(self.index), k * 4)
+        found = self._candidates(vector, top_k=k, allowed_ids=None, include_opted_out=True)[0]
+        kept = [c for c in found if c.similarity >= threshold]
+        self._record(
+            "forget_search", context, probe_sha256, {"threshold": threshold, "results": _results([kept])}
+        )
+        return kept, None
+
+    def _hidden(self, face_ids: Sequence[int]) -> set[int]:
+        """Which of these faces match the opt-out list."""
+        if self.optouts is None or not len(self.optouts) or not face_ids:
+            return set()
+        hidden: set[int] = set()
+        for ids, vectors in self.catalog.iter_embeddings(self.pack.key, list(face_ids)):
+            hidden.update(int(i) for i in ids[self.optouts.matches(vectors)])
+        return hidden
+
+    def _candidates(
+        self,
+        vectors: np.ndarray,
+        *,
+        top_k: int,
+        allowed_ids: np.ndarray | None,
+        include_opted_out: bool = False,
+    ) -> list[list[Candidate]]:
+        """The best ``top_k`` returnable candidates per probe row (no audit record: callers write it).
+
+        Faces that cannot be returned (opted out, or erased but still in an index not yet caught up) are
+        dropped; the index is then asked for more, so that each row still gets ``top_k`` when there are.
+        """
         if allowed_ids is not None and allowed_ids.size == 0:
             return [[] for _ in range(len(vectors))]
-        scores, ids = self.index.search(vectors, top_k, allowed_ids)
-        wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
-        details = self.catalog.face_details(wanted)
+        filtering = not include_opted_out and self.optouts is not None and len(self.optouts) > 0
+        k = top_k * 2 + 16 if filtering else top_k
+        while True:
+            scores, ids = self.index.search(vectors, k, allowed_ids)
+            wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
+            details = self.catalog.face_details(wanted)
+            hidden = self._hidden([i for i in wanted if i in details]) if filtering else set()
+            results = self._describe(scores, ids, details, hidden, top_k)
+            # Ask for more only when a row came up short while the index filled the whole page.
+            short = any(
+                len(row) < top_k and int((row_ids >= 0).sum()) == k for row, row_ids in zip(results, ids, strict=True)
+            )
+            if not short or k >= len(self.index):
+                return results
+            k = min(len(self.index), k * 4)
+
+    @staticmethod
+    def _describe(
+        scores: np.ndarray, ids: np.ndarray, details: dict[int, Any], hidden: set[int], top_k: int
+    ) -> list[list[Candidate]]:
         results = []
         for row_scores, row_ids in zip(scores, ids, strict=True):
             candidates: list[Candidate] = []
             for score, face_id in zip(row_scores, row_ids, strict=True):
                 info = details.get(int(face_id))
-                if face_id < 0 or info is None:  # erased from the catalog but not yet from the index
+                # Erased from the catalog but not yet from the index, or opted out: never returned.
+                if face_id < 0 or info is None or int(face_id) in hidden:
                     continue
+                if len(candidates) == top_k:
+                    break
                 candidates.append(
                     Candidate(
                         rank=len(candidates) + 1,
@@ -175,22 +374,37 @@ class SearchService:
             results.append(candidates)
         return results
 
-    def verify(self, image_a: ImageInput, image_b: ImageInput) -> VerifyResult:
-        """Compare the largest face of each photo; ``same_person`` is similarity >= the pack's threshold."""
+    def verify(
+        self, image_a: ImageInput, image_b: ImageInput, *, context: ActionContext | None = None
+    ) -> VerifyResult:
+        """Compare the largest face of each photo; ``same_person`` is similarity >= the pack's threshold.
+
+        Audited (action ``verify``, with both photos' sha256) before the result is returned.
+        """
         result = VerifyResult(similarity=None, same_person=None, threshold=self.pack.threshold, pack=self.pack.key)
         embeddings = []
+        hashes: list[str] = []
         for label, image in (("A", image_a), ("B", image_b)):
             try:
-                faces = self.analyse(image)
+                rgb, probe_sha256 = _read_probe(image, self.max_pixels)
+                hashes.append(probe_sha256)
+                faces = self._analyse(rgb)
             except ImageRejected as rejected:
                 result.error = f"image {label}: {rejected.reason}: {rejected.detail}"
-                return result
+                break
             if not faces:
                 result.error = f"image {label}: no face found"
-                return result
+                break
             result.warnings.extend(f"image {label}: {w}" for w in _probe_warnings(faces[0]))
             embeddings.append(faces[0].embedding)
-        similarity = float(np.dot(embeddings[0], embeddings[1]))
-        result.similarity = round(similarity, 4)
-        result.same_person = similarity >= self.pack.threshold
+        if len(embeddings) == 2:
+            similarity = float(np.dot(embeddings[0], embeddings[1]))
+            result.similarity = round(similarity, 4)
+            result.same_person = similarity >= self.pack.threshold
+        self._record(
+            "verify",
+            context,
+            ",".join(hashes) or None,
+            {"similarity": result.similarity, "same_person": result.same_person, "error": result.error},
+        )
         return result

@@ -1,0 +1,1 @@
+"""The REST API (FastAPI): routes authenticate, check the role, and call the engine's services only."""

@@ -1,0 +1,35 @@
+"""Helpers shared by routes: the audit context of a caller, their visible collections, reading uploads."""
+
+from __future__ import annotations
+
+from fastapi import UploadFile
+
+from facesearch.api.errors import ApiError
+from facesearch.engine import FaceSearch
+from facesearch.governance.accounts import Principal
+from facesearch.governance.cases import CaseError
+from facesearch.governance.context import ActionContext, ContextError
+
+
+def search_context(engine: FaceSearch, principal: Principal, purpose: str, case_id: str) -> ActionContext:
+    """The audit context of an API search: the caller, a configured purpose and an open case (both required)."""
+    try:
+        return engine.context(actor=principal.actor, purpose=purpose, case_id=case_id, required=True)
+    except ContextError as error:
+        code = "invalid_purpose" if "purpose" in str(error) else "invalid_case"
+        raise ApiError(422, code, str(error)) from error
+    except CaseError as error:
+        raise ApiError(409, "case_closed", str(error)) from error
+
+
+def visible_collections(principal: Principal) -> list[str] | None:
+    """The collections the caller may see (``None``: all)."""
+    return None if principal.all_collections else sorted(principal.collections)
+
+
+def read_upload(upload: UploadFile, limit: int, what: str = "upload") -> bytes:
+    """The bytes of an uploaded file, refused (413) past ``limit``."""
+    data = upload.file.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, "payload_too_large", f"the {what} is over the limit of {limit} bytes")
+    return data

@@ -1,0 +1,107 @@
+"""Errors as JSON: every error answer is ``{"code": <stable code>, "message": <for people>}`` (plus details).
+
+Codes are part of the API contract (clients branch on them); messages may change.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from facesearch.governance.audit import AuditError
+
+log = logging.getLogger("facesearch.api")
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+class ApiError(Exception):
+    """An error answer with an HTTP status, a stable ``code`` and a human ``message``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        details: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+        self.details = details
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The JSON body of an error."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return body
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    """A JSON error response."""
+    return JSONResponse(
+        error_body(code, message, extra.get("details")), status_code=status, headers=extra.get("headers")
+    )
+
+
+def _validation_details(error: RequestValidationError) -> list[dict[str, Any]]:
+    # Never echo the input back: it may be a large upload or something crafted to be reflected.
+    return [
+        {"loc": [str(part) for part in item.get("loc", ())], "msg": str(item.get("msg", "")), "type": item.get("type")}
+        for item in error.errors()
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error, expected or not, a JSON body with a code and a message."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status, error.code, error.message, headers=error.headers, details=error.details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(error.status_code, "error")
+        message = error.detail if isinstance(error.detail, str) else code.replace("_", " ")
+        return error_response(error.status_code, code, message, headers=getattr(error, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+        details = _validation_details(error)
+        missing = [d["loc"][-1] for d in details if d["type"] == "missing" and d["loc"]]
+        message = f"missing: {', '.join(missing)}" if missing else "the request is not valid"
+        return error_response(422, "validation_error", message, details=details)
+
+    @app.exception_handler(AuditError)
+    async def _audit_error(_request: Request, error: AuditError) -> JSONResponse:
+        # Fail closed: what could not be audited is not handed out.
+        log.error("audit unavailable: %s", error)
+        return error_response(503, "audit_unavailable", "the audit log cannot be written, so no result is given")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=error)
+        return error_response(500, "internal_error", "an unexpected error occurred; it was logged")

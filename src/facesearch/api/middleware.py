@@ -1,0 +1,127 @@
+"""ASGI middleware: request body limits and security headers on every answer."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+INGEST_UPLOAD_PATH = re.compile(r"^/v1/collections/[^/]+/uploads$")
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+    # Answers hold personal data: no shared cache may keep them.
+    (b"cache-control", b"no-store"),
+]
+API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+# The interactive documentation page loads Swagger UI from its CDN; nothing else may.
+DOCS_CSP = (
+    b"default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+    b"connect-src 'self'; frame-ancestors 'none'"
+)
+
+
+class SecurityHeaders:
+    """Adds security headers (no sniffing, no framing, no referrer, no caching, a strict CSP) to every answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = DOCS_CSP if scope.get("path") in ("/docs", "/docs/oauth2-redirect") else API_CSP
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"server"]
+                present = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                headers.append((b"content-security-policy", csp))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class BodyLimit:
+    """Refuses request bodies over a limit with 413, by Content-Length or by counting what arrives.
+
+    Ingest uploads (``POST /v1/collections/{name}/uploads``) have their own, larger limit. A body that grows
+    past the limit while streaming is cut off; whatever the application answers then is replaced by the 413.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int, ingest_limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.ingest_limit = ingest_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.ingest_limit if INGEST_UPLOAD_PATH.match(scope.get("path", "")) else self.limit
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _too_large(send, "Content-Length is not a number", status=400, code="bad_request")
+                    return
+                if declared > limit:
+                    await _too_large(send, f"the request body is over the limit of {limit} bytes")
+                    return
+        received = 0
+        exceeded = False
+        replaced = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    exceeded = True
+                    # Hand the application an end of body; its answer is replaced below.
+                    return {"type": "http.request", "body": b"", "more_body": False}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal replaced
+            if exceeded:
+                if not replaced:
+                    replaced = True
+                    await _too_large(send, f"the request body is over the limit of {limit} bytes")
+                return
+            await send(message)
+
+        await self.app(scope, counting_receive, guarded_send)
+
+
+async def _too_large(send: Send, message: str, *, status: int = 413, code: str = "payload_too_large") -> None:
+    body = json.dumps({"code": code, "message": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

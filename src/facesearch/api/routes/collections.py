@@ -1,0 +1,183 @@
+"""Collections (with legal basis and retention), ingest by upload or by server-side path, and jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from facesearch.api.auth import engine_of, require
+from facesearch.api.errors import ApiError
+from facesearch.api.jobs import JobRunner
+from facesearch.api.schemas import CollectionIn, CollectionOut, ErasureOut, ErrorBody, IngestPathIn, JobOut, RetentionIn
+from facesearch.api.uploads import confine, confined_files, new_upload_folder, remove_folder, store_upload
+from facesearch.engine import FaceSearch
+from facesearch.governance.accounts import Principal
+from facesearch.governance.context import ActionContext
+from facesearch.governance.retention import RetentionError
+
+router = APIRouter(prefix="/v1", tags=["collections"])
+ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorBody} for s in (401, 403, 404, 409, 413, 415, 422, 429)}
+
+
+def _jobs(request: Request) -> JobRunner:
+    runner: JobRunner = request.app.state.jobs
+    return runner
+
+
+def _collections(engine: FaceSearch, principal: Principal) -> list[dict[str, Any]]:
+    retention = engine.retention.policies()
+    return [
+        {**row, "retention_days": retention.get(row["name"])}
+        for row in engine.catalog.collections()
+        if principal.may_see(row["name"])
+    ]
+
+
+def _visible(engine: FaceSearch, principal: Principal, name: str) -> dict[str, Any]:
+    for row in _collections(engine, principal):
+        if row["name"] == name:
+            return row
+    raise ApiError(404, "unknown_collection", f"unknown collection {name!r}")
+
+
+@router.get("/collections", response_model=list[CollectionOut], responses=ERRORS)
+def list_collections(
+    request: Request, principal: Annotated[Principal, Depends(require("collections.read"))]
+) -> list[dict[str, Any]]:
+    """The collections you may see, with legal basis, retention and counts."""
+    return _collections(engine_of(request), principal)
+
+
+@router.post("/collections", status_code=201, response_model=CollectionOut, responses=ERRORS)
+def create_collection(
+    request: Request, body: CollectionIn, principal: Annotated[Principal, Depends(require("collections.manage"))]
+) -> dict[str, Any]:
+    """Create a collection; its legal basis is required, its retention (days) optional."""
+    engine = engine_of(request)
+    if engine.catalog.collection_id(body.name) is not None:
+        raise ApiError(409, "collection_exists", f"collection {body.name!r} already exists")
+    engine.catalog.ensure_collection(
+        body.name, description=body.description, legal_basis=body.legal_basis, source=body.source
+    )
+    if body.retention_days is not None:
+        engine.retention.set(body.name, body.retention_days)
+    engine.audit.append(
+        actor=principal.actor,
+        action="collection_create",
+        details={"collection": body.name, "retention_days": body.retention_days},
+    )
+    return _visible(engine, principal, body.name)
+
+
+@router.get("/collections/{name}", response_model=CollectionOut, responses=ERRORS)
+def get_collection(
+    request: Request, name: str, principal: Annotated[Principal, Depends(require("collections.read"))]
+) -> dict[str, Any]:
+    """One collection."""
+    return _visible(engine_of(request), principal, name)
+
+
+@router.delete("/collections/{name}", response_model=ErasureOut, responses=ERRORS)
+def delete_collection(
+    request: Request, name: str, principal: Annotated[Principal, Depends(require("collections.manage"))]
+) -> dict[str, Any]:
+    """Erase a collection: every image, face, vector and uploaded file in it (audited)."""
+    engine = engine_of(request)
+    _visible(engine, principal, name)
+    return engine.erase("collection", [name], context=ActionContext(actor=principal.actor)).to_dict()
+
+
+@router.put("/collections/{name}/retention", response_model=CollectionOut, responses=ERRORS)
+def set_retention(
+    request: Request, name: str, body: RetentionIn, principal: Annotated[Principal, Depends(require("retention"))]
+) -> dict[str, Any]:
+    """Set how many days the collection keeps its images (``null``: until erased)."""
+    engine = engine_of(request)
+    _visible(engine, principal, name)
+    try:
+        engine.retention.set(name, body.days)
+    except RetentionError as error:
+        raise ApiError(422, "invalid_retention", str(error)) from error
+    engine.audit.append(actor=principal.actor, action="retention_set", details={"collection": name, "days": body.days})
+    return _visible(engine, principal, name)
+
+
+@router.post("/collections/{name}/uploads", status_code=202, response_model=JobOut, responses=ERRORS)
+def upload_images(
+    request: Request,
+    name: str,
+    principal: Annotated[Principal, Depends(require("collections.manage"))],
+    files: Annotated[list[UploadFile], File(description="Pictures, or zip archives of pictures.")],
+    subject_from_folder: Annotated[bool, Form(description="Enrol each photo's main face under its folder.")] = False,
+    source_url: Annotated[str | None, Form(max_length=2000)] = None,
+) -> JSONResponse:
+    """Upload pictures (or zip archives) into a collection; they are ingested by a background job."""
+    engine = engine_of(request)
+    _visible(engine, principal, name)
+    if not files:
+        raise ApiError(422, "validation_error", "no file was uploaded")
+    folder = new_upload_folder(engine.uploads_dir, name)
+    stored: list[str] = []
+    try:
+        for upload in files:
+            limit = engine.settings.max_ingest_upload_bytes
+            stored.extend(str(p) for p in store_upload(upload.file, upload.filename, folder, limit=limit))
+    except ApiError:
+        remove_folder(folder)
+        raise
+    if not stored:
+        remove_folder(folder)
+        raise ApiError(422, "no_pictures", "nothing uploaded was a picture")
+    job = _jobs(request).submit_ingest(
+        collection=name,
+        paths=[str(folder)] if subject_from_folder else stored,
+        actor=principal.actor,
+        subject_from_folder=subject_from_folder,
+        source_url=source_url,
+    )
+    job["files_total"] = len(stored)
+    return JSONResponse(job, status_code=202, headers={"Location": f"/v1/jobs/{job['id']}"})
+
+
+@router.post("/collections/{name}/ingest", status_code=202, response_model=JobOut, responses=ERRORS)
+def ingest_path(
+    request: Request,
+    name: str,
+    body: IngestPathIn,
+    principal: Annotated[Principal, Depends(require("collections.manage"))],
+) -> JSONResponse:
+    """Ingest a folder or file on the server; it must lie inside the configured ingest roots."""
+    engine = engine_of(request)
+    _visible(engine, principal, name)
+    roots = engine.settings.ingest_roots
+    path = confine(body.path, roots)
+    files = list(confined_files(path, roots))
+    if not files:
+        raise ApiError(422, "no_pictures", "no picture files were found at that path")
+    job = _jobs(request).submit_ingest(
+        collection=name,
+        paths=files,
+        actor=principal.actor,
+        subject_from_folder=body.subject_from_folder,
+        source_url=body.source_url,
+    )
+    return JSONResponse(job, status_code=202, headers={"Location": f"/v1/jobs/{job['id']}"})
+
+
+@router.get("/jobs", response_model=list[JobOut], tags=["jobs"], responses=ERRORS)
+def list_jobs(request: Request, _principal: Annotated[Principal, Depends(require("jobs"))]) -> list[dict[str, Any]]:
+    """Jobs, newest first."""
+    return _jobs(request).list()
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"], responses=ERRORS)
+def get_job(
+    request: Request, job_id: int, _principal: Annotated[Principal, Depends(require("jobs"))]
+) -> dict[str, Any]:
+    """One job and its progress."""
+    job = _jobs(request).get(job_id) if 0 < job_id < 2**62 else None
+    if job is None:
+        raise ApiError(404, "unknown_job", f"unknown job {job_id}")
+    return job

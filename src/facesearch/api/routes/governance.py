@@ -1,0 +1,116 @@
+"""Erasure, "forget this person", the opt-out list and retention purges (admins only; all audited)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
+
+from facesearch.api.auth import engine_of, require
+from facesearch.api.deps import read_upload
+from facesearch.api.errors import ApiError
+from facesearch.api.schemas import ErasureIn, ErasureOut, ErrorBody, ForgetEraseIn, ForgetOut, OptOutOut
+from facesearch.api.uploads import check_image_bytes
+from facesearch.governance.accounts import Principal
+from facesearch.governance.context import ActionContext
+from facesearch.governance.erasure import ErasureError
+from facesearch.governance.optout import OptOutError
+
+router = APIRouter(prefix="/v1", tags=["erasure and opt-out"])
+ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorBody} for s in (401, 403, 404, 413, 415, 422, 429)}
+
+
+def _context(principal: Principal) -> ActionContext:
+    return ActionContext(actor=principal.actor)
+
+
+@router.post("/erasure", response_model=ErasureOut, responses=ERRORS)
+def erase(
+    request: Request, body: ErasureIn, principal: Annotated[Principal, Depends(require("erase"))]
+) -> dict[str, Any]:
+    """Erase images (id or path), faces, subjects (label), source URLs or collections, everywhere.
+
+    Rows, vectors, crops and uploaded files go; the audit record keeps counts, never what was erased.
+    """
+    try:
+        return engine_of(request).erase(body.kind, body.values, context=_context(principal)).to_dict()
+    except ErasureError as error:
+        raise ApiError(404, "nothing_to_erase", str(error)) from error
+
+
+@router.post("/forget/candidates", response_model=ForgetOut, responses=ERRORS)
+def forget_candidates(
+    request: Request,
+    principal: Annotated[Principal, Depends(require("erase"))],
+    image: Annotated[UploadFile, File(description="A photo of the person who asked to be forgotten.")],
+    threshold: Annotated[float | None, Form(ge=-1, le=1, description="Default: strict, per pack.")] = None,
+) -> dict[str, Any]:
+    """Every face at or above a strict threshold for the person in the photo: review, then erase."""
+    engine = engine_of(request)
+    data = read_upload(image, engine.settings.max_upload_bytes, "image")
+    check_image_bytes(data, "image")
+    limit = threshold if threshold is not None else engine.forget_threshold()
+    candidates, error = engine.forget_candidates(data, threshold=limit, context=_context(principal))
+    if error:
+        raise ApiError(422, "image_rejected", error)
+    return {"threshold": limit, "candidates": [dataclasses.asdict(c) for c in candidates]}
+
+
+@router.post("/forget/erase", response_model=ErasureOut, responses=ERRORS)
+def forget_erase(
+    request: Request, body: ForgetEraseIn, principal: Annotated[Principal, Depends(require("erase"))]
+) -> dict[str, Any]:
+    """Erase the faces confirmed after review."""
+    try:
+        return engine_of(request).erase("face", body.face_ids, context=_context(principal)).to_dict()
+    except ErasureError as error:
+        raise ApiError(404, "nothing_to_erase", str(error)) from error
+
+
+@router.get("/optouts", responses=ERRORS)
+def list_optouts(
+    request: Request, _principal: Annotated[Principal, Depends(require("optout"))]
+) -> list[dict[str, Any]]:
+    """Opt-outs: ids, dates, notes (never faces)."""
+    return engine_of(request).optouts.list()
+
+
+@router.post("/optouts", status_code=201, response_model=OptOutOut, responses=ERRORS)
+def add_optout(
+    request: Request,
+    principal: Annotated[Principal, Depends(require("optout"))],
+    image: Annotated[UploadFile, File(description="A photo of the person; it is not kept.")],
+    note: Annotated[str | None, Form(max_length=2000)] = None,
+) -> dict[str, Any]:
+    """Put a person on the opt-out list: from the next request on, ingests drop them and searches hide them."""
+    engine = engine_of(request)
+    data = read_upload(image, engine.settings.max_upload_bytes, "image")
+    check_image_bytes(data, "image")
+    try:
+        return engine.opt_out(data, note=note, context=_context(principal))
+    except OptOutError as error:
+        raise ApiError(422, "no_face", str(error)) from error
+
+
+@router.delete("/optouts/{optout_id}", status_code=204, response_class=Response, responses=ERRORS)
+def remove_optout(
+    request: Request, optout_id: int, principal: Annotated[Principal, Depends(require("optout"))]
+) -> Response:
+    """Withdraw an opt-out."""
+    try:
+        if not 0 < optout_id < 2**62:
+            raise OptOutError(f"unknown opt-out {optout_id}")
+        engine_of(request).opt_out_remove(optout_id, context=_context(principal))
+    except OptOutError as error:
+        raise ApiError(404, "unknown_optout", str(error)) from error
+    return Response(status_code=204)
+
+
+@router.post("/retention/purge", responses=ERRORS)
+def purge(
+    request: Request, principal: Annotated[Principal, Depends(require("retention"))], dry_run: bool = False
+) -> dict[str, Any]:
+    """Erase now every image older than its collection's retention (the server also does it on a schedule)."""
+    context = ActionContext(actor=principal.actor, purpose="retention")
+    return engine_of(request).purge(context=context, dry_run=dry_run)

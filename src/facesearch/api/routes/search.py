@@ -1,0 +1,102 @@
+"""Search (1:N) and verify (1:1): purpose and case required, audited by the search service on every call."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from facesearch.api.auth import engine_of, require
+from facesearch.api.deps import read_upload, search_context, visible_collections
+from facesearch.api.errors import ApiError
+from facesearch.api.schemas import ErrorBody, SearchOut, VerifyOut
+from facesearch.api.uploads import check_image_bytes, safe_name
+from facesearch.governance.accounts import Principal
+from facesearch.search.service import SearchService
+
+router = APIRouter(prefix="/v1", tags=["search"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (401, 403, 409, 413, 415, 422, 429)
+}
+_SUPPORTS_MAX_FMR = "max_fmr" in inspect.signature(SearchService.search).parameters
+
+PURPOSE = Form(description="Why you search: one of the configured purposes (e.g. humanitarian).")
+CASE = Form(description="The case this search is for (a reference; opened on first use, refused once closed).")
+
+
+def _rejected(error: str) -> ApiError:
+    reason = error.split(":", 1)[0]
+    if reason == "too_large":
+        return ApiError(413, "image_too_large", error)
+    if reason.startswith("image ") and "too_large" in error:
+        return ApiError(413, "image_too_large", error)
+    return ApiError(422, "image_rejected", error)
+
+
+@router.post("/search", response_model=SearchOut, responses={404: {"model": ErrorBody}, **ERRORS})
+def search(
+    request: Request,
+    principal: Annotated[Principal, Depends(require("search"))],
+    image: Annotated[UploadFile, File(description="The probe photo.")],
+    purpose: Annotated[str, PURPOSE],
+    case_id: Annotated[str, CASE],
+    top_k: Annotated[int, Form(ge=1, le=1000)] = 10,
+    collection: Annotated[str | None, Form(max_length=200)] = None,
+    max_fmr: Annotated[float | None, Form(gt=0, le=1, description="Keep candidates at or below this FMR.")] = None,
+) -> JSONResponse:
+    """Search every face of a probe photo; answers what ``facesearch search --json`` prints for one probe.
+
+    Each candidate is a lead for a person to review, never an identification.
+    """
+    engine = engine_of(request)
+    settings = engine.settings
+    context = search_context(engine, principal, purpose, case_id)
+    options: dict[str, Any] = {}
+    if max_fmr is not None:
+        if not _SUPPORTS_MAX_FMR:
+            raise ApiError(422, "max_fmr_unavailable", "this version has no calibrated scores to filter by FMR")
+        options["max_fmr"] = max_fmr
+    data = read_upload(image, settings.max_upload_bytes, "probe image")
+    check_image_bytes(data, "probe image")
+    service = engine.search_service(context=context, max_pixels=settings.max_probe_pixels)
+    result = service.search(
+        data,
+        top_k=top_k,
+        collection=collection,
+        probe_name=safe_name(image.filename, "upload"),
+        context=context,
+        collections=visible_collections(principal),
+        **options,
+    )
+    if result.error is not None:
+        if result.error.startswith("unknown collection"):
+            raise ApiError(404, "unknown_collection", result.error)
+        raise _rejected(result.error)
+    return JSONResponse(result.to_dict())
+
+
+@router.post("/verify", response_model=VerifyOut, responses=ERRORS)
+def verify(
+    request: Request,
+    principal: Annotated[Principal, Depends(require("verify"))],
+    image_a: Annotated[UploadFile, File(description="First photo.")],
+    image_b: Annotated[UploadFile, File(description="Second photo.")],
+    purpose: Annotated[str, PURPOSE],
+    case_id: Annotated[str, CASE],
+) -> JSONResponse:
+    """Are the largest faces of two photos the same person? Answers what ``facesearch verify --json`` prints."""
+    engine = engine_of(request)
+    settings = engine.settings
+    context = search_context(engine, principal, purpose, case_id)
+    first = read_upload(image_a, settings.max_upload_bytes, "first image")
+    second = read_upload(image_b, settings.max_upload_bytes, "second image")
+    check_image_bytes(first, "first image")
+    check_image_bytes(second, "second image")
+    service = engine.search_service(context=context, max_pixels=settings.max_probe_pixels)
+    result = service.verify(first, second, context=context)
+    if result.error is not None and "no face found" not in result.error:
+        raise _rejected(result.error)
+    return JSONResponse(result.to_dict())

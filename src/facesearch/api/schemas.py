@@ -1,0 +1,249 @@
+"""Request and response bodies of the API, as Pydantic models (they make the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Open(BaseModel):
+    """A response model that lets fields added later through (clients must ignore unknown fields)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorBody(BaseModel):
+    """Every error: a stable code and a message for people."""
+
+    code: str
+    message: str
+    details: Any = None
+
+
+class Health(BaseModel):
+    """``GET /health``."""
+
+    status: str
+
+
+class CandidateOut(Open):
+    """A stored face similar to a probe face: a lead to review, never an identification."""
+
+    rank: int
+    face_id: int
+    image: str
+    subject: str | None
+    collection: str
+    similarity: float
+    source_url: str | None
+    bbox: list[float]
+
+
+class ProbeFaceOut(Open):
+    """One face of the probe and its candidates."""
+
+    bbox: list[float]
+    detector_score: float
+    quality: float
+    quality_reasons: list[str]
+    candidates: list[CandidateOut]
+
+
+class SearchOut(Open):
+    """The same object ``facesearch search --json`` prints for one probe."""
+
+    probe: str
+    error: str | None
+    faces: list[ProbeFaceOut]
+    pack: str | None
+    threshold: float | None
+    warnings: list[str]
+
+
+class VerifyOut(Open):
+    """The same object ``facesearch verify --json`` prints."""
+
+    similarity: float | None
+    same_person: bool | None
+    threshold: float
+    pack: str
+    error: str | None
+    warnings: list[str]
+
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,199}$"
+
+
+class CollectionIn(BaseModel):
+    """A new collection: its name, the legal basis for holding and searching it, and its retention."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=_NAME, max_length=200)
+    legal_basis: str = Field(min_length=1, max_length=2000)
+    description: str | None = Field(default=None, max_length=2000)
+    source: str | None = Field(default=None, max_length=2000)
+    retention_days: int | None = Field(default=None, ge=1, le=36500)
+
+
+class CollectionOut(Open):
+    """A collection with its counts."""
+
+    name: str
+    legal_basis: str | None
+    retention_days: int | None = None
+    images: int
+    faces: int
+
+
+class RetentionIn(BaseModel):
+    """A collection's maximum age (``null``: keep until erased)."""
+
+    model_config = ConfigDict(extra="forbid")
+    days: int | None = Field(default=None, ge=1, le=36500)
+
+
+class IngestPathIn(BaseModel):
+    """Ingest a folder or file on the server, inside the configured ingest roots."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(min_length=1, max_length=4096)
+    subject_from_folder: bool = False
+    source_url: str | None = Field(default=None, max_length=2000)
+
+
+class JobOut(Open):
+    """A background job and its progress."""
+
+    id: int
+    kind: str
+    collection: str | None
+    status: str = Field(description="queued, running, done, failed or interrupted")
+    files_total: int
+    files_done: int
+    faces: int
+    result: dict[str, Any] | None
+    error: str | None
+
+
+class SubjectOut(Open):
+    """A person known by a label."""
+
+    id: int
+    label: str
+    faces: int
+
+
+class SubjectRenameIn(BaseModel):
+    """A subject's new label."""
+
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field(min_length=1, max_length=300)
+
+
+class SubjectMergeIn(BaseModel):
+    """Merge this subject into another (its faces move there; it goes)."""
+
+    model_config = ConfigDict(extra="forbid")
+    into: int = Field(ge=1, le=2**62)
+
+
+class CaseIn(BaseModel):
+    """A new case."""
+
+    model_config = ConfigDict(extra="forbid")
+    case_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:#-]{0,199}$")
+    title: str | None = Field(default=None, max_length=2000)
+
+
+class CaseOut(Open):
+    """A case."""
+
+    case_id: str
+    title: str | None
+    opened_by: str
+    open: bool
+
+
+class DecisionIn(BaseModel):
+    """A reviewer's decision on a candidate of a case."""
+
+    model_config = ConfigDict(extra="forbid")
+    face_id: int = Field(ge=1, le=2**62)
+    decision: str = Field(pattern=r"^(match|no_match|unsure)$")
+    note: str | None = Field(default=None, max_length=4000)
+    audit_seq: int | None = Field(default=None, ge=1, le=2**62)
+
+
+class ErasureIn(BaseModel):
+    """What to erase: every value of one kind."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(pattern=r"^(image|face|subject|source_url|collection)$")
+    values: list[str | int] = Field(min_length=1, max_length=10000)
+
+
+class ErasureOut(Open):
+    """What an erasure removed (counts only)."""
+
+    target: str
+    images: int
+    faces: int
+    subjects: int
+    collections: int
+    files: int
+    audit_seq: int | None
+
+
+class ForgetEraseIn(BaseModel):
+    """The faces confirmed for erasure after reviewing ``/v1/forget/candidates``."""
+
+    model_config = ConfigDict(extra="forbid")
+    face_ids: list[int] = Field(min_length=1, max_length=10000)
+
+
+class ForgetOut(Open):
+    """Faces at or above the strict threshold for the person in the photo."""
+
+    threshold: float
+    candidates: list[CandidateOut]
+
+
+class OptOutOut(Open):
+    """An opt-out (never a face or image)."""
+
+    id: int
+
+
+class UserIn(BaseModel):
+    """A new user."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+    role: str = Field(pattern=r"^(admin|investigator|reviewer|auditor)$")
+    collections: list[str] | None = Field(default=None, max_length=1000)
+
+
+class UserOut(Open):
+    """A user, their role, collections (``null``: all) and keys (ids only)."""
+
+    name: str
+    role: str
+    active: bool
+    collections: list[str] | None
+
+
+class KeyOut(BaseModel):
+    """A new API key: shown once, never stored."""
+
+    key_id: str
+    key: str
+
+
+class VerificationOut(Open):
+    """The audit chain's verification."""
+
+    ok: bool
+    records: int
+    first_bad_seq: int | None
+    problem: str | None

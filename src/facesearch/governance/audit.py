@@ -1,0 +1,380 @@
+"""The append-only, hash-chained audit log: who did what, when, for which purpose and case, with what result.
+
+Each record holds who, when, the action, the purpose and case, the probe's sha256 (never the image), the
+details (for a search: the face ids and scores returned) and the previous record's hash. Its own hash is the
+sha256 of all of these, so changing, removing or reordering any record breaks the chain from there on; the
+seal and the checkpoint of :mod:`facesearch.governance.anchor` catch what a hash chain alone cannot (a chain
+recomputed after an edit, and records removed from its end).
+
+Appends from several processes (a server and the CLI on one data folder) are serialised by the row lock of
+the ``audit_head`` row, updated first in every append's transaction, on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from facesearch.catalog.schema import AuditHead, AuditRecord
+from facesearch.catalog.store import Catalog
+from facesearch.governance.anchor import AuditAnchor, verify_signature
+
+GENESIS = "0" * 64
+"""The ``prev_hash`` of the first record."""
+
+ANCHOR_FOLDER = "audit"
+_VERIFY_CHUNK = 5000
+
+
+class AuditError(RuntimeError):
+    """The audit record could not be written; the action it was for must not go ahead."""
+
+
+def canonical_json(value: Any) -> str:
+    """One fixed JSON text for a value (sorted keys, no spaces), as hashed and stored."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def record_hash(
+    seq: int,
+    at: str,
+    actor: str,
+    action: str,
+    purpose: str | None,
+    case_ref: str | None,
+    probe_sha256: str | None,
+    details: str,
+    prev_hash: str,
+) -> str:
+    """The sha256 of a record's fields and its predecessor's hash."""
+    payload = canonical_json([seq, at, actor, action, purpose, case_ref, probe_sha256, details, prev_hash])
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _hash_of(record: AuditRecord) -> str:
+    return record_hash(
+        record.seq,
+        record.at,
+        record.actor,
+        record.action,
+        record.purpose,
+        record.case_ref,
+        record.probe_sha256,
+        record.details,
+        record.prev_hash,
+    )
+
+
+@dataclass
+class Verification:
+    """The result of :meth:`AuditTrail.verify`: ``ok``, how many records were checked, and the first problem."""
+
+    ok: bool
+    records: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"ok": self.ok, "records": self.records, "first_bad_seq": self.first_bad_seq, "problem": self.problem}
+
+
+def _record_dict(record: AuditRecord) -> dict[str, Any]:
+    return {
+        "seq": record.seq,
+        "at": record.at,
+        "actor": record.actor,
+        "action": record.action,
+        "purpose": record.purpose,
+        "case_id": record.case_ref,
+        "probe_sha256": record.probe_sha256,
+        "details": json.loads(record.details),
+        "prev_hash": record.prev_hash,
+        "hash": record.hash,
+    }
+
+
+class AuditTrail:
+    """The audit log of one catalog, anchored in one data folder."""
+
+    def __init__(self, catalog: Catalog, anchor: AuditAnchor) -> None:
+        self.catalog = catalog
+        self.anchor = anchor
+
+    @classmethod
+    def beside(cls, catalog: Catalog) -> AuditTrail:
+        """The audit trail of an SQLite catalog, anchored in the folder that holds the catalog file.
+
+        For code that builds a search service on a bare catalog (benchmarks, tests); engines pass their data
+        folder explicitly.
+        """
+        if not catalog.url.startswith("sqlite:///") or catalog.url == "sqlite:///:memory:":
+            raise AuditError("an audit trail needs a data folder for its signing key: pass one explicitly")
+        folder = Path(catalog.url.removeprefix("sqlite:///")).parent / ANCHOR_FOLDER
+        return cls(catalog, AuditAnchor(folder))
+
+    # Writing --------------------------------------------------------------------------------------------------
+
+    def append(
+        self,
+        *,
+        actor: str,
+        action: str,
+        details: dict[str, Any],
+        purpose: str | None = None,
+        case_ref: str | None = None,
+        probe_sha256: str | None = None,
+    ) -> int:
+        """Write one record at the end of the chain and move the checkpoint; returns its sequence number.
+
+        Raises :class:`AuditError` when it cannot be written: callers must then not hand out what it was for.
+        """
+        try:
+            with self.catalog.session() as session, session.begin():
+                seq, digest = self.append_in(
+                    session,
+                    actor=actor,
+                    action=action,
+                    details=details,
+                    purpose=purpose,
+                    case_ref=case_ref,
+                    probe_sha256=probe_sha256,
+                )
+        except AuditError:
+            raise
+        except Exception as error:  # any storage failure: the caller must refuse, never go on unaudited
+            raise AuditError(f"could not write the audit record: {error}") from error
+        self.committed(seq, digest)
+        return seq
+
+    def append_in(
+        self,
+        session: Session,
+        *,
+        actor: str,
+        action: str,
+        details: dict[str, Any],
+        purpose: str | None = None,
+        case_ref: str | None = None,
+        probe_sha256: str | None = None,
+    ) -> tuple[int, str]:
+        """Add a record inside the caller's transaction (so that it commits with the change it records).
+
+        Returns ``(seq, hash)``; after the commit, call :meth:`committed` with them to move the checkpoint.
+        """
+        details_text = canonical_json(details)
+        at = datetime.now(UTC).isoformat(timespec="microseconds")
+        # The UPDATE comes first: it takes the head row's lock (the write lock on SQLite), so concurrent
+        # appends from any process queue here and each reads the head the previous one left.
+        moved = session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1))
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            raise AuditError("the audit chain's head row is missing: the catalog was tampered with")
+        seq, prev_hash = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one()
+        digest = record_hash(seq, at, actor, action, purpose, case_ref, probe_sha256, details_text, prev_hash)
+        session.add(
+            AuditRecord(
+                seq=seq,
+                at=at,
+                actor=actor,
+                action=action,
+                purpose=purpose,
+                case_ref=case_ref,
+                probe_sha256=probe_sha256,
+                details=details_text,
+                prev_hash=prev_hash,
+                hash=digest,
+                seal=self.anchor.seal(digest),
+            )
+        )
+        session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=digest))
+        session.flush()
+        return int(seq), digest
+
+    def committed(self, seq: int, digest: str) -> None:
+        """Move the signed checkpoint to a committed record."""
+        try:
+            self.anchor.advance(seq, digest)
+        except Exception as error:
+            raise AuditError(f"could not write the audit checkpoint: {error}") from error
+
+    # Reading --------------------------------------------------------------------------------------------------
+
+    def records(
+        self,
+        *,
+        after_seq: int = 0,
+        limit: int = 100,
+        action: str | None = None,
+        case_ref: str | None = None,
+        actor: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Records after ``after_seq`` in chain order, optionally of one action, case or actor."""
+        query = select(AuditRecord).where(AuditRecord.seq > after_seq)
+        if action is not None:
+            query = query.where(AuditRecord.action == action)
+        if case_ref is not None:
+            query = query.where(AuditRecord.case_ref == case_ref)
+        if actor is not None:
+            query = query.where(AuditRecord.actor == actor)
+        with self.catalog.session() as session:
+            rows = session.scalars(query.order_by(AuditRecord.seq).limit(limit)).all()
+            return [_record_dict(row) for row in rows]
+
+    def _iter_records(self, after_seq: int = 0) -> Iterator[AuditRecord]:
+        last = after_seq
+        while True:
+            with self.catalog.session() as session:
+                rows = session.scalars(
+                    select(AuditRecord).where(AuditRecord.seq > last).order_by(AuditRecord.seq).limit(_VERIFY_CHUNK)
+                ).all()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].seq
+
+    # Verifying ------------------------------------------------------------------------------------------------
+
+    def verify(self) -> Verification:
+        """Recompute the chain and compare it with its seals, head row and the signed checkpoint.
+
+        Names the first record that was changed, removed or reordered, whoever did it and however (the API,
+        or someone editing the database directly).
+        """
+        expected, previous, count = 1, GENESIS, 0
+        checkpoint_error = None
+        try:
+            checkpoint = self.anchor.read_checkpoint()
+        except ValueError as error:
+            checkpoint, checkpoint_error = None, str(error)
+        hash_at_checkpoint = None
+        for record in self._iter_records():
+            if record.seq != expected:
+                if record.seq > expected:
+                    return Verification(False, count, expected, f"record {expected} was removed")
+                return Verification(False, count, record.seq, f"record {record.seq} is out of order")
+            if _hash_of(record) != record.hash or not hmac.compare_digest(self.anchor.seal(record.hash), record.seal):
+                return Verification(False, count, record.seq, f"record {record.seq} was altered (or reordered)")
+            if record.prev_hash != previous:
+                return Verification(
+                    False, count, record.seq, f"record {record.seq} does not follow record {record.seq - 1}"
+                )
+            if checkpoint is not None and record.seq == checkpoint.seq:
+                hash_at_checkpoint = record.hash
+            previous, expected, count = record.hash, expected + 1, count + 1
+        last = expected - 1
+        if checkpoint_error is not None:
+            return Verification(False, count, None, checkpoint_error)
+        with self.catalog.session() as session:
+            head = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one_or_none()
+        if head is None:
+            return Verification(False, count, None, "the audit chain's head row was removed")
+        if checkpoint is None:
+            if count or self.anchor.has_key():
+                missing = f"the audit checkpoint {self.anchor.checkpoint_path} is missing"
+                return Verification(False, count, None, missing)
+            return Verification(True, 0)
+        if checkpoint.seq > last:
+            first = last + 1
+            what = "every record was removed" if last == 0 else f"records {first} to {checkpoint.seq} were removed"
+            return Verification(False, count, first, f"record {first} was removed ({what})")
+        if hash_at_checkpoint != checkpoint.hash:
+            return Verification(
+                False, count, checkpoint.seq, f"record {checkpoint.seq} differs from the signed checkpoint"
+            )
+        if head.seq > last:
+            removed = f"record {last + 1} was removed (the chain's head says {head.seq})"
+            return Verification(False, count, last + 1, removed)
+        if head.seq < last or head.hash != previous:
+            return Verification(False, count, None, "the audit chain's head row was altered")
+        return Verification(True, count)
+
+    # Export ---------------------------------------------------------------------------------------------------
+
+    def export(self, out: IO[str], *, actor: str, after_seq: int = 0) -> int:
+        """Write the records after ``after_seq`` as JSON lines, then one signature line; returns the count.
+
+        The export is itself recorded first (action ``audit_export``, by ``actor``), so it is in the file.
+        The signature line holds the Ed25519 signature (by the data folder's key) of the sha256 of every
+        line before it, and the public key, so the file can be checked anywhere with :func:`verify_export`.
+        """
+        self.append(actor=actor, action="audit_export", details={"after_seq": after_seq})
+        digest = hashlib.sha256()
+        count, first, last_hash = 0, None, None
+        for record in self._iter_records(after_seq):
+            line = canonical_json({"type": "record", **_record_dict(record)}) + "\n"
+            digest.update(line.encode("utf-8"))
+            out.write(line)
+            count += 1
+            first = record.seq if first is None else first
+            last_hash = record.hash
+        summary = {
+            "type": "signature",
+            "algorithm": "ed25519",
+            "records": count,
+            "first_seq": first,
+            "last_hash": last_hash,
+            "sha256": digest.hexdigest(),
+            "public_key": self.anchor.public_key_pem(),
+        }
+        summary["signature"] = self.anchor.sign(_signed_message(summary))
+        out.write(canonical_json(summary) + "\n")
+        return count
+
+
+def _signed_message(summary: dict[str, Any]) -> bytes:
+    fields = {key: summary[key] for key in ("records", "first_seq", "last_hash", "sha256")}
+    return ("facesearch-audit-export:" + canonical_json(fields)).encode("utf-8")
+
+
+def verify_export(lines: list[str], *, public_key_pem: str | None = None) -> Verification:
+    """Check a signed export: the signature, every record's hash, and the chain between records.
+
+    ``public_key_pem`` (the data folder's public key) makes sure the export was signed by that data folder
+    and not by anyone who re-signed an edited file with a key of their own.
+    """
+    if not lines:
+        return Verification(False, 0, None, "the export is empty")
+    try:
+        summary = json.loads(lines[-1])
+        records = [json.loads(line) for line in lines[:-1]]
+    except json.JSONDecodeError as error:
+        return Verification(False, 0, None, f"the export is not JSON lines: {error}")
+    if summary.get("type") != "signature":
+        return Verification(False, 0, None, "the export has no signature line (it was cut short)")
+    digest = hashlib.sha256("".join(line if line.endswith("\n") else line + "\n" for line in lines[:-1]).encode())
+    if digest.hexdigest() != summary.get("sha256") or summary.get("records") != len(records):
+        return Verification(False, len(records), None, "the export's records do not match its signature line")
+    key = public_key_pem or summary.get("public_key", "")
+    if public_key_pem is not None and summary.get("public_key", "").strip() != public_key_pem.strip():
+        return Verification(False, len(records), None, "the export was signed by another key")
+    if not verify_signature(key, _signed_message(summary), str(summary.get("signature", ""))):
+        return Verification(False, len(records), None, "the export's signature is invalid")
+    previous = None
+    for count, record in enumerate(records):
+        details = canonical_json(record["details"])
+        expected = record_hash(
+            record["seq"],
+            record["at"],
+            record["actor"],
+            record["action"],
+            record["purpose"],
+            record["case_id"],
+            record["probe_sha256"],
+            details,
+            record["prev_hash"],
+        )
+        if expected != record["hash"]:
+            return Verification(False, count, record["seq"], f"record {record['seq']} was altered")
+        if previous is not None and (record["seq"] != previous["seq"] + 1 or record["prev_hash"] != previous["hash"]):
+            return Verification(False, count, record["seq"], f"record {record['seq']} does not follow its predecessor")
+        previous = record
+    return Verification(True, len(records))

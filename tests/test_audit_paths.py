@@ -1,0 +1,141 @@
+"""No code path searches without writing its audit record: the Python API, the CLI and the API, all of them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from facesearch.api.app import create_app
+from facesearch.cli import app as cli_app
+from facesearch.engine import FaceSearch
+from facesearch.governance.audit import AuditError
+from facesearch.governance.context import ContextError, local_actor
+from tests.test_api_support import PURPOSE, auth, make_users, probe_bytes, settings, write_photos
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+runner = CliRunner()
+
+
+@pytest.fixture()
+def indexed(tmp_path: Path) -> tuple[Path, Path]:
+    """(home, photos): the photos indexed with dlib in an SQLite catalog."""
+    photos = write_photos(tmp_path / "photos")
+    home = tmp_path / "home"
+    with FaceSearch(settings(home, f"sqlite:///{home / 'catalog.sqlite3'}")) as engine:
+        engine.index([photos], collection="demo", subject_from_folder=True, workers=1)
+    return home, photos
+
+
+def open_engine(home: Path) -> FaceSearch:
+    return FaceSearch(settings(home, f"sqlite:///{home / 'catalog.sqlite3'}"))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_python_api_search_verify_and_vector_search_are_audited(indexed: tuple[Path, Path]) -> None:
+    home, photos = indexed
+    portrait, crop = photos / "Eileen_Collins" / "portrait.jpg", photos / "Eileen_Collins" / "crop.png"
+    with open_engine(home) as fs:
+        result = fs.search(portrait, top_k=3)
+        fs.verify(portrait, crop, purpose="verification", case_id="V-1")
+        vectors = np.stack([f.embedding for f in fs.search_service().analyse(crop)])
+        found = fs.search_service().search_vectors(vectors, top_k=2)
+        missing = fs.search(photos / "missing.jpg")
+        records = fs.audit.records()
+        with pytest.raises(ContextError):
+            fs.search(portrait, purpose="curiosity")
+        assert len(fs.audit.records()) == len(records)  # refused before searching, nothing to record
+    assert [r["action"] for r in records] == ["search", "verify", "search_vectors", "search"]
+    search, verify, by_vector, failed = records
+    assert search["actor"] == local_actor() and search["purpose"] == "unspecified" and search["case_id"] is None
+    assert search["probe_sha256"] == sha256(portrait)
+    returned = [[[c.face_id, c.similarity] for c in face.candidates] for face in result.faces]
+    assert search["details"]["results"] == returned
+    assert verify["purpose"] == "verification" and verify["case_id"] == "V-1"
+    assert verify["probe_sha256"] == f"{sha256(portrait)},{sha256(crop)}"
+    assert by_vector["details"]["results"] == [[[c.face_id, c.similarity] for c in row] for row in found]
+    assert missing.error and failed["details"]["error"] == "unreadable" and failed["probe_sha256"] is None
+
+
+def test_cli_search_and_verify_are_audited_with_purpose_and_case(
+    indexed: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, photos = indexed
+    monkeypatch.setenv("FACESEARCH_IDENTITY", "desk-officer-7")
+    portrait = photos / "Eileen_Collins" / "portrait.jpg"
+    base = ["--home", str(home), "--pack", "dlib"]
+    result = runner.invoke(cli_app, [*base, "search", str(portrait), "--json"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        cli_app, [*base, "search", str(portrait), "--json", "--purpose", "investigation", "--case", "INV-9"]
+    )
+    printed = json.loads(result.stdout.splitlines()[-1])
+    result = runner.invoke(cli_app, [*base, "verify", str(portrait), str(photos / "Eileen_Collins" / "crop.png")])
+    assert result.exit_code == 0
+    refused = runner.invoke(cli_app, [*base, "search", str(portrait), "--purpose", "curiosity"])
+    assert refused.exit_code == 2 and "not allowed" in refused.output
+    with open_engine(home) as fs:
+        records = fs.audit.records()
+        cases = fs.cases.list()
+    assert [r["action"] for r in records] == ["search", "search", "verify"]
+    assert {r["actor"] for r in records} == {"desk-officer-7"}
+    assert records[0]["purpose"] == "unspecified"
+    assert (records[1]["purpose"], records[1]["case_id"]) == ("investigation", "INV-9")
+    assert records[1]["details"]["results"] == [
+        [[c["face_id"], c["similarity"]] for c in face["candidates"]] for face in printed["faces"]
+    ]
+    assert [c["case_id"] for c in cases] == ["INV-9"]
+
+
+def test_api_search_is_audited_as_the_key_holder(indexed: tuple[Path, Path]) -> None:
+    home, _ = indexed
+    with open_engine(home) as fs:
+        keys = make_users(fs)
+    app = create_app(settings(home, f"sqlite:///{home / 'catalog.sqlite3'}"), schedule=False)
+    with TestClient(app) as client:
+        probe = probe_bytes()
+        answer = client.post(
+            "/v1/search",
+            files={"image": ("p.png", probe, "image/png")},
+            data=PURPOSE,
+            headers=auth(keys["investigator"]),
+        )
+        assert answer.status_code == 200
+        record = app.state.engine.audit.records(action="search")[-1]
+    assert record["actor"] == "investigator" and record["probe_sha256"] == hashlib.sha256(probe).hexdigest()
+
+
+def test_every_path_fails_closed_when_the_audit_cannot_be_written(indexed: tuple[Path, Path]) -> None:
+    home, photos = indexed
+    portrait = photos / "Eileen_Collins" / "portrait.jpg"
+    with open_engine(home) as fs:
+        keys = make_users(fs)
+        with fs.catalog.engine.begin() as connection:
+            connection.execute(text("DELETE FROM audit_head"))
+        with pytest.raises(AuditError):
+            fs.search(portrait)
+        with pytest.raises(AuditError):
+            fs.verify(portrait, portrait)
+        with pytest.raises(AuditError):
+            fs.search_service().search_vectors(np.ones((1, 128), dtype=np.float32) / np.sqrt(128))
+    result = runner.invoke(cli_app, ["--home", str(home), "--pack", "dlib", "search", str(portrait), "--json"])
+    assert result.exit_code != 0 and not result.stdout.strip()
+    app = create_app(settings(home, f"sqlite:///{home / 'catalog.sqlite3'}"), schedule=False)
+    with TestClient(app) as client:
+        answer = client.post(
+            "/v1/search",
+            files={"image": ("p.png", probe_bytes(), "image/png")},
+            data=PURPOSE,
+            headers=auth(keys["investigator"]),
+        )
+    assert answer.status_code == 503 and answer.json()["code"] == "audit_unavailable"
+    assert "candidates" not in answer.text
