@@ -124,6 +124,13 @@ def print_table(results: list[dict[str, Any]]) -> None:
             f"threshold at FMR 1e-3 {point.get('threshold', math.nan):.4f}{unresolvable}; "
             f"verification {result['verification']['timings_s']['total']:.0f}s"
         )
+        shipped = result["verification"]["at_pack_threshold"]
+        open_set = result["identification"]["metrics"]["at_pack_threshold"]
+        print(
+            f"{' ' * len(result['pack'])}  at the pack's threshold {shipped['threshold']:.3f}: verification "
+            f"TAR {_pct(shipped['tar'])} FAR {_pct(shipped['far'])}; identification "
+            f"FNIR {_pct(open_set['fnir'])} FPIR {_pct(open_set['fpir'])}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,11 +33,13 @@ rate, machine) go to stderr as a second JSON line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -234,9 +236,9 @@ def score_samples(data: dict[str, np.ndarray], model: FaceModel, pairs: int = 20
     }
 
 
-def _summary(scores: np.ndarray) -> dict[str, float]:
+def _summary(scores: np.ndarray) -> dict[str, Any]:
     return {
-        "n": int(len(scores)),
+        "n": len(scores),
         "mean": round(float(scores.mean()), 4),
         "std": round(float(scores.std()), 4),
         "p99": round(float(np.quantile(scores, 0.99)), 4),
@@ -248,7 +250,9 @@ def _summary(scores: np.ndarray) -> dict[str, float]:
 def _ks(a: np.ndarray, b: np.ndarray) -> float:
     """Kolmogorov-Smirnov distance: the largest gap between the two empirical distribution functions."""
     grid = np.sort(np.concatenate([a, b]))
-    return float(np.max(np.abs(np.searchsorted(np.sort(a), grid) / len(a) - np.searchsorted(np.sort(b), grid) / len(b))))
+    return float(
+        np.max(np.abs(np.searchsorted(np.sort(a), grid) / len(a) - np.searchsorted(np.sort(b), grid) / len(b)))
+    )
 
 
 def check_distractors(png: Path | None) -> dict[str, Any]:
@@ -313,6 +317,52 @@ def _exact_top1(probes: np.ndarray, block: np.ndarray, ids: np.ndarray, best: tu
     best[1][better] = ids[top[better]]
 
 
+def _loaded_index_memory(path: Path, dim: int) -> int:
+    """Anonymous memory a fresh Python process gains by opening the index at ``path`` (bytes)."""
+    code = (
+        "import sys, json; sys.path.insert(0, sys.argv[3]); from scale import _rss_anon; "
+        "from pathlib import Path; import faiss, numpy; from facesearch.index.faiss_index import FaissIndex; "
+        "before = _rss_anon(); index = FaissIndex(Path(sys.argv[1]), int(sys.argv[2])); "
+        "print(_rss_anon() - before)"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code, str(path), str(dim), str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if output.returncode != 0:
+        raise RuntimeError(f"loading the index in a fresh process failed:\n{output.stderr}")
+    return int(output.stdout.strip().splitlines()[-1])
+
+
+def _nprobe_sweep(index: Any, probes: np.ndarray, mates: np.ndarray, exact_hit: np.ndarray) -> list[dict[str, Any]]:
+    """Mate recall and single-probe latency for several shares of the lists visited (the recall/speed trade)."""
+    from facesearch.index.policy import SearchKnobs
+
+    default = index.knobs
+    rows = []
+    for fraction in (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0):
+        index.knobs = dataclasses.replace(default, nprobe=None, nprobe_fraction=fraction)
+        _, found = index.search(probes, TOP_K)
+        timings = []
+        for probe in probes[:300]:
+            t0 = time.perf_counter()
+            index.search(probe[None], TOP_K)
+            timings.append((time.perf_counter() - t0) * 1000)
+        recall = (exact_hit & (found[:, 0] == mates)).sum() / max(exact_hit.sum(), 1)
+        rows.append(
+            {
+                "nprobe": index.nprobe(),
+                "fraction": fraction,
+                "mate_recall": round(float(recall), 5),
+                "p50_ms": round(float(np.percentile(timings, 50)), 2),
+            }
+        )
+    index.knobs = SearchKnobs(**dataclasses.asdict(default))
+    return rows
+
+
 def run(faces: int, workdir: Path, log: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """One size end to end; returns (the contract's fields, details)."""
     from facesearch.index.faiss_index import FaissIndex
@@ -366,10 +416,9 @@ def run(faces: int, workdir: Path, log: Any) -> tuple[dict[str, Any], dict[str, 
     del index
     gc.collect()
 
-    # 3. Load it as a fresh process would, and measure its memory.
-    before = _rss_anon()
+    # 3. Its memory, loaded by a fresh process (this one's allocator still holds what the build used).
+    ram = _loaded_index_memory(path, probes.shape[1])
     index = FaissIndex(path, probes.shape[1])
-    ram = _rss_anon() - before
     total = len(index)
     stats = index.stats()
 
@@ -386,6 +435,7 @@ def run(faces: int, workdir: Path, log: Any) -> tuple[dict[str, Any], dict[str, 
     for batch in batches:
         index.search(batch, TOP_K)
     batch_qps = len(batches) * 100 / (time.perf_counter() - t0)
+    sweep = _nprobe_sweep(index, probes, mates, exact_hit) if index.nprobe() is not None else []
     index.close()
 
     disk = sum(p.stat().st_blocks * 512 for p in path.parent.iterdir())
@@ -412,6 +462,7 @@ def run(faces: int, workdir: Path, log: Any) -> tuple[dict[str, Any], dict[str, 
         "index_memory_estimate_bytes_per_face": round(stats["memory_bytes"] / total, 1),
         "disk_bytes_per_face": round(disk / total, 1),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "nprobe_sweep": sweep,
         "machine": machine(),
     }
     return result, details

@@ -230,6 +230,7 @@ def test_upload_a_zip_with_hostile_members_runs_a_job(api: Api) -> None:
     assert answer.status_code == 202, answer.text
     job = wait_for_job(api, answer.json()["id"])
     assert job["status"] == "done", job
+    assert api.get(f"/jobs/{job['id']}").json() == job  # the unversioned path
     # Three pictures got through (two have the same bytes: stored once); the rest were never written.
     assert job["result"]["images_indexed"] == 2 and job["result"]["duplicates"] == 1 and job["faces"] >= 2
     stored = sorted(p.relative_to(api.home / "uploads") for p in (api.home / "uploads").rglob("*") if p.is_file())
@@ -283,6 +284,7 @@ def test_subjects_faces_and_crops(api: Api) -> None:
     crop = api.get(f"/v1/faces/{face_id}/crop.jpg", "reviewer")
     assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
     assert crop.content[:3] == b"\xff\xd8\xff"
+    assert api.get(f"/faces/{face_id}/crop.jpg", "reviewer").content == crop.content  # the unversioned path
     assert api.get(f"/v1/faces/{face_id}/crop.jpg", "limited").status_code == 404  # not in their collections
     assert api.get("/v1/faces/99999999/crop.jpg").status_code == 404
 

@@ -51,7 +51,7 @@ def search(base: str, key: str, probe: Path, **data: str) -> httpx.Response:
 
 
 def test_server_contract_and_cross_process_freshness(deployment: tuple[Path, str, Path], tmp_path: Path) -> None:
-    home, url, photos = deployment
+    home, url, _photos = deployment
     probe = tmp_path / "probe.png"
     Image.fromarray(astronaut()[10:430, 50:470]).save(probe)
     key = new_key(home, url, "alice", "investigator")
@@ -105,7 +105,7 @@ def test_server_contract_and_cross_process_freshness(deployment: tuple[Path, str
     # Someone edits the database directly: verify fails and names the record.
     from sqlalchemy import create_engine, text
 
-    engine = create_engine(url.replace("sqlite:///", "sqlite:///", 1))
+    engine = create_engine(url)
     with engine.begin() as connection:
         connection.execute(text("UPDATE audit_log SET actor = 'nobody' WHERE seq = 3"))
     engine.dispose()
@@ -146,7 +146,10 @@ def test_ingest_while_searching_leaves_catalog_and_index_consistent(tmp_path: Pa
             try:
                 # One ingest through the API (in the server's process) and one from the CLI (another process).
                 httpx.post(
-                    f"{base}/v1/collections", json={"name": "api", "legal_basis": "test"}, headers=auth(admin)
+                    f"{base}/v1/collections",
+                    json={"name": "api", "legal_basis": "test"},
+                    headers=auth(admin),
+                    timeout=60,
                 ).raise_for_status()
                 archive = io.BytesIO()
                 with zipfile.ZipFile(archive, "w") as zf:
@@ -162,7 +165,7 @@ def test_ingest_while_searching_leaves_catalog_and_index_consistent(tmp_path: Pa
                     home, url, "index", str(variants(tmp_path / "cli", 12)), "--collection", "cli", "--workers", "2"
                 )
                 for _ in range(600):
-                    state = httpx.get(f"{base}/v1/jobs/{job['id']}", headers=auth(admin)).json()
+                    state = httpx.get(f"{base}/v1/jobs/{job['id']}", headers=auth(admin), timeout=60).json()
                     if state["status"] != "queued" and state["status"] != "running":
                         break
                     stop.wait(0.2)

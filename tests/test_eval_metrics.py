@@ -9,7 +9,9 @@ import pytest
 
 from facesearch.eval.metrics import (
     best_accuracy_threshold,
+    open_set_at_threshold,
     open_set_metrics,
+    rates_at_threshold,
     roc_curve,
     tar_at_far,
     threshold_at_rate,
@@ -228,3 +230,16 @@ def test_open_set_empty_denominators_give_nan() -> None:
     assert math.isnan(result["fnir_at_fpir"][0]["fnir"])
     no_nonmated = open_set_metrics([0.9], [True], [1], [])
     assert math.isnan(no_nonmated["fnir_at_fpir"][0]["fnir"])
+
+
+def test_rates_at_a_fixed_threshold() -> None:
+    point = rates_at_threshold([0.9, 0.6, -np.inf, 0.7, 0.2], [1, 1, 1, 0, 0], 0.65)
+    assert point == {"threshold": 0.65, "tar": pytest.approx(1 / 3), "far": pytest.approx(0.5)}
+
+
+def test_open_set_at_a_fixed_threshold() -> None:
+    point = open_set_at_threshold([0.9, 0.35, 0.15, 0.8], [True, True, True, False], [0.1, 0.2, 0.3, 0.4], 0.25)
+    assert point["fpir"] == pytest.approx(0.5)
+    assert point["fnir"] == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        open_set_at_threshold([0.9], [True, False], [0.1], 0.5)

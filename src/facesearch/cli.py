@@ -756,9 +756,7 @@ def forget_command(
                 raise fail(f"faces {unknown} are not among those listed for this photo; nothing erased", code=1)
             erased = engine.erase("face", sorted(set(confirm))).to_dict()
     if json_output:
-        _print_json(
-            {"threshold": limit, "candidates": [dataclasses_asdict(c) for c in candidates], "erased": erased}
-        )
+        _print_json({"threshold": limit, "candidates": [dataclasses_asdict(c) for c in candidates], "erased": erased})
         return
     out.print(f"{len(candidates)} faces at or above similarity {limit}; review each before erasing:")
     for c in candidates:

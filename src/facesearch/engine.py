@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ from facesearch.governance.erasure import Erasure, ErasureReport
 from facesearch.governance.optout import OptOutError, OptOutList, OptOuts
 from facesearch.governance.retention import Retention
 from facesearch.governance.subjects import Subjects
+from facesearch.index.backends import backend_name, faiss_dir, open_vector_index
+from facesearch.index.base import VectorIndex
 from facesearch.index.faiss_index import FaissIndex, index_file_name
 from facesearch.ingest.pipeline import IngestOptions, IngestProgress, IngestSummary, run_ingest
 from facesearch.search.service import Candidate, ImageInput, ProbeResult, SearchService, VerifyResult
@@ -71,7 +75,7 @@ class FaceSearch:
         settings.home.mkdir(parents=True, exist_ok=True)
         self.catalog = Catalog(settings.catalog_url)
         self._packs: dict[str, ModelPack] = {}
-        self._indexes: dict[str, FaissIndex] = {}
+        self._indexes: dict[str, VectorIndex] = {}
         # The catalog generation each index and opt-out list was last caught up at (see vector_index).
         self._synced: dict[str, int] = {}
         self._optout_lists: dict[str, tuple[int, OptOutList]] = {}
@@ -91,9 +95,10 @@ class FaceSearch:
         return self.settings.home / UPLOADS_FOLDER
 
     def close(self) -> None:
-        """Save indexes and release the catalog."""
+        """Save indexes (after any rebuild running in the background) and release the catalog."""
         for index in self._indexes.values():
-            index.save()
+            index.close()
+        self._indexes.clear()
         self.catalog.close()
 
     def __enter__(self) -> FaceSearch:
@@ -116,7 +121,14 @@ class FaceSearch:
                 self._packs[spec.key] = ModelPack(spec, self.settings.models_dir, threads=os.cpu_count() or 1)
             return self._packs[spec.key]
 
-    def vector_index(self, pack: ModelPack) -> FaissIndex:
+    def _faiss_dir(self) -> Path:
+        return faiss_dir(self.settings.index_url, self.settings.index_dir)
+
+    def _open_index(self, pack_key: str, dim: int) -> VectorIndex:
+        """A pack's index under the configured backend (FAISS files by default, or Milvus)."""
+        return open_vector_index(self.settings.index_url, self.settings.index_dir, pack_key, dim)
+
+    def vector_index(self, pack: ModelPack) -> VectorIndex:
         """The pack's vector index, caught up with the catalog whenever the catalog's generation moved.
 
         The generation moves with every change to faces made by any process (an ingest or erasure from the
@@ -126,8 +138,7 @@ class FaceSearch:
         """
         with self._lock:
             if pack.key not in self._indexes:
-                path = self.settings.index_dir / index_file_name(pack.key)
-                self._indexes[pack.key] = FaissIndex(path, pack.dim)
+                self._indexes[pack.key] = self._open_index(pack.key, pack.dim)
             if not self._ingesting[pack.key]:
                 generation = self.catalog.generation()
                 if self._synced.get(pack.key) != generation:
@@ -140,10 +151,13 @@ class FaceSearch:
         with self._lock:
             index = self._indexes.get(pack_key)
             if index is None:
-                path = self.settings.index_dir / index_file_name(pack_key)
-                if not path.exists():
+                on_disk = self._faiss_dir() / index_file_name(pack_key)
+                if backend_name(self.settings.index_url) == "faiss" and not on_disk.exists():
                     return
-                index = FaissIndex(path, dim)
+                index = self._open_index(pack_key, dim)
+                index.remove(np.asarray(ids, dtype=np.int64))
+                index.close()
+                return
             index.remove(np.asarray(ids, dtype=np.int64))
             index.save()
 
@@ -163,10 +177,35 @@ class FaceSearch:
         """Compare a pack's index with the catalog and repair it from the catalog's stored embeddings."""
         with self._lock:
             if pack_key not in self._indexes:
-                self._indexes[pack_key] = FaissIndex(self.settings.index_dir / index_file_name(pack_key), dim)
+                self._indexes[pack_key] = self._open_index(pack_key, dim)
             return self._sync(pack_key, self._indexes[pack_key], full=True)
 
-    def _sync(self, pack_key: str, index: FaissIndex, *, full: bool) -> IndexRepair:
+    @contextlib.contextmanager
+    def _index_file_lock(self, pack_key: str) -> Iterator[None]:
+        """Serialise "compare with the catalog, then save" of one pack's index file across processes.
+
+        Several processes (a server, the CLI) may hold the same index in memory, each with its own view. Each
+        one catches up with the catalog and saves under this lock, so whoever saves last writes everything
+        the catalog held at that moment; the file can never end up behind a commit whose writer already saved.
+        """
+        folder = self._faiss_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        # The same file FaissIndex locks to commit a background rebuild (the index's path + ".lock").
+        with (folder / (index_file_name(pack_key) + ".lock")).open("a") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _sync(self, pack_key: str, index: VectorIndex, *, full: bool) -> IndexRepair:
+        with self._index_file_lock(pack_key):
+            return self._sync_locked(pack_key, index, full=full)
+
+    def _sync_locked(self, pack_key: str, index: VectorIndex, *, full: bool) -> IndexRepair:
+        # Start from what other processes committed (their additions need not be added twice); what this
+        # process had added but not saved is in the catalog and comes back below.
+        index.refresh()
         catalog_ids = self.catalog.face_ids(pack_key)
         repair = IndexRepair(pack=pack_key, catalog_faces=len(catalog_ids), index_vectors_before=len(index))
         index_ids = index.ids()
@@ -241,9 +280,14 @@ class FaceSearch:
         pack: str | None = None,
         workers: int | None = None,
         on_progress: Callable[[IngestProgress], None] | None = None,
+        model_pack: ModelPack | None = None,
     ) -> IngestSummary:
-        """Index every photo under ``paths`` into ``collection`` (resumable; duplicates stored once)."""
-        model_pack = self.pack(pack)
+        """Index every photo under ``paths`` into ``collection`` (resumable; duplicates stored once).
+
+        ``model_pack`` is a loaded pack of its own for a background thread (a server's ingest jobs), so
+        that its in-process analysis never shares models with the searches of other threads.
+        """
+        model_pack = model_pack or self.pack(pack)
         index = self.vector_index(model_pack)
         options = IngestOptions(
             collection=collection,
@@ -268,7 +312,11 @@ class FaceSearch:
         finally:
             with self._lock:
                 self._ingesting[model_pack.key] -= 1
-                self._synced.pop(model_pack.key, None)  # catch up with other processes' changes next time
+                if not self._ingesting[model_pack.key]:
+                    # Other processes may have written the index file meanwhile with their own view: catch up
+                    # with the catalog and save, so the file ends up holding every committed face.
+                    self._synced[model_pack.key] = self.catalog.generation()
+                    self._sync(model_pack.key, index, full=False)
 
     def search(
         self,
@@ -302,9 +350,7 @@ class FaceSearch:
 
     # Governance --------------------------------------------------------------------------------------------
 
-    def erase(
-        self, kind: str, values: Sequence[str | int], *, context: ActionContext | None = None
-    ) -> ErasureReport:
+    def erase(self, kind: str, values: Sequence[str | int], *, context: ActionContext | None = None) -> ErasureReport:
         """Erase images, faces, subjects, source URLs or collections everywhere (audited, counts only)."""
         return self.erasure.erase(kind, values, context or ActionContext(actor=local_actor(self.settings.identity)))
 
@@ -389,14 +435,16 @@ class FaceSearch:
         for pack_key in self.catalog.stats()["packs"]:
             dim = self._stored_dim(pack_key)
             repairs.append(self.sync_index(pack_key, dim))
-        for path in sorted(self.settings.index_dir.glob("*.faiss")) if self.settings.index_dir.exists() else []:
+        folder = self._faiss_dir()
+        orphans = sorted(folder.glob("*.faiss")) if backend_name(self.settings.index_url) == "faiss" else []
+        for path in orphans if folder.exists() else []:
             if not any(path.name == index_file_name(r.pack) for r in repairs):
                 index = FaissIndex.open_existing(path)
                 repair = IndexRepair(pack=path.stem, catalog_faces=0, index_vectors_before=len(index))
                 if len(index):
                     repair.removed = index.remove(index.ids())
                     repair.problems.append(f"{repair.removed} vectors of a pack with no faces in the catalog (removed)")
-                    index.save()
+                index.close()
                 repairs.append(repair)
         return repairs
 

@@ -90,6 +90,8 @@ def create_app(
 
     for module in (search, collections, subjects, cases, audit, governance, accounts):
         app.include_router(module.router)
+    app.include_router(collections.aliases)
+    app.include_router(subjects.aliases)
 
     # Middleware: the last added runs first. CORS is off unless origins are configured.
     if settings.cors_origins:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import UploadFile
+from typing import Annotated
+
+from fastapi import Path, Query, UploadFile
 
 from facesearch.api.errors import ApiError
+from facesearch.api.schemas import MAX_ID
 from facesearch.engine import FaceSearch
 from facesearch.governance.accounts import Principal
 from facesearch.governance.cases import CaseError
 from facesearch.governance.context import ActionContext, ContextError
+
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
+Limit = Annotated[int, Query(ge=1, le=10_000)]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
 
 
 def search_context(engine: FaceSearch, principal: Principal, purpose: str, case_id: str) -> ActionContext:

@@ -21,7 +21,7 @@ from facesearch.catalog.schema import Job, iso_utc, utcnow
 from facesearch.engine import FaceSearch
 from facesearch.governance.context import ActionContext
 from facesearch.ingest.pipeline import IngestProgress
-from facesearch.search.service import analysis_lock
+from facesearch.vision.packs import ModelPack
 
 log = logging.getLogger("facesearch.jobs")
 PROGRESS_EVERY_S = 1.0
@@ -52,6 +52,7 @@ class JobRunner:
     def __init__(self, engine: FaceSearch) -> None:
         self.engine = engine
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facesearch-job")
+        self._pack: ModelPack | None = None
         self._interrupt_leftovers()
 
     def _interrupt_leftovers(self) -> None:
@@ -95,6 +96,13 @@ class JobRunner:
         )
         return queued
 
+    def _own_pack(self) -> ModelPack:
+        """The jobs' own loaded pack: what an ingest analyses in this process never shares models with searches
+        (dlib's models keep state per call and must not run in two threads at once)."""
+        if self._pack is None:
+            self._pack = ModelPack(self.engine.pack_spec(), self.engine.settings.models_dir, threads=1)
+        return self._pack
+
     def _update(self, job_id: int, **values: Any) -> None:
         with self.engine.catalog.session() as session, session.begin():
             session.execute(update(Job).where(Job.id == job_id).values(**values))
@@ -121,18 +129,14 @@ class JobRunner:
                 )
 
         try:
-            pack = self.engine.pack()
-            # A one-file ingest runs in this process on the pack that searches use; dlib's models must not
-            # run in two threads at once, so it takes the same lock as searches.
-            guard = analysis_lock(pack) if len(paths) <= 1 else _NO_LOCK
-            with guard:
-                summary = self.engine.index(
-                    paths,
-                    collection=collection,
-                    subject_from_folder=subject_from_folder,
-                    source_url=source_url,
-                    on_progress=progress,
-                )
+            summary = self.engine.index(
+                paths,
+                collection=collection,
+                subject_from_folder=subject_from_folder,
+                source_url=source_url,
+                on_progress=progress,
+                model_pack=self._own_pack(),
+            )
             result = summary.to_dict()
             self.engine.audit.append(
                 actor=actor,
@@ -165,17 +169,6 @@ class JobRunner:
         """Jobs, newest first."""
         with self.engine.catalog.session() as session:
             return [job_dict(j) for j in session.scalars(select(Job).order_by(Job.id.desc()).limit(limit))]
-
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_exc: object) -> None:
-        return None
-
-
-_NO_LOCK = _NoLock()
 
 
 class RetentionScheduler:

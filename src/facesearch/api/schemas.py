@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+MAX_ID = 2**62
+"""Ids are positive 63-bit integers in every database; anything larger is refused as invalid (422)."""
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class Open(BaseModel):
@@ -145,7 +150,7 @@ class SubjectMergeIn(BaseModel):
     """Merge this subject into another (its faces move there; it goes)."""
 
     model_config = ConfigDict(extra="forbid")
-    into: int = Field(ge=1, le=2**62)
+    into: Id
 
 
 class CaseIn(BaseModel):
@@ -169,10 +174,10 @@ class DecisionIn(BaseModel):
     """A reviewer's decision on a candidate of a case."""
 
     model_config = ConfigDict(extra="forbid")
-    face_id: int = Field(ge=1, le=2**62)
+    face_id: Id
     decision: str = Field(pattern=r"^(match|no_match|unsure)$")
     note: str | None = Field(default=None, max_length=4000)
-    audit_seq: int | None = Field(default=None, ge=1, le=2**62)
+    audit_seq: Id | None = None
 
 
 class ErasureIn(BaseModel):
@@ -180,7 +185,7 @@ class ErasureIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: str = Field(pattern=r"^(image|face|subject|source_url|collection)$")
-    values: list[str | int] = Field(min_length=1, max_length=10000)
+    values: list[Annotated[str, Field(max_length=4096)] | Id] = Field(min_length=1, max_length=10000)
 
 
 class ErasureOut(Open):
@@ -199,7 +204,7 @@ class ForgetEraseIn(BaseModel):
     """The faces confirmed for erasure after reviewing ``/v1/forget/candidates``."""
 
     model_config = ConfigDict(extra="forbid")
-    face_ids: list[int] = Field(min_length=1, max_length=10000)
+    face_ids: list[Id] = Field(min_length=1, max_length=10000)
 
 
 class ForgetOut(Open):

@@ -29,7 +29,13 @@ from facesearch.catalog.schema import Face, ImageFile, ImageScan, Subject
 from facesearch.catalog.store import Catalog
 from facesearch.config import Settings
 from facesearch.engine import FaceSearch
-from facesearch.eval.metrics import open_set_metrics, tar_at_far, verification_10fold
+from facesearch.eval.metrics import (
+    open_set_at_threshold,
+    open_set_metrics,
+    rates_at_threshold,
+    tar_at_far,
+    verification_10fold,
+)
 from facesearch.vision.image import SUPPORTED_EXTENSIONS
 
 Log = Callable[[str], None]
@@ -203,8 +209,10 @@ def run_identification(
     whose photo gave no face is a miss (see :func:`facesearch.eval.metrics.open_set_metrics`); so is a mated
     probe whose gallery photo gave no face, since that person could not be enrolled.
 
-    Returns ``{"pack", "metrics", "counts", "timings_s", "rank1_misses"}``; ``rank1_misses`` lists every mated
-    probe not found at rank 1, with what was returned instead, for investigation.
+    Returns ``{"pack", "metrics", "counts", "timings_s", "rank1_misses"}``: ``metrics`` is
+    :func:`~facesearch.eval.metrics.open_set_metrics` plus ``at_pack_threshold`` (FPIR and FNIR at the pack's
+    shipped threshold); ``rank1_misses`` lists every mated probe not found at rank 1, with what was returned
+    instead, for investigation.
     """
     started = time.perf_counter()
     split = open_set_split(images_dir, limit_people=limit_people)
@@ -214,7 +222,7 @@ def run_identification(
         gallery_links = _link_tree(links_root / "gallery", split.gallery.items())
         probe_links = _link_tree(links_root / "probes", [*split.mated, *split.nonmated])
         with _open_engine(home, pack) as engine:
-            pack_key = engine.pack().key
+            pack_key, pack_threshold = engine.pack().key, engine.pack().threshold
             _say(log, f"[{pack_key}] ingesting {len(gallery_links)} gallery photos")
             t0 = time.perf_counter()
             engine.index([links_root / "gallery"], collection="gallery", subject_from_folder=True, workers=workers)
@@ -276,6 +284,7 @@ def run_identification(
                 }
             )
     metrics = open_set_metrics(mated_top, mated_is_mate, mated_rank, nonmated_top, max_rank=top_k)
+    metrics["at_pack_threshold"] = open_set_at_threshold(mated_top, mated_is_mate, nonmated_top, pack_threshold)
     mated_paths = [probe_links[(p, f.name)] for p, f in split.mated]
     nonmated_paths = [probe_links[(p, f.name)] for p, f in split.nonmated]
     counts = {
@@ -330,7 +339,8 @@ def run_verification(
     ``fold`` column (:func:`facesearch.eval.metrics.verification_10fold`); TAR at each FAR in ``fars`` is
     measured on all pairs (with few impostor pairs the lowest FARs are not resolvable: see the result).
 
-    Returns ``{"pack", "verification", "tar_at_far", "counts", "timings_s"}``.
+    Returns ``{"pack", "verification", "tar_at_far", "at_pack_threshold" (TAR and FAR at the pack's shipped
+    ``verify`` threshold), "counts", "timings_s"}``.
     """
     started = time.perf_counter()
     pairs = select_pairs(read_pairs(pairs_tsv), limit_people)
@@ -342,7 +352,7 @@ def run_verification(
         photos += [(p.name_b, root / p.name_b / p.image_b) for p in pairs]
         links = _link_tree(links_root, photos)
         with _open_engine(home, pack) as engine:
-            pack_key = engine.pack().key
+            pack_key, pack_threshold = engine.pack().key, engine.pack().threshold
             _say(log, f"[{pack_key}] ingesting {len(links)} photos of {len(pairs)} pairs")
             t0 = time.perf_counter()
             engine.index([links_root], collection="pairs", subject_from_folder=True, workers=workers)
@@ -362,12 +372,14 @@ def run_verification(
         scores[i] = float(np.dot(face_a.embedding, face_b.embedding))
     labels = np.array([pair.same for pair in pairs], dtype=bool)
     folds = np.array([pair.fold for pair in pairs], dtype=np.int64)
-    # Failed pairs keep -1 for TAR@FAR: a genuine one is a false non-match, an impostor one no false accept.
+    # For TAR@FAR a failed pair is never accepted: a false non-match if genuine, no false accept if impostor.
+    never = np.where(failed, -np.inf, scores)
     timings["total"] = time.perf_counter() - started
     return {
         "pack": pack_key,
         "verification": verification_10fold(scores, labels, folds, failed=failed),
-        "tar_at_far": tar_at_far(np.where(failed, -1.0, scores), labels, fars),
+        "tar_at_far": tar_at_far(never, labels, fars),
+        "at_pack_threshold": rates_at_threshold(never, labels, pack_threshold),
         "counts": {
             "pairs": len(pairs),
             "genuine_pairs": int(labels.sum()),

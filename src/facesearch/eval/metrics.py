@@ -183,6 +183,18 @@ def tar_at_far(scores: Any, labels: Any, fars: Sequence[float] = (1e-2, 1e-3)) -
     return results
 
 
+def rates_at_threshold(scores: Any, labels: Any, threshold: float) -> dict[str, Any]:
+    """TAR and FAR (FMR) at a given threshold, e.g. a pack's shipped one: ``{"threshold", "tar", "far"}``."""
+    values = _clean(scores)
+    truth = np.asarray(labels).ravel().astype(bool)
+    accepted = _accepted(values, threshold)
+    return {
+        "threshold": float(threshold),
+        "tar": float(np.mean(accepted[truth])) if truth.any() else math.nan,
+        "far": float(np.mean(accepted[~truth])) if (~truth).any() else math.nan,
+    }
+
+
 # Open-set identification --------------------------------------------------------------------------------
 
 
@@ -252,4 +264,23 @@ def open_set_metrics(
         "rank1": float(np.mean(is_mate)) if mated else math.nan,
         "cmc": cmc,
         "fnir_at_fpir": points,
+    }
+
+
+def open_set_at_threshold(
+    mated_top_scores: Any, mated_top_is_mate: Any, nonmated_top_scores: Any, threshold: float
+) -> dict[str, Any]:
+    """FPIR and FNIR at a given threshold (e.g. a pack's shipped one), as :func:`open_set_metrics` defines them.
+
+    Returns ``{"threshold", "fpir", "fnir"}``; probes without a face follow the same conventions.
+    """
+    top = _clean(mated_top_scores)
+    is_mate = np.asarray(mated_top_is_mate).ravel().astype(bool)
+    if top.size != is_mate.size:
+        raise ValueError("mated_top_scores and mated_top_is_mate must have the same length")
+    nonmated = _clean(nonmated_top_scores)
+    return {
+        "threshold": float(threshold),
+        "fpir": float(np.mean(_accepted(nonmated, threshold))) if nonmated.size else math.nan,
+        "fnir": float(1.0 - np.mean(is_mate & _accepted(top, threshold))) if top.size else math.nan,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from facesearch.catalog.schema import Case, Decision, Face, iso_utc, utcnow
 from facesearch.catalog.store import Catalog
@@ -38,6 +39,13 @@ class Cases:
     def open_for_search(self, reference: str, actor: str) -> dict[str, Any]:
         """The open case ``reference``, opened now by ``actor`` if it does not exist; a closed case refuses."""
         reference = check_case(reference, required=True) or reference
+        try:
+            return self._open(reference, actor)
+        except IntegrityError:
+            # Two first searches for a new case at once: the other one opened it; use theirs.
+            return self._open(reference, actor)
+
+    def _open(self, reference: str, actor: str) -> dict[str, Any]:
         with self.catalog.session() as session, session.begin():
             case = session.scalar(select(Case).where(Case.reference == reference))
             if case is None:

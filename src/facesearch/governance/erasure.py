@@ -33,6 +33,8 @@ from facesearch.governance.context import ActionContext
 KINDS = ("image", "face", "subject", "source_url", "collection")
 """What can be erased."""
 
+_MAX_ID = 2**62  # ids are 63-bit integers in every database
+
 RemoveVectors = Callable[[str, int, Sequence[int]], None]
 """Called after the commit with (pack key, dimension, face ids) to take vectors out of that pack's index."""
 
@@ -157,7 +159,8 @@ class Erasure:
         """Images named by id, or by a path they were indexed from (any collection)."""
         text = str(value).strip()
         if text.isdigit():
-            return set(session.scalars(select(Image.id).where(Image.id == int(text))))
+            number = int(text)
+            return set(session.scalars(select(Image.id).where(Image.id == number))) if number < _MAX_ID else set()
         path = os.path.abspath(os.path.expanduser(text))
         found = set(session.scalars(select(Image.id).where(Image.path.in_([text, path]))))
         found.update(session.scalars(select(ImageFile.image_id).where(ImageFile.path.in_([text, path]))))
@@ -235,6 +238,9 @@ class Erasure:
 
 def _as_int(value: str | int, what: str) -> int:
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError) as error:
         raise ErasureError(f"{what} must be a number, not {value!r}") from error
+    if not 0 < number < _MAX_ID:
+        raise ErasureError(f"no {what} {number}")
+    return number

@@ -41,3 +41,19 @@ class VectorIndex(Protocol):
     def stats(self) -> dict[str, Any]:
         """Size, kind and memory figures for ``index-stats``."""
         ...
+
+    def rebuild(self, factory: str | None = None, *, wait: bool = True) -> None:
+        """Rebuild (retrain, compact, or change kind to ``factory``) without stopping searches for long."""
+        ...
+
+    def wait_for_rebuild(self, *, raise_error: bool = True) -> None:
+        """Block until a background rebuild, if any, has finished."""
+        ...
+
+    def refresh(self) -> bool:
+        """Load what another process committed since this one loaded or saved; True if anything was reloaded."""
+        ...
+
+    def close(self) -> None:
+        """Save and release the index (it cannot be used afterwards)."""
+        ...

@@ -20,6 +20,8 @@ onto the new index, and the swap happens under the lock, then is committed by re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -27,6 +29,7 @@ import re
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +122,9 @@ def _search_params(index: Any, knobs: SearchKnobs, selector: Any) -> tuple[Any, 
     if isinstance(index, faiss.IndexIDMap2 | faiss.IndexIDMap):
         # The id map translates the selector from external ids (our rows) to its own positions.
         return _search_params(index.index, knobs, selector)
-    if faiss.try_extract_index_ivf(index) is not None:
-        params = faiss.SearchParametersIVF(nprobe=knobs.nprobe)
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        params = faiss.SearchParametersIVF(nprobe=knobs.nprobe_for(int(ivf.nlist)))
     elif isinstance(index, faiss.IndexHNSW):
         params = faiss.SearchParametersHNSW(efSearch=max(knobs.ef_search, 1))
     else:
@@ -182,6 +186,7 @@ class FaissIndex:
         self._rebuild_error: BaseException | None = None
         self._removed_during_rebuild: list[np.ndarray] | None = None
         self.last_rebuild: dict[str, Any] | None = None
+        self._disk_token: tuple[int, int, int] | None = None  # identifies the commit this view was loaded from
         self._generation = 1
         self._factory = FLAT
         self._trained_on = 0
@@ -197,10 +202,10 @@ class FaissIndex:
                 # The catalog is the source of truth: an unreadable index starts empty and the engine refills it.
                 self.recovered = f"{self.path.name} could not be read ({error}); starting empty"
                 log.warning(self.recovered)
-                self._start_empty(self._generation + 1)
+                self._start_empty(new_generation=True)
                 self._dirty = True
         else:
-            self._start_empty(1)
+            self._start_empty()
         self._remove_strays()
 
     @classmethod
@@ -210,15 +215,21 @@ class FaissIndex:
 
     # Opening -----------------------------------------------------------------------------------------------
 
-    def _start_empty(self, generation: int) -> None:
-        self._generation = generation
-        self._store = VectorStore(self.path, generation, self.dim, self._dtype, fresh=True)
+    def _start_empty(self, *, new_generation: bool = False) -> None:
+        """An empty view: of generation 1 (whatever rows other processes appended there stay outside it), or of a
+        new file when the old one cannot be trusted."""
+        if new_generation:
+            self._store = VectorStore.new_generation(self.path, self._generation, self.dim, self._dtype)
+        else:
+            self._store = VectorStore(self.path, 1, self.dim, self._dtype)
+        self._generation = self._store.generation
         self._factory = FLAT
         self._trained_on = 0
         self._dead_in_index = 0
         self._index = _new_faiss(FLAT, self.dim)
 
     def _load(self) -> None:
+        """Read the committed index; nothing of this object changes unless all of it could be read."""
         with self.path.open("rb") as handle:
             if handle.read(len(MAGIC)) != MAGIC:
                 handle.close()
@@ -228,18 +239,28 @@ class FaissIndex:
             header = json.loads(handle.read(length))
             if int(header["dim"]) != self.dim:
                 raise IndexDimensionError(f"index {self.path} holds {header['dim']}-d vectors, not {self.dim}-d")
-            self._generation = int(header["generation"])
-            self._dtype = str(header["dtype"])
-            self._requested = str(header.get("requested", AUTO))
-            self._factory = str(header["factory"])
-            self._trained_on = int(header.get("trained_on", 0))
-            self._dead_in_index = int(header.get("dead_in_index", 0))
-            self.knobs = SearchKnobs(**header.get("knobs", {}))
-            self._store = VectorStore(self.path, self._generation, self.dim, self._dtype, rows=int(header["rows"]))
-            if self._factory == FLAT:
-                self._index = self._flat_from_store(self._store)
-            else:
-                self._index = faiss.read_index(faiss.PyCallbackIOReader(handle.read))
+            rows = int(header["rows"])
+            ids = np.frombuffer(handle.read(8 * rows), dtype=np.int64)
+            if len(ids) != rows:
+                raise ValueError(f"{self.path} ends inside its id column")
+            store = VectorStore(self.path, int(header["generation"]), self.dim, str(header["dtype"]), ids)
+            try:
+                factory = str(header["factory"])
+                if factory == FLAT:
+                    index = self._flat_from_store(store)
+                else:
+                    index = faiss.read_index(faiss.PyCallbackIOReader(handle.read))
+            except BaseException:
+                store.close()
+                raise
+        self._store, self._index, self._factory = store, index, factory
+        self._generation = store.generation
+        self._dtype = store.dtype
+        self._requested = str(header.get("requested", AUTO))
+        self._trained_on = int(header.get("trained_on", 0))
+        self._dead_in_index = int(header.get("dead_in_index", 0))
+        self.knobs = SearchKnobs(**header.get("knobs", {}))
+        self._disk_token = _file_token(self.path)
 
     def _load_legacy(self) -> None:
         """An index saved by facesearch 0.1 (a bare FAISS flat id map): its vectors move into a store."""
@@ -248,11 +269,12 @@ class FaissIndex:
             raise IndexDimensionError(f"index {self.path} holds {legacy.d}-d vectors, not {self.dim}-d")
         ids = faiss.vector_to_array(legacy.id_map).astype(np.int64)
         vectors = legacy.index.reconstruct_n(0, legacy.ntotal) if legacy.ntotal else np.empty((0, self.dim))
-        self._start_empty(1)
+        self._start_empty()
         if len(ids):
             rows = self._store.append(ids, vectors)
             self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), rows)
         self._dirty = True
+        self._disk_token = _file_token(self.path)
 
     def _flat_from_store(self, store: VectorStore) -> Any:
         index = _new_faiss(FLAT, self.dim)
@@ -398,7 +420,37 @@ class FaissIndex:
                 return
             self._commit()
 
+    def refresh(self) -> bool:
+        """Load what another process committed since this one last loaded or saved; True if it did.
+
+        What this process added since its last save is dropped with its old view: the engine calls this before
+        comparing the index with the catalog, which then adds back whatever is missing. Skipped during a rebuild.
+        """
+        with self._lock:
+            if self.rebuilding or not self.path.exists() or _file_token(self.path) == self._disk_token:
+                return False
+            old = self._store
+            try:
+                self._load()
+            except IndexDimensionError:
+                raise
+            except (OSError, ValueError, RuntimeError, KeyError, struct.error) as error:
+                log.warning("%s could not be reloaded (%s); keeping this process's view", self.path.name, error)
+                return False
+            if old is not self._store:
+                old.close()
+            self._dirty = False
+            self._version += 1
+            self._allowed_cache = None
+            return True
+
     def _commit(self) -> None:
+        on_disk = read_header(self.path) if self.path.exists() else None
+        if on_disk is not None and int(on_disk.get("generation", 0)) > self._generation:
+            # Another process rebuilt the index since this one loaded it: this view's generation may already be
+            # gone. Keep the newer commit; the engine's next catch-up (refresh, then catalog) brings this one along.
+            log.info("%s: a newer generation is committed; not overwriting it", self.path.name)
+            return
         self._store.flush()
         header = {
             "format": 2,
@@ -410,13 +462,14 @@ class FaissIndex:
             "requested": self._requested,
             "trained_on": self._trained_on,
             "dead_in_index": self._dead_in_index,
-            "knobs": {"nprobe": self.knobs.nprobe, "ef_search": self.knobs.ef_search, "rerank": self.knobs.rerank},
+            "knobs": dataclasses.asdict(self.knobs),
         }
         encoded = json.dumps(header).encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(self.path.name + ".tmp")
         with temporary.open("wb") as handle:
             handle.write(MAGIC + struct.pack("<I", len(encoded)) + encoded)
+            handle.write(self._store.ids.tobytes())
             if self._factory != FLAT:  # a flat index is rebuilt from the store when opened: no second copy
                 faiss.write_index(self._index, faiss.PyCallbackIOWriter(handle.write))
             handle.flush()
@@ -429,6 +482,7 @@ class FaissIndex:
             finally:
                 os.close(folder)
         self._dirty = False
+        self._disk_token = _file_token(self.path)
 
     def close(self) -> None:
         """Wait for a running rebuild, save, and release the files."""
@@ -526,31 +580,30 @@ class FaissIndex:
             old = self._store
             snapshot_rows = old.rows
             snapshot_ids = old.ids.copy()
-            generation = self._generation + 1
-        new = VectorStore(self.path, generation, self.dim, self._dtype, fresh=True)
+        new = VectorStore.new_generation(self.path, self._generation, self.dim, self._dtype)
         try:
             old_to_new = np.full(snapshot_rows, -1, dtype=np.int64)
             for rows, vectors in old.iter_live(CHUNK, stop=snapshot_rows):
                 old_to_new[rows] = new.append(snapshot_ids[rows], vectors)
             index, trained_on = self._build(target, new)
             done = snapshot_rows
-            while True:
-                with self._lock:
-                    if old.rows - done <= CATCH_UP_IN_LOCK:
-                        old_to_new = self._replay(old, done, old.rows, new, index, old_to_new)
-                        self._swap(new, index, target, trained_on, old_to_new)
-                        break
-                    upto = old.rows
+            while old.rows - done > CATCH_UP_IN_LOCK:  # catch up without the lock while the gap is large
+                upto = old.rows
                 old_to_new = self._replay(old, done, upto, new, index, old_to_new)
                 done = upto
+            # The swap is committed under the same cross-process lock as the engine's catch-up-and-save, taken
+            # before the index's own lock (the order the engine takes them in).
+            with _file_lock(self.path), self._lock:
+                old_to_new = self._replay(old, done, old.rows, new, index, old_to_new)
+                self._swap(new, index, target, trained_on, old_to_new)
         except BaseException as error:
             self._rebuild_error = error
             log.exception("rebuild of %s failed", self.path.name)
             with self._lock:
                 self._removed_during_rebuild = None
-            new.delete_files()
+            new.delete_file()
             return
-        old.delete_files()
+        old.delete_file()  # a process still reading it keeps it open; the name is no longer needed
         self.last_rebuild = {
             "factory": target,
             "reason": reason,
@@ -609,6 +662,11 @@ class FaissIndex:
 
     # Reporting ---------------------------------------------------------------------------------------------
 
+    def nprobe(self) -> int | None:
+        """Lists a search visits (None for an index without inverted lists)."""
+        ivf = faiss.try_extract_index_ivf(self._index)
+        return None if ivf is None else self.knobs.nprobe_for(int(ivf.nlist))
+
     def memory_bytes(self) -> int:
         """Approximate memory the in-memory index needs (FAISS structures plus the row -> id column)."""
         store, index = self._store, self._index
@@ -637,7 +695,7 @@ class FaissIndex:
                 "removed_rows": int(store.rows - store.live),
                 "dim": self.dim,
                 "trained_on": self._trained_on,
-                "nprobe": None if exact else self.knobs.nprobe,
+                "nprobe": self.nprobe(),
                 "rerank": None if exact else self.knobs.rerank,
                 "vector_dtype": self._dtype,
                 "memory_bytes": self.memory_bytes(),
@@ -647,6 +705,34 @@ class FaissIndex:
                 "rebuild_reason": self.rebuild_reason(),
                 "last_rebuild": self.last_rebuild,
             }
+
+
+def _file_token(path: Path) -> tuple[int, int, int]:
+    """Identity of a committed file version (a commit replaces the file: a new inode)."""
+    info = path.stat()
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """The cross-process lock of one index (``<file>.lock``, the file the engine locks around catch-up and save)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.with_name(path.name + ".lock").open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def read_header(path: Path) -> dict[str, Any] | None:
+    """The JSON header of an index file, or None for a file of the 0.1 format."""
+    with Path(path).open("rb") as handle:
+        if handle.read(len(MAGIC)) != MAGIC:
+            return None
+        (length,) = struct.unpack("<I", handle.read(4))
+        header: dict[str, Any] = json.loads(handle.read(length))
+        return header
 
 
 def read_dim(path: Path) -> int:

@@ -2,56 +2,73 @@
 
 A compressed index keeps only a few dozen bytes per face in memory; the full vectors stay in a file that is
 memory-mapped, so that re-ranking a few hundred candidates reads a few hundred rows and the operating system
-caches what is hot. Row ``r`` of ``<prefix>.g<N>.vectors`` holds the vector of the face whose id is row ``r`` of
-``<prefix>.g<N>.ids`` (int64; -1 marks a removed row, a tombstone). Both files only grow: a new row is appended,
-a removed one is zeroed in place (the vector is really gone from the disk) and its id set to -1. Compaction
-writes a new generation ``N + 1`` without the tombstones; the owner (:class:`facesearch.index.faiss_index.
-FaissIndex`) records which generation and how many rows are committed, so rows written after its last commit
-are ignored (and overwritten) when the files are opened again.
+caches what is hot. Row ``r`` of ``<prefix>.g<N>.vectors`` holds one face's vector; which face is the owner's
+business: the row -> face id column lives in memory here and is committed by the owner
+(:class:`facesearch.index.faiss_index.FaissIndex`) together with its header, so that a commit is one atomic
+file replacement.
+
+The file only grows, and rows are allocated at its end *as it is on disk* (under a file lock): several
+processes holding the same index (a server and the command line) may append to it, and never overwrite each
+other's rows; rows a process did not write are simply not in its view (id -1). Removing a face zeroes its
+vector in place, so that it is really gone from the disk. Compaction writes a new generation ``N + 1``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ID_BYTES = 8
 DTYPES: dict[str, np.dtype[Any]] = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16)}
+ABANDONED_AFTER_S = 3600.0  # a newer generation untouched this long is a rebuild that died, not one running
 
 
-def generation_files(prefix: Path, generation: int) -> tuple[Path, Path]:
-    """The vectors and ids files of one generation of a store."""
-    return (
-        prefix.with_name(f"{prefix.name}.g{generation}.vectors"),
-        prefix.with_name(f"{prefix.name}.g{generation}.ids"),
-    )
+def generation_file(prefix: Path, generation: int) -> Path:
+    """The vectors file of one generation of a store."""
+    return prefix.with_name(f"{prefix.name}.g{generation}.vectors")
 
 
-def stray_generations(prefix: Path, keep: int | None) -> list[Path]:
-    """Files of generations other than ``keep`` (left by an interrupted rebuild or an old compaction)."""
+def stray_generations(prefix: Path, committed: int) -> list[Path]:
+    """Files no commit needs: older generations, and newer ones abandoned by a rebuild that never committed.
+
+    A newer generation modified recently may belong to a rebuild still running in another process: kept.
+    (An older generation still open in another process stays readable there after its name is removed.)
+    """
     pattern = re.compile(re.escape(prefix.name) + r"\.g(\d+)\.(vectors|ids)$")
     found = []
+    now = time.time()
     for path in prefix.parent.glob(f"{prefix.name}.g*"):
         match = pattern.match(path.name)
-        if match and int(match.group(1)) != keep:
+        if not match:
+            continue
+        generation = int(match.group(1))
+        if generation < committed or (generation > committed and now - path.stat().st_mtime > ABANDONED_AFTER_S):
             found.append(path)
     return found
 
 
 class VectorStore:
-    """Append-only rows of (face id, vector) in two files; removal leaves a zeroed tombstone until compaction.
+    """Rows of vectors in one append-only file, with this process's row -> face id column (-1: not a live face).
 
-    Not thread-safe on its own: the owning index serialises changes. Reads of committed rows may run while
+    Not thread-safe on its own: the owning index serialises changes. Reads of rows in the view may run while
     rows are appended, since appending never moves existing rows.
     """
 
     def __init__(
-        self, prefix: Path, generation: int, dim: int, dtype: str = "float32", rows: int = 0, *, fresh: bool = False
+        self,
+        prefix: Path,
+        generation: int,
+        dim: int,
+        dtype: str = "float32",
+        ids: np.ndarray | None = None,
+        *,
+        exclusive: bool = False,
     ) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"unsupported vector dtype {dtype!r} (use one of {', '.join(DTYPES)})")
@@ -61,40 +78,49 @@ class VectorStore:
         self.dtype = dtype
         self._np_dtype = DTYPES[dtype]
         self.row_bytes = dim * self._np_dtype.itemsize
-        self.vectors_path, self.ids_path = generation_files(self.prefix, generation)
+        self.path = generation_file(self.prefix, generation)
         self.prefix.parent.mkdir(parents=True, exist_ok=True)
-        self._vectors_fd = os.open(self.vectors_path, os.O_RDWR | os.O_CREAT, 0o644)
-        self._ids_fd = os.open(self.ids_path, os.O_RDWR | os.O_CREAT, 0o644)
-        if fresh:  # a new generation: whatever an interrupted rebuild left under this name is garbage
-            os.ftruncate(self._vectors_fd, 0)
-            os.ftruncate(self._ids_fd, 0)
-        available = min(os.fstat(self._vectors_fd).st_size // self.row_bytes, os.fstat(self._ids_fd).st_size // 8)
-        if rows > available:
+        # exclusive: a new generation must be a new file (another process may be building one with the next number).
+        flags = os.O_RDWR | os.O_CREAT | (os.O_EXCL if exclusive else 0)
+        self._fd = os.open(self.path, flags, 0o644)
+        committed = np.zeros(0, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+        available = os.fstat(self._fd).st_size // self.row_bytes
+        if len(committed) > available:
             self.close()
-            raise ValueError(f"{self.vectors_path} holds {available} rows, fewer than the {rows} committed")
-        self.rows = rows
-        # Row -> face id lives in memory (8 bytes per face) because every search maps its candidates through it;
-        # the buffer grows geometrically so that appending stays amortised O(1).
-        self._ids = np.empty(max(1024, rows), dtype=np.int64)
-        if rows:
-            self._ids[:rows] = np.fromfile(self.ids_path, dtype=np.int64, count=rows)
-        self.live = int(np.count_nonzero(self._ids[:rows] >= 0))
+            raise ValueError(f"{self.path} holds {available} rows, fewer than the {len(committed)} committed")
+        self.rows = len(committed)
+        # The id column is in memory (8 bytes per face) because every search maps its candidates through it; the
+        # buffer grows geometrically so that appending stays amortised O(1).
+        self._ids = np.empty(max(1024, self.rows), dtype=np.int64)
+        self._ids[: self.rows] = committed
+        self.live = int(np.count_nonzero(committed >= 0))
         self._map: np.ndarray | None = None
         self._mapped_rows = 0
+
+    @classmethod
+    def new_generation(cls, prefix: Path, after: int, dim: int, dtype: str = "float32") -> VectorStore:
+        """An empty store in a file of its own, numbered after ``after`` (the first number no file has)."""
+        generation = after + 1
+        while True:
+            try:
+                return cls(prefix, generation, dim, dtype, exclusive=True)
+            except FileExistsError:
+                generation += 1
 
     # Reading -----------------------------------------------------------------------------------------------
 
     @property
     def ids(self) -> np.ndarray:
-        """Face id of each committed row (-1 for a removed row); a view, valid until the next append."""
+        """Face id of each row of this view (-1 for removed rows and rows of other processes); valid until the
+        next append."""
         return self._ids[: self.rows]
 
     def _mapping(self, rows_needed: int) -> np.ndarray:
         if self._map is None or self._mapped_rows < rows_needed:
-            # Appending writes through the file descriptor; a fresh map covers the file as it is now. An old map
-            # stays valid for a reader that still holds it, since rows never move.
-            rows = os.fstat(self._vectors_fd).st_size // self.row_bytes
-            self._map = np.memmap(self.vectors_path, dtype=self._np_dtype, mode="r", shape=(rows, self.dim))
+            # Appends go through the file descriptor; a fresh map covers the file as it is now. An old map stays
+            # valid for a reader that still holds it, since rows never move.
+            rows = os.fstat(self._fd).st_size // self.row_bytes
+            self._map = np.memmap(self.path, dtype=self._np_dtype, mode="r", shape=(rows, self.dim))
             self._mapped_rows = rows
         return self._map
 
@@ -128,65 +154,66 @@ class VectorStore:
             alive = np.sort(np.random.default_rng(seed).choice(alive, size=count, replace=False))
         return self.vectors(alive)
 
-    # Writing -----------------------------------------------------------------------------------------------
-
-    def append(self, ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        """Append rows; returns their row numbers."""
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
-        count = len(ids)
-        data = np.ascontiguousarray(vectors, dtype=self._np_dtype).reshape(count, self.dim)
-        start = self.rows
-        os.pwrite(self._vectors_fd, data.tobytes(), start * self.row_bytes)
-        os.pwrite(self._ids_fd, ids.tobytes(), start * ID_BYTES)
-        if start + count > len(self._ids):
-            grown = np.empty(max(start + count, 2 * len(self._ids)), dtype=np.int64)
-            grown[:start] = self._ids[:start]
-            self._ids = grown
-        self._ids[start : start + count] = ids
-        self.rows = start + count
-        self.live += int(np.count_nonzero(ids >= 0))
-        return np.arange(start, start + count, dtype=np.int64)
-
-    def tombstone(self, rows: np.ndarray) -> int:
-        """Remove rows: zero their vectors on disk and mark their ids -1; returns how many were live."""
-        rows = np.unique(np.asarray(rows, dtype=np.int64))
-        rows = rows[self._ids[rows] >= 0]
-        zeros = bytes(self.row_bytes)
-        minus_one = np.int64(-1).tobytes()
-        for row in rows.tolist():
-            os.pwrite(self._vectors_fd, zeros, row * self.row_bytes)
-            os.pwrite(self._ids_fd, minus_one, row * ID_BYTES)
-        self._ids[rows] = -1
-        self.live -= len(rows)
-        return len(rows)
-
     def rows_of(self, ids: np.ndarray) -> np.ndarray:
-        """Rows holding any of these face ids (a scan of the row -> id column: O(rows))."""
+        """Rows holding any of these face ids (a scan of the id column: O(rows))."""
         ids = np.asarray(ids, dtype=np.int64)
         if ids.size == 0 or self.rows == 0:
             return np.empty(0, dtype=np.int64)
         return np.flatnonzero(np.isin(self.ids, ids[ids >= 0]))
 
+    # Writing -----------------------------------------------------------------------------------------------
+
+    def append(self, ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """Append rows at the end of the file (wherever other processes left it); returns their row numbers."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        count = len(ids)
+        data = np.ascontiguousarray(vectors, dtype=self._np_dtype).reshape(count, self.dim).tobytes()
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            size = os.fstat(self._fd).st_size
+            start = max(self.rows, -(-size // self.row_bytes))  # past a torn row a crash may have left
+            os.pwrite(self._fd, data, start * self.row_bytes)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        end = start + count
+        if end > len(self._ids):
+            grown = np.empty(max(end, 2 * len(self._ids)), dtype=np.int64)
+            grown[: self.rows] = self._ids[: self.rows]
+            self._ids = grown
+        self._ids[self.rows : start] = -1  # rows another process appended: not in this view
+        self._ids[start:end] = ids
+        self.rows = end
+        self.live += int(np.count_nonzero(ids >= 0))
+        return np.arange(start, end, dtype=np.int64)
+
+    def tombstone(self, rows: np.ndarray) -> int:
+        """Remove rows: zero their vectors on disk and drop them from the view; returns how many were live."""
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        rows = rows[self._ids[rows] >= 0]
+        zeros = bytes(self.row_bytes)
+        for row in rows.tolist():
+            os.pwrite(self._fd, zeros, row * self.row_bytes)
+        self._ids[rows] = -1
+        self.live -= len(rows)
+        return len(rows)
+
     def flush(self) -> None:
-        """Make every row written so far durable (fsync both files)."""
-        os.fsync(self._vectors_fd)
-        os.fsync(self._ids_fd)
+        """Make every row written so far durable."""
+        os.fsync(self._fd)
 
     def disk_bytes(self) -> int:
-        """Bytes the two files occupy on disk."""
-        return sum(os.fstat(fd).st_blocks * 512 for fd in (self._vectors_fd, self._ids_fd))
+        """Bytes the vectors file occupies on disk."""
+        return int(os.fstat(self._fd).st_blocks * 512)
 
     def close(self) -> None:
-        """Close the files (the store cannot be used afterwards)."""
+        """Close the file (the store cannot be used afterwards)."""
         self._map = None
-        # Closing twice would close whatever file reused the descriptor numbers since: forget them once closed.
-        for fd in (self._vectors_fd, self._ids_fd):
-            if fd >= 0:
-                os.close(fd)
-        self._vectors_fd = self._ids_fd = -1
+        # Closing twice would close whatever file reused the descriptor number since: forget it once closed.
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = -1
 
-    def delete_files(self) -> None:
-        """Close and delete this generation's files."""
+    def delete_file(self) -> None:
+        """Close and delete this generation's file."""
         self.close()
-        for path in (self.vectors_path, self.ids_path):
-            path.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)

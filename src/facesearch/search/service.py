@@ -300,9 +300,7 @@ class SearchService:
             k = min(len(self.index), k * 4)
         found = self._candidates(vector, top_k=k, allowed_ids=None, include_opted_out=True)[0]
         kept = [c for c in found if c.similarity >= threshold]
-        self._record(
-            "forget_search", context, probe_sha256, {"threshold": threshold, "results": _results([kept])}
-        )
+        self._record("forget_search", context, probe_sha256, {"threshold": threshold, "results": _results([kept])})
         return kept, None
 
     def _hidden(self, face_ids: Sequence[int]) -> set[int]:
@@ -374,9 +372,7 @@ class SearchService:
             results.append(candidates)
         return results
 
-    def verify(
-        self, image_a: ImageInput, image_b: ImageInput, *, context: ActionContext | None = None
-    ) -> VerifyResult:
+    def verify(self, image_a: ImageInput, image_b: ImageInput, *, context: ActionContext | None = None) -> VerifyResult:
         """Compare the largest face of each photo; ``same_person`` is similarity >= the pack's threshold.
 
         Audited (action ``verify``, with both photos' sha256) before the result is returned.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -19,6 +19,7 @@ import onnxruntime as ort
 from facesearch.vision.types import DetectedFace
 
 __all__ = ["ScrfdDetector", "YuNetDetector", "load_onnx_detector"]
+
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     """Validate a detector input and return it as a C-contiguous uint8 (H, W, 3) array."""
@@ -58,19 +59,50 @@ def _to_faces(
     return faces
 
 
+def _merge_coarse(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    """Add the coarse pass's YuNet rows to the fine pass's, dropping duplicates of the same face.
+
+    A coarse face overlapping a fine one (IoU >= 0.3) is the same face, and the fine one keeps its more
+    precise box and landmarks. A fine face lying mostly (60%) inside a coarse face with a higher score is a
+    partial box of a large face, and the coarse face replaces it.
+    """
+    if len(coarse) == 0 or len(fine) == 0:
+        return fine if len(coarse) == 0 else coarse
+    keep_fine = np.ones(len(fine), dtype=bool)
+    added: list[np.ndarray] = []
+    f_x1, f_y1 = fine[:, 0], fine[:, 1]
+    f_x2, f_y2 = f_x1 + fine[:, 2], f_y1 + fine[:, 3]
+    f_area = np.maximum(fine[:, 2] * fine[:, 3], 1e-9)
+    for row in coarse:
+        x1, y1, x2, y2 = row[0], row[1], row[0] + row[2], row[1] + row[3]
+        inter = np.clip(np.minimum(x2, f_x2) - np.maximum(x1, f_x1), 0, None) * np.clip(
+            np.minimum(y2, f_y2) - np.maximum(y1, f_y1), 0, None
+        )
+        iou = inter / np.maximum(row[2] * row[3] + f_area - inter, 1e-9)
+        if np.any(iou[keep_fine] >= 0.3):
+            continue
+        partial = keep_fine & (inter / f_area > 0.6) & (fine[:, 14] < row[14])
+        keep_fine &= ~partial
+        added.append(row)
+    if not added:
+        return fine[keep_fine]
+    return np.concatenate([fine[keep_fine], np.stack(added)])
+
+
 class YuNetDetector:
     """YuNet face detector (OpenCV zoo ``face_detection_yunet_2023mar.onnx``) run by ``cv2.FaceDetectorYN``.
 
-    * Images whose long side exceeds ``max_side`` are downscaled before detection (speed; YuNet's smallest
-      reliable face is about 10 px, so 1280 keeps faces of ~1% of a 1280 px frame).
-    * Images whose short side is below ``min_side`` are upscaled (0, the default, never upscales); the long
-      side is still kept within ``max_side``.
-    * YuNet misses faces that fill the frame or touch its border (LFW-style crops). When the plain pass finds
-      nothing, the image is padded by ``pad`` of its long side on every side and detected again
-      (``pad=0`` turns this off). Only a miss pays for the second pass.
+    * Images whose long side exceeds ``max_side`` are downscaled before detection: time grows with the pixel
+      count, and YuNet still finds faces of about 10 px, i.e. under 1% of a 1280 px frame.
+    * Images whose short side is below ``min_side`` are upscaled to it (0, the default, never upscales); the
+      long side still stays within ``max_side``.
+    * YuNet misses faces that are large in pixels (above roughly 400 px) or that fill the whole frame and touch
+      its border. When the first pass finds nothing, a *rescue pass* runs on the image shrunk so its long side
+      is at most ``rescue_side`` and padded with a black border of ``pad`` times that side on every side.
+      Only images without a detection pay for it; ``rescue_side=0`` and ``pad=0`` turn it off.
 
-    All coordinates are mapped back to the input image. ``detect`` is serialised by a lock because
-    ``cv2.FaceDetectorYN`` keeps the input size as mutable state.
+    Coordinates are always mapped back to the input image. ``detect`` holds a lock around the network
+    because ``cv2.FaceDetectorYN`` keeps the input size as mutable state shared by all callers.
     """
 
     name = "yunet"
@@ -84,9 +116,10 @@ class YuNetDetector:
         max_side: int = 1280,
         min_side: int = 0,
         pad: float = 0.25,
+        rescue_side: int = 320,
         top_k: int = 5000,
     ) -> None:
-        """Load the model; raise ``FileNotFoundError`` when ``model_path`` does not exist."""
+        """Load the model; raise ``FileNotFoundError`` when it is missing, ``ValueError`` on bad settings."""
         model_path = Path(model_path)
         if not model_path.is_file():
             raise FileNotFoundError(f"YuNet model not found: {model_path}")
@@ -94,37 +127,60 @@ class YuNetDetector:
         _check_unit("nms_threshold", nms_threshold)
         if max_side < 32:
             raise ValueError(f"max_side must be at least 32, got {max_side}")
-        if min_side < 0 or min_side > max_side:
+        if not 0 <= min_side <= max_side:
             raise ValueError(f"min_side must be in [0, max_side], got {min_side}")
         if pad < 0:
             raise ValueError(f"pad must be >= 0, got {pad}")
+        if rescue_side < 0:
+            raise ValueError(f"rescue_side must be >= 0, got {rescue_side}")
         self.model_path = model_path
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)
         self.max_side = int(max_side)
         self.min_side = int(min_side)
         self.pad = float(pad)
-        # The input size given here is a placeholder: detect() sets the real one for every image.
+        self.rescue_side = int(rescue_side)
+        # The input size given here is a placeholder: every detect() call sets the real one.
         self._net = cv2.FaceDetectorYN.create(
             str(model_path), "", (320, 320), self.score_threshold, self.nms_threshold, int(top_k)
         )
         self._lock = threading.Lock()
 
-    def _scale_for(self, height: int, width: int) -> float:
-        long_side, short_side = max(height, width), min(height, width)
+    def _working_scale(self, height: int, width: int) -> float:
+        """Scale factor applied before the first pass (min_side upscaling, then the max_side cap)."""
         scale = 1.0
-        if self.min_side and short_side < self.min_side:
-            scale = self.min_side / short_side
-        return min(scale, self.max_side / long_side)
+        if self.min_side and min(height, width) < self.min_side:
+            scale = self.min_side / min(height, width)
+        return min(scale, self.max_side / max(height, width))
 
-    def _run(self, bgr: np.ndarray) -> np.ndarray:
-        """Run YuNet on a BGR image; return an (N, 15) float32 array (empty when nothing is found)."""
+    def _pass(self, bgr: np.ndarray, scale: float, pad_fraction: float) -> np.ndarray:
+        """Resize by ``scale``, pad, run the network; return (N, 15) rows in input-image coordinates."""
+        height, width = bgr.shape[:2]
+        if scale != 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            # INTER_AREA avoids aliasing when shrinking; LINEAR is the usual choice when enlarging.
+            interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+            bgr = cv2.resize(bgr, size, interpolation=interp)
+        # Exact per-axis factors back to the input, since rounding the resized size changes them slightly.
+        sx, sy = width / bgr.shape[1], height / bgr.shape[0]
+        offset = round(pad_fraction * max(bgr.shape[:2]))
+        if offset:
+            # Black rather than replicated or reflected: those smear or mirror the face at the edge, and
+            # reflection creates duplicate faces. Measured on LFW crops, black was never worse.
+            bgr = cv2.copyMakeBorder(bgr, offset, offset, offset, offset, cv2.BORDER_CONSTANT, value=0)
         with self._lock:
             self._net.setInputSize((bgr.shape[1], bgr.shape[0]))
-            _, faces = self._net.detect(bgr)
-        if faces is None:
-            return np.zeros((0, 15), dtype=np.float32)
-        return np.asarray(faces, dtype=np.float32).reshape(-1, 15)
+            _, found = self._net.detect(bgr)
+        if found is None:
+            return np.zeros((0, 15), dtype=np.float64)
+        rows = np.asarray(found, dtype=np.float64).reshape(-1, 15).copy()
+        # Row layout: x, y, w, h, 5 landmark (x, y) pairs, score. Positions lose the padding; everything
+        # except the score is then scaled (even columns are x-like, odd ones y-like).
+        rows[:, 0:2] -= offset
+        rows[:, 4:14] -= offset
+        rows[:, 0:14:2] *= sx
+        rows[:, 1:14:2] *= sy
+        return rows
 
     def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
         """Detect faces in an RGB uint8 (H, W, 3) image; return them highest score first."""
@@ -132,43 +188,35 @@ class YuNetDetector:
         height, width = rgb.shape[:2]
         if height == 0 or width == 0:
             return []
-        scale = self._scale_for(height, width)
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        if scale != 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            # INTER_AREA avoids aliasing when shrinking; LINEAR is the usual choice when enlarging.
-            interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-            bgr = cv2.resize(bgr, size, interpolation=interp)
-        # Exact per-axis factors, since rounding the resized size changes them slightly.
-        sx = width / bgr.shape[1]
-        sy = height / bgr.shape[0]
-
-        raw = self._run(bgr)
-        offset = 0
-        if len(raw) == 0 and self.pad > 0:
-            offset = round(self.pad * max(bgr.shape[:2]))
-            # A constant (black) border: replicate and reflect borders smear or mirror the face at the edge,
-            # and reflect in particular makes mirrored duplicate faces.
-            padded = cv2.copyMakeBorder(bgr, offset, offset, offset, offset, cv2.BORDER_CONSTANT, value=0)
-            raw = self._run(padded)
-        if len(raw) == 0:
+        scale = self._working_scale(height, width)
+        rows = self._pass(bgr, scale, 0.0)
+        long_side = max(height, width)
+        # A coarse pass is cheap (a 320 px image is ~1/16 of the pixels of a 1280 px one), so large images
+        # always get it: a close-up face there is often missed even when the fine pass finds something else
+        # (a partial box, a face in the background).
+        coarse_needed = len(rows) == 0 or (self.rescue_side > 0 and long_side * scale > 2 * self.rescue_side)
+        if coarse_needed and (self.pad > 0 or self.rescue_side > 0):
+            coarse_scale = min(scale, self.rescue_side / long_side) if self.rescue_side else scale
+            rows = _merge_coarse(rows, self._pass(bgr, coarse_scale, self.pad))
+        if len(rows) == 0:
             return []
+        xyxy = np.concatenate([rows[:, 0:2], rows[:, 0:2] + rows[:, 2:4]], axis=1)
+        # cv2.FaceDetectorYN lists (right eye, left eye, nose, right mouth corner, left mouth corner) of the
+        # *subject*, which is image-left first: already our order. Checked against dlib's 68-point annotations
+        # of the group photos (tests/test_detectors.py), so no reordering here.
+        landmarks = rows[:, 4:14].reshape(-1, 5, 2)
+        return _to_faces(xyxy, rows[:, 14], landmarks, width, height)
 
-        boxes = raw[:, 0:4].astype(np.float64)
-        xyxy = np.stack(
-            [
-                (boxes[:, 0] - offset) * sx,
-                (boxes[:, 1] - offset) * sy,
-                (boxes[:, 0] + boxes[:, 2] - offset) * sx,
-                (boxes[:, 1] + boxes[:, 3] - offset) * sy,
-            ],
-            axis=1,
-        )
-        # cv2.FaceDetectorYN gives (right eye, left eye, nose, right mouth, left mouth) of the *subject*,
-        # i.e. image-left eye first: already our order, checked against dlib's 68-point annotations.
-        landmarks = raw[:, 4:14].astype(np.float64).reshape(-1, 5, 2)
-        landmarks = (landmarks - offset) * np.array([sx, sy])
-        return _to_faces(xyxy, raw[:, 14].astype(np.float64), landmarks, width, height)
+
+class _Level(NamedTuple):
+    """Where one SCRFD pyramid level's outputs are: indices into the session's outputs."""
+
+    stride: int
+    score: int
+    bbox: int
+    kps: int | None  # None for exports without the keypoint branch
+    anchors: int  # anchors per feature-map cell (2 in the InsightFace models)
 
 
 class ScrfdDetector:
@@ -221,8 +269,8 @@ class ScrfdDetector:
         blank = np.zeros((1, 3, self.input_size, self.input_size), dtype=np.float32)
         self._layout = self._resolve_layout(self._session.run(self._output_names, {self._input_name: blank}))
 
-    def _resolve_layout(self, outputs: list[np.ndarray]) -> list[tuple[int, int, int | None, int, int]]:
-        """Map raw outputs to levels: ``(stride, score_idx, bbox_idx, kps_idx or None, anchors)`` per level.
+    def _resolve_layout(self, outputs: list[np.ndarray]) -> list[_Level]:
+        """Map raw outputs to pyramid levels, finest stride first.
 
         Outputs are grouped by their last dimension (1 = score, 4 = box distances, 10 = keypoints) and, within
         a group, sorted by row count: the finest stride (8) has the most rows, each next level a quarter.
@@ -240,9 +288,9 @@ class ScrfdDetector:
             raise ValueError(f"{self.model_path.name}: cannot pair SCRFD outputs by shape: {counts}")
         for group in by_width.values():
             group.sort(key=lambda item: -item[0])
-        layout: list[tuple[int, int, int | None, int, int]] = []
+        layout: list[_Level] = []
         for level in range(levels):
-            stride = 8 * 2**level
+            stride = 8 << level  # 8, 16, 32 (and 64, 128 in five-level variants)
             rows = by_width[1][level][0]
             if by_width[4][level][0] != rows or (by_width[10] and by_width[10][level][0] != rows):
                 raise ValueError(f"{self.model_path.name}: score/box/keypoint row counts differ at stride {stride}")
@@ -250,7 +298,7 @@ class ScrfdDetector:
             if rows % cells:
                 raise ValueError(f"{self.model_path.name}: {rows} rows at stride {stride} is not a multiple of {cells}")
             kps_idx = by_width[10][level][1] if by_width[10] else None
-            layout.append((stride, by_width[1][level][1], by_width[4][level][1], kps_idx, rows // cells))
+            layout.append(_Level(stride, by_width[1][level][1], by_width[4][level][1], kps_idx, rows // cells))
         return layout
 
     def _anchor_centres(self, height: int, width: int, stride: int, anchors: int) -> np.ndarray:
@@ -291,7 +339,7 @@ class ScrfdDetector:
         all_boxes: list[np.ndarray] = []
         all_scores: list[np.ndarray] = []
         all_kps: list[np.ndarray] = []
-        has_kps = self._layout[0][3] is not None
+        has_kps = self._layout[0].kps is not None
         for stride, score_idx, bbox_idx, kps_idx, anchors in self._layout:
             scores = outputs[score_idx].reshape(-1)
             keep = np.nonzero(scores >= self.score_threshold)[0]
@@ -312,8 +360,8 @@ class ScrfdDetector:
         scores = np.concatenate(all_scores).astype(np.float64)
         kps = np.concatenate(all_kps).astype(np.float64) / scale if has_kps else None
         xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-        kept = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.score_threshold, self.nms_threshold)
-        kept = np.asarray(kept, dtype=np.int64).reshape(-1)
+        nms = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.score_threshold, self.nms_threshold)
+        kept = np.asarray(nms, dtype=np.int64).reshape(-1)
         if kept.size == 0:
             return []
         return _to_faces(boxes[kept], scores[kept], None if kps is None else kps[kept], width, height)

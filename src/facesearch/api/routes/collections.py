@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from facesearch.api.auth import engine_of, require
+from facesearch.api.deps import PathId
 from facesearch.api.errors import ApiError
 from facesearch.api.jobs import JobRunner
 from facesearch.api.schemas import CollectionIn, CollectionOut, ErasureOut, ErrorBody, IngestPathIn, JobOut, RetentionIn
@@ -18,6 +19,8 @@ from facesearch.governance.context import ActionContext
 from facesearch.governance.retention import RetentionError
 
 router = APIRouter(prefix="/v1", tags=["collections"])
+# The issue names job progress ``GET /jobs/{id}``: the same answer without the version prefix.
+aliases = APIRouter(tags=["jobs"])
 ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorBody} for s in (401, 403, 404, 409, 413, 415, 422, 429)}
 
 
@@ -173,11 +176,12 @@ def list_jobs(request: Request, _principal: Annotated[Principal, Depends(require
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"], responses=ERRORS)
+@aliases.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="Get Job (same as /v1/jobs/{job_id})")
 def get_job(
-    request: Request, job_id: int, _principal: Annotated[Principal, Depends(require("jobs"))]
+    request: Request, job_id: PathId, _principal: Annotated[Principal, Depends(require("jobs"))]
 ) -> dict[str, Any]:
     """One job and its progress."""
-    job = _jobs(request).get(job_id) if 0 < job_id < 2**62 else None
+    job = _jobs(request).get(job_id)
     if job is None:
         raise ApiError(404, "unknown_job", f"unknown job {job_id}")
     return job

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 
 from facesearch.api.auth import engine_of, require
-from facesearch.api.deps import read_upload
+from facesearch.api.deps import PathId, read_upload
 from facesearch.api.errors import ApiError
 from facesearch.api.schemas import ErasureIn, ErasureOut, ErrorBody, ForgetEraseIn, ForgetOut, OptOutOut
 from facesearch.api.uploads import check_image_bytes
@@ -95,12 +95,10 @@ def add_optout(
 
 @router.delete("/optouts/{optout_id}", status_code=204, response_class=Response, responses=ERRORS)
 def remove_optout(
-    request: Request, optout_id: int, principal: Annotated[Principal, Depends(require("optout"))]
+    request: Request, optout_id: PathId, principal: Annotated[Principal, Depends(require("optout"))]
 ) -> Response:
     """Withdraw an opt-out."""
     try:
-        if not 0 < optout_id < 2**62:
-            raise OptOutError(f"unknown opt-out {optout_id}")
         engine_of(request).opt_out_remove(optout_id, context=_context(principal))
     except OptOutError as error:
         raise ApiError(404, "unknown_optout", str(error)) from error

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from facesearch.api.auth import engine_of, require
 from facesearch.api.crops import face_crop_jpeg
-from facesearch.api.deps import read_upload, visible_collections
+from facesearch.api.deps import Limit, Offset, PathId, read_upload, visible_collections
 from facesearch.api.errors import ApiError
 from facesearch.api.schemas import ErrorBody, SubjectMergeIn, SubjectOut, SubjectRenameIn
 from facesearch.api.uploads import check_image_bytes, new_upload_folder, remove_folder, safe_name
@@ -21,10 +21,11 @@ from facesearch.search.service import analysis_lock
 from facesearch.vision.image import ImageRejected
 
 router = APIRouter(prefix="/v1", tags=["subjects"])
+# The issue names crops ``GET /faces/{id}/crop.jpg``: the same answer without the version prefix.
+aliases = APIRouter(tags=["faces"])
 ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorBody} for s in (401, 403, 404, 409, 413, 415, 422, 429)}
 # A label becomes a folder name for the enrolment ingest: no separators, no NUL, not "." or "..".
 _LABEL = re.compile(r"^(?!\.{1,2}$)[^/\\\x00-\x1f]{1,200}$")
-_ID_MAX = 2**62
 
 
 def _not_found(what: str, ident: int) -> ApiError:
@@ -35,18 +36,16 @@ def _not_found(what: str, ident: int) -> ApiError:
 def list_subjects(
     request: Request,
     principal: Annotated[Principal, Depends(require("subjects.read"))],
-    limit: int = 1000,
-    offset: int = 0,
+    limit: Limit = 1000,
+    offset: Offset = 0,
 ) -> list[dict[str, Any]]:
     """Subjects with faces in the collections you may see."""
-    if not 1 <= limit <= 10_000 or not 0 <= offset <= _ID_MAX:
-        raise ApiError(422, "validation_error", "limit must be 1-10000 and offset at least 0")
     return engine_of(request).subjects.list(collections=visible_collections(principal), limit=limit, offset=offset)
 
 
 @router.get("/subjects/{subject_id}", response_model=SubjectOut, responses=ERRORS)
 def get_subject(
-    request: Request, subject_id: int, principal: Annotated[Principal, Depends(require("subjects.read"))]
+    request: Request, subject_id: PathId, principal: Annotated[Principal, Depends(require("subjects.read"))]
 ) -> dict[str, Any]:
     """One subject."""
     try:
@@ -93,13 +92,11 @@ def enrol_subject(
 @router.patch("/subjects/{subject_id}", response_model=SubjectOut, responses=ERRORS)
 def rename_subject(
     request: Request,
-    subject_id: int,
+    subject_id: PathId,
     body: SubjectRenameIn,
     principal: Annotated[Principal, Depends(require("subjects.manage"))],
 ) -> dict[str, Any]:
     """Give a subject another label (a label already taken is refused: merge instead)."""
-    if not 0 < subject_id < _ID_MAX:
-        raise _not_found("subject", subject_id)
     try:
         return engine_of(request).subjects.rename(subject_id, body.label, ActionContext(actor=principal.actor))
     except SubjectError as error:
@@ -110,13 +107,11 @@ def rename_subject(
 @router.post("/subjects/{subject_id}/merge", response_model=SubjectOut, responses=ERRORS)
 def merge_subject(
     request: Request,
-    subject_id: int,
+    subject_id: PathId,
     body: SubjectMergeIn,
     principal: Annotated[Principal, Depends(require("subjects.manage"))],
 ) -> dict[str, Any]:
     """Move every face of this subject to subject ``into``, and remove this one."""
-    if not 0 < subject_id < _ID_MAX:
-        raise _not_found("subject", subject_id)
     try:
         return engine_of(request).subjects.merge(subject_id, body.into, ActionContext(actor=principal.actor))
     except SubjectError as error:
@@ -125,7 +120,7 @@ def merge_subject(
 
 
 def _face(request: Request, principal: Principal, face_id: int) -> Any:
-    details = engine_of(request).catalog.face_details([face_id]) if 0 < face_id < _ID_MAX else {}
+    details = engine_of(request).catalog.face_details([face_id])
     face = details.get(face_id)
     if face is None or not principal.may_see(face.collection):
         raise _not_found("face", face_id)
@@ -134,7 +129,7 @@ def _face(request: Request, principal: Principal, face_id: int) -> Any:
 
 @router.get("/faces/{face_id}", tags=["faces"], responses=ERRORS)
 def get_face(
-    request: Request, face_id: int, principal: Annotated[Principal, Depends(require("faces.read"))]
+    request: Request, face_id: PathId, principal: Annotated[Principal, Depends(require("faces.read"))]
 ) -> dict[str, Any]:
     """A stored face: image, collection, subject, source, box, quality and pack."""
     face = _face(request, principal, face_id)
@@ -157,8 +152,14 @@ def get_face(
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}}, **ERRORS},
 )
+@aliases.get(
+    "/faces/{face_id}/crop.jpg",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, **ERRORS},
+    summary="Face Crop (same as /v1/faces/{face_id}/crop.jpg)",
+)
 def face_crop(
-    request: Request, face_id: int, principal: Annotated[Principal, Depends(require("faces.read"))]
+    request: Request, face_id: PathId, principal: Annotated[Principal, Depends(require("faces.read"))]
 ) -> Response:
     """The face cut from its image (with a margin), as JPEG; cut on request, never stored."""
     face = _face(request, principal, face_id)

@@ -1,0 +1,154 @@
+"""One test suite for every VectorIndex backend: exact FAISS, compressed FAISS, and Milvus (through Milvus Lite)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facesearch.index.base import VectorIndex
+from facesearch.index.faiss_index import FaissIndex
+
+DIM = 16
+
+
+def unit_vectors(count: int, seed: int = 0, dim: int = DIM) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(count, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+Opener = Callable[[], VectorIndex]
+
+
+def _faiss(path: Path, factory: str) -> Opener:
+    return lambda: FaissIndex(path / "p.faiss", DIM, factory=factory)
+
+
+def _milvus(path: Path) -> Opener:
+    pytest.importorskip("pymilvus", reason="pymilvus (the 'cluster' extra) is not installed")
+    pytest.importorskip("milvus_lite", reason="milvus-lite is not installed")
+    from facesearch.index.milvus_index import MilvusIndex
+
+    return lambda: MilvusIndex(str(path / "vectors.db"), "p@1", DIM)
+
+
+@pytest.fixture(params=["faiss-exact", "faiss-compressed", "faiss-hnsw", "milvus-lite"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens (and reopens) the same index of one backend; compressed kinds train once they hold 1,000 faces."""
+    yield {
+        "faiss-exact": lambda: _faiss(tmp_path, "Flat"),
+        "faiss-compressed": lambda: _faiss(tmp_path, "IVF16,PQ8x4fs"),
+        "faiss-hnsw": lambda: _faiss(tmp_path, "HNSW16"),
+        "milvus-lite": lambda: _milvus(tmp_path),
+    }[request.param]()
+
+
+def filled(opener: Opener, count: int = 2000, first_id: int = 100) -> tuple[VectorIndex, np.ndarray, np.ndarray]:
+    index = opener()
+    vectors = unit_vectors(count)
+    ids = np.arange(first_id, first_id + count, dtype=np.int64)
+    index.add(ids, vectors)
+    index.wait_for_rebuild()  # a compressed kind trains in the background once it has enough faces
+    if isinstance(index, FaissIndex):
+        assert index.factory == index.stats()["requested"]  # really the kind under test, not the exact stand-in
+    return index, ids, vectors
+
+
+def test_search_finds_each_vector_first_with_its_exact_score(opener: Opener) -> None:
+    index, ids, vectors = filled(opener)
+    try:
+        assert len(index) == 2000
+        scores, found = index.search(vectors[:50], 5)
+        assert found.shape == scores.shape == (50, 5)
+        np.testing.assert_array_equal(found[:, 0], ids[:50])
+        np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-4)
+        # Every returned score is the true inner product, best first.
+        truth = np.einsum("qd,qkd->qk", vectors[:50], vectors[found - 100])
+        np.testing.assert_allclose(scores, truth, atol=1e-4)
+        assert (np.diff(scores, axis=1) <= 1e-6).all()
+        assert index.stats()["vectors"] == 2000 and index.stats()["dim"] == DIM
+    finally:
+        index.close()
+
+
+def test_empty_index_and_short_results_are_padded(opener: Opener) -> None:
+    index = opener()
+    try:
+        scores, found = index.search(unit_vectors(2, seed=1), 3)
+        assert (found == -1).all() and np.isneginf(scores).all()
+        index.add(np.array([7, 8]), unit_vectors(2, seed=2))
+        scores, found = index.search(unit_vectors(1, seed=2), 4)
+        assert set(found[0, :2]) == {7, 8} and (found[0, 2:] == -1).all() and np.isneginf(scores[0, 2:]).all()
+    finally:
+        index.close()
+
+
+def test_removed_vectors_are_never_returned(opener: Opener) -> None:
+    index, ids, vectors = filled(opener)
+    try:
+        gone = ids[:300]
+        assert index.remove(np.concatenate([gone, [999_999]])) == 300  # an absent id is not counted
+        assert index.remove(gone) == 0
+        assert len(index) == 1700
+        assert set(index.ids().tolist()) == set(ids[300:].tolist())
+        _, found = index.search(vectors[:300], 10)
+        assert not set(found.ravel().tolist()) & set(gone.tolist())
+        _, found = index.search(vectors[300:350], 1)
+        np.testing.assert_array_equal(found[:, 0], ids[300:350])
+    finally:
+        index.close()
+
+
+def test_allowed_ids_restrict_the_search_exactly(opener: Opener) -> None:
+    index, ids, vectors = filled(opener)
+    try:
+        allowed = ids[1000:1040]
+        scores, found = index.search(vectors[:20], 5, allowed_ids=allowed)
+        assert set(found.ravel().tolist()) <= set(allowed.tolist())
+        # The best allowed candidate is the exact best among the allowed vectors.
+        best = np.argmax(vectors[:20] @ vectors[1000:1040].T, axis=1)
+        np.testing.assert_array_equal(found[:, 0], allowed[best])
+        _, none = index.search(vectors[:2], 3, allowed_ids=np.array([5_000_000]))
+        assert (none == -1).all()
+    finally:
+        index.close()
+
+
+def test_saved_index_reopens_with_the_same_contents(opener: Opener) -> None:
+    index, ids, vectors = filled(opener)
+    index.remove(ids[:10])
+    index.save()
+    index.close()
+    reopened = opener()
+    try:
+        assert len(reopened) == 1990
+        _, found = reopened.search(vectors[10:40], 1)
+        np.testing.assert_array_equal(found[:, 0], ids[10:40])
+    finally:
+        reopened.close()
+
+
+def test_rebuild_keeps_every_vector(opener: Opener) -> None:
+    index, ids, vectors = filled(opener)
+    try:
+        index.rebuild()
+        assert len(index) == 2000
+        _, found = index.search(vectors[:100], 1)
+        np.testing.assert_array_equal(found[:, 0], ids[:100])
+    finally:
+        index.close()
+
+
+def test_another_dimension_is_refused(opener: Opener, tmp_path: Path) -> None:
+    index, _, _ = filled(opener, count=20)
+    index.close()
+    if isinstance(index, FaissIndex):
+        with pytest.raises(ValueError, match="16-d"):
+            FaissIndex(index.path, 32)
+    else:
+        from facesearch.index.milvus_index import MilvusIndex
+
+        with pytest.raises(ValueError, match="16-d"):
+            MilvusIndex(str(tmp_path / "vectors.db"), "p@1", 32)
