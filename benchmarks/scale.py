@@ -343,7 +343,7 @@ def _nprobe_sweep(index: Any, probes: np.ndarray, mates: np.ndarray, exact_hit: 
     default = index.knobs
     rows = []
     for fraction in (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0):
-        index.knobs = dataclasses.replace(default, nprobe=None, nprobe_fraction=fraction)
+        index.knobs = dataclasses.replace(default, nprobe=None, nprobe_fraction=fraction, min_scanned=0)
         _, found = index.search(probes, TOP_K)
         timings = []
         for probe in probes[:300]:

@@ -13,6 +13,7 @@ import pytest
 import facesearch.index.faiss_index as faiss_index
 import facesearch.index.policy as policy
 from facesearch.index.faiss_index import MAGIC, FaissIndex, read_header
+from facesearch.index.policy import SearchKnobs
 from facesearch.index.vector_store import generation_file
 
 
@@ -20,10 +21,13 @@ def face_like(identities: int, per_identity: int, dim: int = 64, seed: int = 0) 
     """Unit vectors around identity centres, spread as real face embeddings are.
 
     With a within-person spread ``s`` two photos of one person score about ``1 / (1 + s^2)``: 0.6 here, as
-    mated pairs of a real embedder do (impostors score 0 +- 1/sqrt(dim), 0.125: real ones 0 +- 0.10).
+    mated pairs of a real embedder do; impostors score 0 +- 0.13 (real ones 0 +- 0.10). Identity centres vary
+    more along some directions than others (variance ~ 1/sqrt(rank)), as real ones do (they use about 75 of
+    128 dimensions): the structure an inverted file exploits, no more.
     """
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(identities, dim))
+    spread = 1 / np.arange(1, dim + 1) ** 0.25
+    centres = rng.normal(size=(identities, dim)) * spread
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     who = np.repeat(np.arange(identities), per_identity)
     faces = centres[who] + rng.normal(scale=np.sqrt(0.667 / dim), size=(len(who), dim))
@@ -32,10 +36,11 @@ def face_like(identities: int, per_identity: int, dim: int = 64, seed: int = 0) 
 
 
 def test_compressed_index_finds_the_mates_exact_search_finds(tmp_path: Path) -> None:
-    faces, who = face_like(15_000, 2)
+    faces, _ = face_like(15_000, 2)
     gallery, probes = faces[0::2], faces[1::2]  # one photo of each person enrolled, the other searched
     ids = np.arange(1, len(gallery) + 1, dtype=np.int64)
-    index = FaissIndex(tmp_path / "c.faiss", 64, factory="IVF64,PQ32x4fs")
+    # Half of the lists, as at a million faces and more (a small index would scan them all by default).
+    index = FaissIndex(tmp_path / "c.faiss", 64, factory="IVF64,PQ32x4fs", knobs=SearchKnobs(min_scanned=0))
     index.add(ids, gallery)
     index.wait_for_rebuild()
     assert index.stats()["kind"] == "compressed"
@@ -43,10 +48,13 @@ def test_compressed_index_finds_the_mates_exact_search_finds(tmp_path: Path) -> 
     exact = np.argmax(probes @ gallery.T, axis=1) + 1
     mates = np.arange(1, len(gallery) + 1)
     hit = exact == mates
-    assert 0.9 < hit.mean() < 1.0  # a realistic task: exact search itself misses some mates
+    assert 0.85 < hit.mean() < 1.0  # a realistic task: exact search itself misses some mates
     scores, found = index.search(probes, 10)
     recall = (found[hit, 0] == mates[hit]).mean()
-    assert recall >= 0.995, recall
+    # 99.5% with real probes among 1M face-like distractors (benchmarks/scale.py); this smaller, harsher set
+    # (lists of 230 faces, Gaussian identities) gives 99.1%.
+    assert recall >= 0.985, recall
+    assert index.nprobe() == 32
     # Re-ranking makes the scores exact, whatever the compression.
     np.testing.assert_allclose(scores[:, 0], np.einsum("qd,qd->q", probes, gallery[found[:, 0] - 1]), atol=1e-5)
     stats = index.stats()

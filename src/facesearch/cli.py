@@ -397,6 +397,175 @@ def doctor_command(
         out.print(f"pack {r['pack']}: {r['catalog_faces']} faces in the catalog, index {verdict}")
 
 
+def _human_bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+@app.command("index-stats")
+def index_stats_command(
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Each pack's vector index: kind (exact or compressed), factory, size, memory and disk per face."""
+    try:
+        with state.engine() as engine:
+            report = engine.index_stats(state.pack)
+    except (PackError, ValueError) as error:
+        raise fail(str(error)) from error
+    if json_output:
+        typer.echo(json.dumps({"packs": report}))
+        return
+    if not report:
+        out.print("nothing indexed yet")
+    for row in report:
+        faces = row.get("vectors") or 0
+        per_face = f", {row['memory_bytes'] / faces:.0f} B/face" if faces and row.get("memory_bytes") else ""
+        out.print(
+            f"pack {row['pack']}: {row['catalog_faces']} faces in the catalog; "
+            f"{row.get('backend', '-')} index {row.get('factory', '-')} ({row.get('kind', '-')}), {faces} vectors, "
+            f"memory {_human_bytes(row.get('memory_bytes'))}{per_face}, disk {_human_bytes(row.get('disk_bytes'))}"
+        )
+        if row.get("rebuild_reason"):
+            out.print(f"  pending rebuild: {row['rebuild_reason']}")
+
+
+@app.command("reindex")
+def reindex_command(
+    factory: Annotated[
+        str | None,
+        typer.Option(
+            "--factory",
+            help="FAISS index_factory string (e.g. IVF2048,PQ64x4fs; HNSW32; Flat; auto) or, with Milvus, an "
+            "index spec (e.g. HNSW,M=16,efConstruction=200). Default: keep the kind, retrain and compact.",
+        ),
+    ] = None,
+    nprobe_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--nprobe-fraction",
+            min=0.001,
+            max=1.0,
+            help="Share of the inverted lists a compressed FAISS index visits (default 0.5): lower is faster, "
+            "and misses more mates (see docs/scale.md).",
+        ),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Rebuild the vector index of every pack (or --pack's): retrain, compact removed faces, change kind.
+
+    Searches by other processes continue on the old index; the new one replaces it atomically.
+    """
+    try:
+        with state.engine() as engine:
+            report = engine.reindex(factory, state.pack, nprobe_fraction=nprobe_fraction)
+    except (PackError, ValueError, RuntimeError) as error:
+        raise fail(str(error)) from error
+    if json_output:
+        typer.echo(json.dumps({"packs": report}))
+        return
+    if not report:
+        out.print("nothing indexed yet: nothing to rebuild")
+    for row in report:
+        after = row["after"]
+        out.print(
+            f"pack {row['pack']}: {row['before']['factory']} -> {after.get('factory')} "
+            f"({after.get('vectors')} vectors) in {row['seconds']:.1f} s; memory "
+            f"{_human_bytes(row['before']['memory_bytes'])} -> {_human_bytes(after.get('memory_bytes'))}"
+        )
+
+
+CROSSMATCH_FIELDS = (
+    "pair_rank",
+    "similarity",
+    "probe_face_id",
+    "probe_image",
+    "probe_subject",
+    "rank",
+    "face_id",
+    "image",
+    "subject",
+)
+
+
+@app.command("crossmatch")
+def crossmatch_command(
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Collection whose faces are searched.")],
+    against: Annotated[str, typer.Option("--against", help="Collection they are searched in.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=100, help="Candidates per face.")] = 5,
+    min_similarity: Annotated[
+        float | None,
+        typer.Option("--min-similarity", help="Keep pairs at or above this (default: the pack's threshold)."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the pairs here (.csv or .json; default: CSV on stdout)."),
+    ] = None,
+    output_format: Annotated[
+        str | None, typer.Option("--format", help="csv or json (default: from the --output suffix, else csv).")
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Faces searched per batch.")] = 1000,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print a JSON summary (counts, throughput) on stdout; needs --output.")
+    ] = False,
+    purpose: Annotated[str | None, typer.Option("--purpose", help=PURPOSE_HELP)] = None,
+    case_id: Annotated[str | None, typer.Option("--case", help=CASE_HELP)] = None,
+) -> None:
+    """Search every face of one collection against another (e.g. missing people against registered survivors).
+
+    Writes the candidate pairs best first, with their similarity: each is a lead for a person to review.
+    """
+    kind = (output_format or (output.suffix.lstrip(".") if output else "csv")).lower()
+    if kind not in ("csv", "json"):
+        raise fail(f"unknown format {kind!r}: use csv or json")
+    if json_output and output is None:
+        raise fail("--json prints the summary on stdout: give --output for the pairs")
+    try:
+        with state.engine() as engine:
+            result = engine.crossmatch(
+                collection,
+                against,
+                top_k=top_k,
+                min_similarity=min_similarity,
+                batch=batch,
+                context=_context(engine, purpose, case_id),
+            )
+    except (PackError, AuditError, LookupError) as error:
+        raise fail(str(error).strip("'\"")) from error
+    rows = [
+        {"pair_rank": number, **{k: v for k, v in vars(pair).items()}}
+        for number, pair in enumerate(result.pairs, start=1)
+    ]
+    handle = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        if kind == "json":
+            json.dump({**result.summary(), "pairs": rows}, handle)
+            handle.write("\n")
+        else:
+            import csv
+
+            writer = csv.DictWriter(handle, fieldnames=CROSSMATCH_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+    finally:
+        if output:
+            handle.close()
+    summary = result.summary()
+    if json_output:
+        typer.echo(json.dumps(summary))
+    else:
+        console.print(
+            f"{summary['probe_faces']} faces of {collection} searched against {summary['target_faces']} of "
+            f"{against}: {summary['pairs']} pairs at or above {summary['threshold']} in {summary['elapsed_s']:.1f} s "
+            f"({summary['probes_per_s']} faces/s). Each pair is a lead for a person to review."
+        )
+
+
 @models_app.command("list")
 def models_list_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,

@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -452,6 +454,184 @@ class FaceSearch:
         for _ids, vectors in self.catalog.iter_embeddings(pack_key, chunk=1):
             return int(vectors.shape[1])
         return 0
+
+    # Scale: index maintenance, many probes at once ---------------------------------------------------------
+
+    def _pack_keys(self, pack: str | None) -> list[str]:
+        """The pack keys with faces in the catalog, or only the key of pack ``pack`` (a name or a key)."""
+        keys = list(self.catalog.stats()["packs"])
+        if pack is None:
+            return keys
+        return [pack] if pack in keys else [self.pack_spec(pack).key]
+
+    def _index_for(self, pack_key: str) -> VectorIndex:
+        """A pack's index, opened (and caught up with the catalog) if this engine has not opened it yet."""
+        with self._lock:
+            if pack_key not in self._indexes:
+                return self._sync_and_get(pack_key)
+            return self._indexes[pack_key]
+
+    def _sync_and_get(self, pack_key: str) -> VectorIndex:
+        self.sync_index(pack_key, self._stored_dim(pack_key))
+        return self._indexes[pack_key]
+
+    def index_stats(self, pack: str | None = None) -> list[dict[str, Any]]:
+        """Per pack: faces in the catalog, and the index's kind, factory, size, memory and disk figures."""
+        report = []
+        for pack_key in self._pack_keys(pack):
+            faces = self.catalog.face_count(pack_key)
+            stats = self._index_for(pack_key).stats() if faces else {}
+            report.append({"pack": pack_key, "catalog_faces": faces, **stats})
+        return report
+
+    def reindex(
+        self, factory: str | None = None, pack: str | None = None, *, nprobe_fraction: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Rebuild each pack's index from its vectors (retrain, compact), as ``factory`` if given; waits.
+
+        For FAISS, ``factory`` is an ``index_factory`` string ("IVF2048,PQ64x4fs", "HNSW32", "Flat") or
+        "auto"; for Milvus, an index spec ("HNSW,M=16,efConstruction=200"). Searches continue meanwhile.
+        ``nprobe_fraction`` sets the share of inverted lists a compressed FAISS index visits (recall vs speed).
+        """
+        report = []
+        for pack_key in self._pack_keys(pack):
+            if not self.catalog.face_count(pack_key):
+                continue
+            index = self._sync_and_get(pack_key)  # caught up with the catalog first: the rebuild starts complete
+            before = index.stats()
+            started = time.perf_counter()
+            if nprobe_fraction is not None:
+                if not isinstance(index, FaissIndex):
+                    raise ValueError("--nprobe-fraction applies to the embedded FAISS index only")
+                index.knobs = dataclasses.replace(index.knobs, nprobe=None, nprobe_fraction=nprobe_fraction)
+            index.rebuild(factory, wait=True)
+            index.save()
+            after = index.stats()
+            report.append(
+                {
+                    "pack": pack_key,
+                    "seconds": round(time.perf_counter() - started, 2),
+                    "before": {k: before.get(k) for k in ("factory", "vectors", "memory_bytes", "disk_bytes")},
+                    "after": after,
+                }
+            )
+        return report
+
+    def crossmatch(
+        self,
+        collection: str,
+        against: str,
+        *,
+        top_k: int = 5,
+        min_similarity: float | None = None,
+        pack: str | None = None,
+        batch: int = 1000,
+        context: ActionContext | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> CrossmatchResult:
+        """Search every face of ``collection`` against the faces of ``against``, in batches; ranked pairs.
+
+        This is how a list of missing people is matched against a list of registered survivors. Each batch
+        goes through the search service (audited as one ``search_vectors`` record). Pairs below
+        ``min_similarity`` (default: the pack's same-person threshold) are left out; a face never matches
+        itself. Pairs come best first; ``rank`` is the candidate's rank for its probe face.
+        """
+        service = self.search_service(pack, context=context)
+        pack_key = service.pack.key
+        threshold = service.pack.threshold if min_similarity is None else min_similarity
+        ids = {}
+        for name in (collection, against):
+            collection_id = self.catalog.collection_id(name)
+            if collection_id is None:
+                raise LookupError(f"unknown collection {name!r}")
+            ids[name] = self.catalog.collection_face_ids(collection_id, pack_key)
+        probes, targets = np.sort(ids[collection]), np.sort(ids[against])
+        started = time.perf_counter()
+        pairs: list[CrossmatchPair] = []
+        done = 0
+        for start in range(0, len(probes), batch):
+            chunks = list(self.catalog.iter_embeddings(pack_key, probes[start : start + batch].tolist()))
+            if not chunks:
+                continue
+            probe_ids = np.concatenate([c[0] for c in chunks]).tolist()
+            vectors = np.concatenate([c[1] for c in chunks])
+            probe_info = self.catalog.face_details(probe_ids)
+            # One more candidate than asked: a face in both collections finds itself first, and is skipped.
+            found = service.search_vectors(vectors, top_k=top_k + 1, allowed_ids=targets, context=context)
+            for probe_id, candidates in zip(probe_ids, found, strict=True):
+                info = probe_info.get(probe_id)
+                kept = [c for c in candidates if c.face_id != probe_id][:top_k]
+                pairs.extend(
+                    CrossmatchPair(
+                        probe_face_id=probe_id,
+                        probe_image=info.image_path if info else None,
+                        probe_subject=info.subject if info else None,
+                        rank=rank,
+                        face_id=candidate.face_id,
+                        image=candidate.image,
+                        subject=candidate.subject,
+                        similarity=candidate.similarity,
+                    )
+                    for rank, candidate in enumerate(kept, start=1)
+                    if candidate.similarity >= threshold
+                )
+            done += len(probe_ids)
+            if on_progress is not None:
+                on_progress(done, len(probes))
+        pairs.sort(key=lambda p: (-p.similarity, p.probe_face_id, p.rank))
+        elapsed = time.perf_counter() - started
+        return CrossmatchResult(
+            collection=collection,
+            against=against,
+            pack=pack_key,
+            threshold=threshold,
+            probe_faces=len(probes),
+            target_faces=len(targets),
+            pairs=pairs,
+            elapsed_s=elapsed,
+        )
+
+
+@dataclass
+class CrossmatchPair:
+    """A face of the probe collection and a candidate for it in the other collection: a lead to review."""
+
+    probe_face_id: int
+    probe_image: str | None
+    probe_subject: str | None
+    rank: int
+    face_id: int
+    image: str
+    subject: str | None
+    similarity: float
+
+
+@dataclass
+class CrossmatchResult:
+    """Every candidate pair of a crossmatch, best first, with what it took."""
+
+    collection: str
+    against: str
+    pack: str
+    threshold: float
+    probe_faces: int
+    target_faces: int
+    pairs: list[CrossmatchPair]
+    elapsed_s: float
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and throughput (probe faces searched per second)."""
+        return {
+            "collection": self.collection,
+            "against": self.against,
+            "pack": self.pack,
+            "threshold": self.threshold,
+            "probe_faces": self.probe_faces,
+            "target_faces": self.target_faces,
+            "pairs": len(self.pairs),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "probes_per_s": round(self.probe_faces / self.elapsed_s, 1) if self.elapsed_s > 0 else None,
+        }
 
 
 def open(home: str | os.PathLike[str] | None = None, *, pack: str | None = None) -> FaceSearch:

@@ -85,9 +85,10 @@ def _nlist(factory: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def min_training_faces(factory: str) -> int:
-    """Faces needed before ``factory`` can be trained well (FAISS asks for about 39 per IVF list)."""
-    if factory in (FLAT, AUTO):
+def min_training_faces(factory: str, dim: int) -> int:
+    """Faces needed before ``factory`` can be built: none for kinds without training (HNSW), else about 39 per
+    IVF list (what FAISS asks for) and at least 1,000."""
+    if factory in (FLAT, AUTO) or faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT).is_trained:
         return 0
     return max(1_000, 39 * _nlist(factory))
 
@@ -124,7 +125,7 @@ def _search_params(index: Any, knobs: SearchKnobs, selector: Any) -> tuple[Any, 
         return _search_params(index.index, knobs, selector)
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
-        params = faiss.SearchParametersIVF(nprobe=knobs.nprobe_for(int(ivf.nlist)))
+        params = faiss.SearchParametersIVF(nprobe=knobs.nprobe_for(int(ivf.nlist), int(ivf.ntotal)))
     elif isinstance(index, faiss.IndexHNSW):
         params = faiss.SearchParametersHNSW(efSearch=max(knobs.ef_search, 1))
     else:
@@ -342,27 +343,58 @@ class FaissIndex:
             # OpenMP threads cost more than they save for a few queries (measured here: 1 probe against 100k
             # vectors takes 5 ms on one thread and 45 ms on two); large batches use every core.
             faiss.omp_set_num_threads(1 if len(queries) < SMALL_BATCH else (os.cpu_count() or 1))
-            selector = None
-            mask_bits = None
-            if allowed_ids is not None:
-                mask = self._allowed_mask(allowed_ids)
-                allowed_rows = np.flatnonzero(mask)
-                if allowed_rows.size == 0:
-                    return _empty(len(queries), k)
-                if self._factory != FLAT and allowed_rows.size <= BRUTE_FORCE_MAX:
-                    # A small subset is searched exactly: an approximate search could visit none of its lists.
-                    return self._search_rows(queries, allowed_rows, k)
-                mask_bits = np.packbits(mask, bitorder="little")
-                selector = faiss.IDSelectorBitmap(len(mask_bits), faiss.swig_ptr(mask_bits))  # length in bytes
-            exact = self._factory == FLAT
-            fetch = k if exact else max(k, self.knobs.rerank)
-            params, keep = _search_params(index, self.knobs, selector)
-            scores, rows = index.search(queries, fetch, params=params)
-            del keep, mask_bits
-            if exact:  # a flat index's scores are already the exact inner products
-                ids = np.where(rows >= 0, store.ids[np.maximum(rows, 0)], -1)
-                return _top_k(np.where(ids >= 0, scores, -np.inf), ids, k)
-            return self._rerank(store, queries, rows, k)
+            if allowed_ids is None:
+                return self._search(store, index, queries, k, None)
+            mask = self._allowed_mask(allowed_ids)
+            allowed = int(np.count_nonzero(mask))
+            if allowed == 0:
+                return _empty(len(queries), k)
+            if self._factory != FLAT and allowed <= BRUTE_FORCE_MAX:
+                # A small subset is searched exactly: an approximate search could visit none of its lists.
+                return self._search_rows(queries, np.flatnonzero(mask), k)
+            share = allowed / max(store.live, 1)
+            if share >= 0.5:
+                # Most faces are allowed (a crossmatch against most of the gallery): an unrestricted search of a
+                # few more candidates, filtered, keeps FAISS's fast paths, which a selector turns off.
+                wider = min(store.live, int(np.ceil(k / share)) + 8)
+                scores, ids = self._search(store, index, queries, wider, None, mask)
+                short = (ids[:, : min(k, allowed)] < 0).any(axis=1)
+                if not short.any():
+                    return scores[:, :k], ids[:, :k]
+                # Rows the filter left short are searched again with the selector.
+                retry = self._search(store, index, queries[short], k, mask)
+                scores, ids = scores[:, :k].copy(), ids[:, :k].copy()
+                scores[short], ids[short] = retry
+                return scores, ids
+            return self._search(store, index, queries, k, mask)
+
+    def _search(
+        self,
+        store: VectorStore,
+        index: Any,
+        queries: np.ndarray,
+        k: int,
+        selected: np.ndarray | None,
+        keep_only: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One FAISS search (restricted to the rows ``selected`` if given), then rows outside ``keep_only``
+        dropped, then exact scores (lock held)."""
+        selector = None
+        bits = None
+        if selected is not None:
+            bits = np.packbits(selected, bitorder="little")
+            selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))  # its length is in bytes
+        exact = self._factory == FLAT
+        fetch = k if exact else max(k, self.knobs.rerank)
+        params, keep = _search_params(index, self.knobs, selector)
+        scores, rows = index.search(queries, fetch, params=params)
+        del keep, bits
+        if keep_only is not None:
+            rows = np.where((rows >= 0) & keep_only[np.maximum(rows, 0)], rows, -1)
+        if exact:  # a flat index's scores are already the exact inner products
+            ids = np.where(rows >= 0, store.ids[np.maximum(rows, 0)], -1)
+            return _top_k(np.where(ids >= 0, scores, -np.inf), ids, k)
+        return self._rerank(store, queries, rows, k)
 
     def _rerank(
         self, store: VectorStore, queries: np.ndarray, rows: np.ndarray, k: int
@@ -509,7 +541,7 @@ class FaissIndex:
         live = self._store.live
         if self._requested == AUTO:
             return auto_factory(live, self.dim)
-        return self._requested if live >= min_training_faces(self._requested) else FLAT
+        return self._requested if live >= min_training_faces(self._requested, self.dim) else FLAT
 
     def rebuild_reason(self) -> str | None:
         """Why the index should be rebuilt now, or None (the automatic policy asks this after every change)."""
@@ -629,14 +661,16 @@ class FaissIndex:
         """Copy rows appended to ``old`` since the snapshot into ``new`` and its index; extend the row map."""
         if stop <= start:
             return old_to_new
-        ids = old.ids[start:stop].copy()
-        vectors = old.read_range(start, stop)
         extended = np.concatenate([old_to_new, np.full(stop - start, -1, dtype=np.int64)])
-        alive = np.flatnonzero(ids >= 0)
-        if alive.size:
-            new_rows = new.append(ids[alive], vectors[alive])
-            index.add_with_ids(np.ascontiguousarray(vectors[alive]), new_rows)
-            extended[start + alive] = new_rows
+        for first in range(start, stop, CHUNK):  # a chunk at a time: millions of rows may have arrived meanwhile
+            last = min(first + CHUNK, stop)
+            ids = old.ids[first:last].copy()
+            alive = np.flatnonzero(ids >= 0)
+            if alive.size:
+                vectors = np.ascontiguousarray(old.read_range(first, last)[alive])
+                new_rows = new.append(ids[alive], vectors)
+                index.add_with_ids(vectors, new_rows)
+                extended[first + alive] = new_rows
         return extended
 
     def _swap(self, new: VectorStore, index: Any, target: str, trained_on: int, old_to_new: np.ndarray) -> None:
@@ -665,7 +699,7 @@ class FaissIndex:
     def nprobe(self) -> int | None:
         """Lists a search visits (None for an index without inverted lists)."""
         ivf = faiss.try_extract_index_ivf(self._index)
-        return None if ivf is None else self.knobs.nprobe_for(int(ivf.nlist))
+        return None if ivf is None else self.knobs.nprobe_for(int(ivf.nlist), int(ivf.ntotal))
 
     def memory_bytes(self) -> int:
         """Approximate memory the in-memory index needs (FAISS structures plus the row -> id column)."""

@@ -3,6 +3,10 @@
 Both take an RGB ``uint8`` array of shape (H, W, 3) and return :class:`~facesearch.vision.types.DetectedFace`
 objects whose boxes and landmarks are in pixels of that array, whatever resizing or padding happened inside.
 Landmarks come in :data:`~facesearch.vision.types.LANDMARK_NAMES` order (image-left eye first).
+
+Threads: SCRFD's onnxruntime session uses ``threads`` intra-op threads. YuNet runs in OpenCV's own thread
+pool; this module does not call ``cv2.setNumThreads`` because that setting is process-wide and belongs to
+the application (a worker pool running one detector per process would set it to 1).
 """
 
 from __future__ import annotations
@@ -96,10 +100,12 @@ class YuNetDetector:
       count, and YuNet still finds faces of about 10 px, i.e. under 1% of a 1280 px frame.
     * Images whose short side is below ``min_side`` are upscaled to it (0, the default, never upscales); the
       long side still stays within ``max_side``.
-    * YuNet misses faces that are large in pixels (above roughly 400 px) or that fill the whole frame and touch
-      its border. When the first pass finds nothing, a *rescue pass* runs on the image shrunk so its long side
-      is at most ``rescue_side`` and padded with a black border of ``pad`` times that side on every side.
-      Only images without a detection pay for it; ``rescue_side=0`` and ``pad=0`` turn it off.
+    * YuNet misses faces that are large in pixels (above roughly 400 px, as in close-ups from a phone) or
+      that fill the whole frame and touch its border. A *coarse pass* on the image shrunk so its long side
+      is ``rescue_side`` and padded with a black border of ``pad`` times that side on every side catches
+      them. It runs when the first pass found nothing, and on every image whose working long side exceeds
+      ``2 * rescue_side`` (there it costs about 1/16 of the first pass); its faces are merged with the first
+      pass's (see :func:`_merge_coarse`). ``rescue_side=0`` with ``pad=0`` turns it off.
 
     Coordinates are always mapped back to the input image. ``detect`` holds a lock around the network
     because ``cv2.FaceDetectorYN`` keeps the input size as mutable state shared by all callers.
@@ -225,7 +231,9 @@ class ScrfdDetector:
     The image is letterboxed into an ``input_size`` square (aspect kept, padding at the bottom/right),
     normalised as ``(x - 127.5) / 128`` in RGB, and the per-stride score / distance / keypoint outputs are
     decoded around anchor centres. Outputs are matched to their role by shape, not name, so any SCRFD export
-    with 1/4/10-wide outputs (or without the keypoint branch) loads.
+    with 1/4/10-wide outputs (or without the keypoint branch, whose faces then have no landmarks) loads. An
+    export with a fixed input size runs at that size, whatever ``input_size`` says. ``detect`` may be called
+    from several threads (onnxruntime sessions are thread-safe).
     """
 
     name = "scrfd"
@@ -261,7 +269,14 @@ class ScrfdDetector:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # initializer/shape-inference warnings of exported models are noise here
         self._session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
-        self._input_name = self._session.get_inputs()[0].name
+        model_input = self._session.get_inputs()[0]
+        self._input_name = model_input.name
+        fixed = [d for d in model_input.shape[2:4] if isinstance(d, int)]
+        if len(fixed) == 2:
+            # An export with a fixed input size can only run at that size.
+            if fixed[0] != fixed[1] or fixed[0] % 32:
+                raise ValueError(f"{model_path.name}: fixed input {fixed} is not a square multiple of 32")
+            self.input_size = fixed[0]
         self._output_names = [o.name for o in self._session.get_outputs()]
         self._anchor_cache: dict[tuple[int, int, int, int], np.ndarray] = {}
         # Resolve the output layout once with a blank input, so that a model we cannot decode fails at load
