@@ -126,7 +126,7 @@ def test_search_answers_the_cli_object_and_is_audited(api: Api) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == {"probe", "error", "faces", "pack", "threshold", "warnings"}
-    assert body["pack"] == "dlib@1" and body["error"] is None
+    assert body["pack"] == "dlib@2" and body["error"] is None
     top = body["faces"][0]["candidates"][0]
     assert top["subject"] == "Eileen_Collins" and top["similarity"] >= body["threshold"]
     assert set(top) >= {"rank", "face_id", "image", "subject", "collection", "similarity", "source_url", "bbox"}

@@ -53,7 +53,7 @@ def test_index_search_verify_status(home: Path, photo_folder: Path) -> None:
     status = json_lines(output)[0]
     assert status["images"] == 4 and status["skipped"] == 2 and status["collections"] == ["demo"]
     assert status["faces"] == summary["faces"]
-    assert status["packs"][0]["pack"] == "dlib@1"
+    assert status["packs"][0]["pack"] == "dlib@2"
 
     probe = photo_folder / "Eileen_Collins" / "crop.png"
     code, output = cli(home, "search", str(probe), str(photo_folder / "missing.jpg"), "--top-k", "3", "--json")

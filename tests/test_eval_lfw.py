@@ -57,4 +57,4 @@ def test_identification_on_a_subset(lfw: Path, tmp_path: Path) -> None:
     assert metrics["rank1"] >= RANK1_FLOOR, result["rank1_misses"]
     assert metrics["cmc"][-1] >= metrics["rank1"]
     assert len(result["rank1_misses"]) == round((1 - metrics["rank1"]) * metrics["mated"])
-    assert result["pack"] == "dlib@1"
+    assert result["pack"] == "dlib@2"

@@ -17,6 +17,7 @@ from facesearch.catalog.schema import Image, utcnow
 from facesearch.engine import FaceSearch
 from facesearch.governance.erasure import ErasureError
 from facesearch.index.faiss_index import FaissIndex, index_file_name
+from facesearch.vision.packs import BUILTIN_PACKS
 from tests.conftest import LFW, require_shared
 from tests.test_api_support import auth, make_users, probe_bytes, settings, write_photos
 
@@ -28,7 +29,7 @@ def returned_ids(result: object) -> set[int]:
 
 
 def index_ids(engine: FaceSearch) -> set[int]:
-    path = engine.settings.index_dir / index_file_name("dlib@1")
+    path = engine.settings.index_dir / index_file_name("dlib@2")
     return {int(i) for i in FaissIndex(path, 128).ids()}
 
 
@@ -92,7 +93,8 @@ def test_forget_this_person_lists_then_erases_the_confirmed(tmp_path: Path) -> N
     with FaceSearch(settings(home, f"sqlite:///{home / 'c.sqlite3'}")) as fs:
         fs.index([photos], collection="demo", subject_from_folder=True, workers=1)
         threshold = fs.forget_threshold()
-        assert threshold == pytest.approx(0.82 + 0.18 / 4)
+        pack_threshold = BUILTIN_PACKS["dlib"].threshold
+        assert threshold == pytest.approx(pack_threshold + (1 - pack_threshold) / 4)
         candidates, error = fs.forget_candidates(probe_bytes())
         assert error is None
         labelled = [c.face_id for c in candidates if c.subject == "Eileen_Collins"]
@@ -126,13 +128,13 @@ def test_opt_out_an_lfw_person_from_ingest_and_search(tmp_path: Path) -> None:
         found = fs.search(own[3], top_k=5)
         assert found.faces[0].candidates[0].subject == name  # found before the opt-out
         added = fs.opt_out(own[2], note="request 17")
-        assert added["packs"] == ["dlib@1"]
+        assert added["packs"] == ["dlib@2"]
         hidden = fs.search(own[3], top_k=20)
         assert all(c.subject != name for f in hidden.faces for c in f.candidates)
         # Exactly the stored faces at or above the opt-out's strict threshold are hidden; strangers below stay.
-        optout = fs.optouts.for_pack("dlib@1")
+        optout = fs.optouts.for_pack("dlib@2")
         visible = {
-            int(i) for ids, vectors in fs.catalog.iter_embeddings("dlib@1") for i in ids[~optout.matches(vectors)]
+            int(i) for ids, vectors in fs.catalog.iter_embeddings("dlib@2") for i in ids[~optout.matches(vectors)]
         }
         assert {c.face_id for c in hidden.faces[0].candidates} == visible
         assert len(visible) >= 5

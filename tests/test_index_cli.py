@@ -75,7 +75,7 @@ def test_index_stats_and_reindex_change_the_kind_and_keep_results(two_collection
     home = two_collections
     code, output = cli(home, "index-stats", "--json")
     pack = last_json(output)["packs"][0]
-    assert pack["pack"] == "dlib@1" and pack["kind"] == "exact" and pack["vectors"] == pack["catalog_faces"] >= 6
+    assert pack["pack"] == "dlib@2" and pack["kind"] == "exact" and pack["vectors"] == pack["catalog_faces"] >= 6
 
     code, output = cli(home, "reindex", "--factory", "HNSW16", "--json")
     assert code == 0, output
@@ -109,4 +109,4 @@ def test_milvus_lite_backend_through_the_cli(home: Path, photo_folder: Path, tmp
     assert stats["backend"] == "milvus" and stats["vectors"] == stats["catalog_faces"]
     code, output = cli(home, "doctor", "--json", index_url=url)
     assert last_json(output)["ok"] is True
-    assert not (home / "index" / "dlib@1.faiss").exists()  # nothing went to the embedded backend
+    assert not (home / "index" / "dlib@2.faiss").exists()  # nothing went to the embedded backend

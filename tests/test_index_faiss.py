@@ -159,6 +159,22 @@ def test_automatic_policy_compresses_in_the_background_past_the_flat_limit(
     assert index.last_rebuild is not None and "exact -> compressed" in index.last_rebuild["reason"]
 
 
+def test_a_bulk_load_waits_for_the_compressed_index_instead_of_growing_the_exact_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(policy, "FLAT_MAX", 2000)
+    monkeypatch.setattr(faiss_index, "FLAT_MAX", 2000)
+    monkeypatch.setattr(faiss_index, "FLAT_LIMIT", 3000)
+    vectors, _ = face_like(2000, 4, dim=32, seed=8)
+    index = FaissIndex(tmp_path / "b.faiss", 32)
+    index.add(np.arange(1, 3501), vectors[:3500])  # past the flat limit: a rebuild starts in the background
+    index.add(np.arange(3501, 8001), vectors[3500:])  # more than the exact index may hold meanwhile: waits
+    assert index.factory.startswith("IVF") and len(index) == 8000
+    index.wait_for_rebuild()
+    _, found = index.search(vectors[7990:8000], 1)
+    np.testing.assert_array_equal(found[:, 0], np.arange(7991, 8001))
+
+
 def test_rows_written_after_the_last_save_are_ignored_after_a_crash(tmp_path: Path) -> None:
     vectors, _ = face_like(100, 3, dim=16, seed=3)
     index = FaissIndex(tmp_path / "x.faiss", 16)

@@ -46,7 +46,7 @@ def test_prominent_face_prefers_large_central_faces() -> None:
 def test_dlib_pack_finds_and_embeds_the_astronaut(astronaut: np.ndarray) -> None:
     pack = ModelPack(resolve_pack("dlib", SHARED_MODELS), SHARED_MODELS)
     [faces] = pack.analyse([astronaut])
-    assert pack.key == "dlib@1" and pack.dim == 128
+    assert pack.key == "dlib@2" and pack.dim == 128
     main = faces[0]
     x, y, w, h = main.detection.bbox
     assert 150 < x + w / 2 < 260 and 80 < y + h / 2 < 180  # her face, not the flag or the suit

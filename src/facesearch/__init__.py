@@ -8,7 +8,12 @@ A search result is a lead for a person to review, never an identification.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# OpenCV 5 warns on stderr each time YuNet is created ("Targets are not supported by the new graph
+# engine"), which would clutter every command's output; real errors still show. Users can override it.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 __version__ = "0.1.0"
 

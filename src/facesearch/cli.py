@@ -29,7 +29,7 @@ from facesearch.governance.audit import AuditError
 from facesearch.governance.cases import CaseError
 from facesearch.governance.context import ActionContext, ContextError
 from facesearch.ingest.pipeline import IngestProgress
-from facesearch.search.service import ProbeResult
+from facesearch.search.service import ProbeResult, VerifyResult
 from facesearch.vision.packs import PackError
 
 app = typer.Typer(
@@ -222,13 +222,16 @@ def _print_probe_table(result: ProbeResult) -> None:
         x, y, w, h = face.bbox
         out.print(f"  face {number} at ({x:.0f}, {y:.0f}, {w:.0f}x{h:.0f}), quality {face.quality:.2f}")
         table = Table(show_edge=False, pad_edge=False)
-        for column in ("rank", "similarity", "subject", "collection", "image", "face"):
+        for column in ("rank", "similarity", "fmr", "expected false", "subject", "collection", "image", "face"):
             table.add_column(column)
         for c in face.candidates:
             mark = "" if c.similarity >= (result.threshold or 1.0) else " (below threshold)"
+            bound = "<" if c.fmr_beyond_data else ""
             table.add_row(
                 str(c.rank),
                 f"{c.similarity:.3f}{mark}",
+                "-" if c.fmr is None else f"{bound}{c.fmr:.2g}",
+                "-" if c.expected_false_matches is None else f"{bound}{c.expected_false_matches:.2g}",
                 c.subject or "-",
                 c.collection,
                 c.image,
@@ -236,7 +239,8 @@ def _print_probe_table(result: ProbeResult) -> None:
             )
         out.print(table)
     out.print(
-        f"  pack {result.pack}; same-person threshold {result.threshold}. "
+        f"  pack {result.pack}; same-person threshold {result.threshold}. fmr: the chance that one stranger's "
+        "face scores this high; expected false: strangers expected this high among the faces searched. "
         "Candidates are leads for a person to review, never identifications."
     )
 
@@ -252,6 +256,10 @@ def search_command(
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line per probe.")] = False,
     purpose: Annotated[str | None, typer.Option("--purpose", help=PURPOSE_HELP)] = None,
     case_id: Annotated[str | None, typer.Option("--case", help=CASE_HELP)] = None,
+    max_fmr: Annotated[
+        float | None,
+        typer.Option("--max-fmr", min=0.0, max=1.0, help="Keep only candidates at or below this calibrated FMR."),
+    ] = None,
 ) -> None:
     """Search by photo (1:N): every face of each probe against the indexed faces (audited)."""
     probes = [str(p) for p in images or []]
@@ -266,7 +274,7 @@ def search_command(
         with state.engine() as engine:
             service = engine.search_service(context=_context(engine, purpose, case_id))
             for probe in probes:
-                result = service.search(probe, top_k=top_k, collection=collection)
+                result = service.search(probe, top_k=top_k, collection=collection, max_fmr=max_fmr)
                 if json_output:
                     typer.echo(json.dumps(result.to_dict()))
                     sys.stdout.flush()
@@ -283,12 +291,18 @@ def verify_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     purpose: Annotated[str | None, typer.Option("--purpose", help=PURPOSE_HELP)] = None,
     case_id: Annotated[str | None, typer.Option("--case", help=CASE_HELP)] = None,
+    fmr: Annotated[
+        float,
+        typer.Option(
+            "--fmr", min=1e-12, max=1.0, help="Decide at this false-match rate per comparison (calibrated packs)."
+        ),
+    ] = 1e-3,
 ) -> None:
     """Verify (1:1): are the largest faces of two photos the same person? (audited)"""
     try:
         with state.engine() as engine:
             service = engine.search_service(context=_context(engine, purpose, case_id))
-            result = service.verify(image_a, image_b)
+            result = service.verify(image_a, image_b, fmr=fmr)
     except (PackError, AuditError) as error:
         raise fail(str(error)) from error
     if json_output:
@@ -298,13 +312,96 @@ def verify_command(
     else:
         verdict = "likely the same person" if result.same_person else "likely different people"
         out.print(
-            f"similarity {result.similarity:.3f} (threshold {result.threshold}): {verdict}. "
+            f"similarity {result.similarity:.3f} (threshold {result.threshold}{_fmr_note(result)}): {verdict}. "
             "This is a lead for a person to review, not an identification."
         )
         for warning in result.warnings:
             out.print(f"[yellow]warning:[/yellow] {warning}")
     if result.error:
         raise typer.Exit(1)
+
+
+def _fmr_note(result: VerifyResult) -> str:
+    if result.decision_fmr is None or result.fmr is None:
+        return ", uncalibrated pack"
+    return f", decided at FMR {result.decision_fmr:g}; this score's FMR {result.fmr:.2g}"
+
+
+@app.command("calibrate")
+def calibrate_command(
+    images: Annotated[Path, typer.Option("--images", help="A labelled folder: <Person>/<photos>.")],
+    holdout_share: Annotated[
+        float,
+        typer.Option(
+            "--holdout-share", min=0.0, max=0.9, help="Share of the people held out to check the calibration on."
+        ),
+    ] = 0.5,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split of people.")] = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Calibrate the pack's scores (similarity -> false-match rate) from a labelled folder, into the data folder.
+
+    One photo per person (its main face); every pair of different people is an impostor pair. The people
+    are split: the calibration from one part is checked on the held-out part (the observed pass rate at
+    the threshold for FMR 1e-3); the calibration saved is then built from all of them.
+    """
+    from facesearch.search.calibration import (
+        calibration_from_embeddings,
+        embed_people,
+        holdout_check,
+        split_people,
+        user_calibration_path,
+    )
+
+    if not images.is_dir():
+        raise fail(f"not a folder: {images}")
+    try:
+        with state.engine() as engine:
+            key = engine.pack().key
+            names, vectors = embed_people(engine, images)
+            home = engine.settings.home
+    except PackError as error:
+        raise fail(str(error)) from error
+    if len(names) < 2:
+        raise fail("need a face of at least two people to calibrate")
+    report: dict[str, Any] = {"pack": key, "people": len(names)}
+    if holdout_share > 0:
+        calibrate_on, held_out = split_people(names, holdout_share, seed=seed)
+        rows = {name: i for i, name in enumerate(names)}
+        if len(calibrate_on) >= 2 and len(held_out) >= 2:
+            part = calibration_from_embeddings(key, vectors[[rows[n] for n in calibrate_on]])
+            report["holdout"] = {
+                "calibration_people": len(calibrate_on),
+                **holdout_check(part, vectors[[rows[n] for n in held_out]]),
+            }
+    calibration = calibration_from_embeddings(
+        key, vectors, source=f"{images.name}: first photo of each of {len(names)} people"
+    )
+    path = calibration.save(user_calibration_path(home, key))
+    report.update(
+        {
+            "impostor_pairs": calibration.n_pairs,
+            "threshold_fmr_1e-3": round(calibration.threshold_for(1e-3), 4),
+            "fmr_floor": calibration.floor,
+            "saved": str(path),
+        }
+    )
+    if json_output:
+        typer.echo(json.dumps(report))
+        return
+    out.print(
+        f"pack {key}: {len(names)} people, {calibration.n_pairs:,} impostor pairs; threshold at FMR 1e-3 "
+        f"{report['threshold_fmr_1e-3']}; saved to {path}"
+    )
+    check = report.get("holdout")
+    if check:
+        verdict = "within" if check["within_factor_2"] else "NOT within"
+        out.print(
+            f"held-out check: calibrated on {check['calibration_people']} people, tested on "
+            f"{check['held_out_people']} others ({check['held_out_pairs']:,} pairs): {check['passed']} passed "
+            f"the threshold {check['threshold']}, observed FMR {check['observed_fmr']:.2e} ({verdict} a factor 2 "
+            "of 1e-3)"
+        )
 
 
 @app.command("status")

@@ -34,6 +34,7 @@ from facesearch.index.backends import backend_name, faiss_dir, open_vector_index
 from facesearch.index.base import VectorIndex
 from facesearch.index.faiss_index import FaissIndex, index_file_name
 from facesearch.ingest.pipeline import IngestOptions, IngestProgress, IngestSummary, run_ingest
+from facesearch.search.calibration import Calibration, find_calibration
 from facesearch.search.service import Candidate, ImageInput, ProbeResult, SearchService, VerifyResult
 from facesearch.vision.image import DEFAULT_MAX_PIXELS
 from facesearch.vision.packs import ModelPack, PackSpec, resolve_pack
@@ -192,7 +193,6 @@ class FaceSearch:
         """
         folder = self._faiss_dir()
         folder.mkdir(parents=True, exist_ok=True)
-        # The same file FaissIndex locks to commit a background rebuild (the index's path + ".lock").
         with (folder / (index_file_name(pack_key) + ".lock")).open("a") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
@@ -246,7 +246,12 @@ class FaceSearch:
             context=context or self.context(),
             optouts=self.optout_list(model_pack.key),
             max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+            calibration=self.calibration(model_pack.key),
         )
+
+    def calibration(self, pack_key: str) -> Calibration | None:
+        """A pack's score calibration: this data folder's own (``facesearch calibrate``), else the shipped one."""
+        return find_calibration(pack_key, self.settings.home)
 
     def context(
         self,
@@ -329,13 +334,17 @@ class FaceSearch:
         pack: str | None = None,
         purpose: str | None = None,
         case_id: str | None = None,
+        max_fmr: float | None = None,
     ) -> ProbeResult:
         """Search a probe photo against the indexed faces; each candidate is a lead to review.
 
-        Audited as the local user, for ``purpose`` and ``case_id`` (see :meth:`context`).
+        Audited as the local user, for ``purpose`` and ``case_id`` (see :meth:`context`); ``max_fmr`` keeps
+        only candidates whose calibrated false-match rate is at or below it.
         """
         context = self.context(purpose=purpose, case_id=case_id)
-        return self.search_service(pack, context=context).search(image, top_k=top_k, collection=collection)
+        return self.search_service(pack, context=context).search(
+            image, top_k=top_k, collection=collection, max_fmr=max_fmr
+        )
 
     def verify(
         self,
@@ -345,10 +354,11 @@ class FaceSearch:
         pack: str | None = None,
         purpose: str | None = None,
         case_id: str | None = None,
+        fmr: float | None = None,
     ) -> VerifyResult:
-        """Compare the largest face of two photos (audited like :meth:`search`)."""
+        """Compare the largest face of two photos (audited like :meth:`search`), deciding at ``fmr`` (default 1e-3)."""
         context = self.context(purpose=purpose, case_id=case_id)
-        return self.search_service(pack, context=context).verify(image_a, image_b)
+        return self.search_service(pack, context=context).verify(image_a, image_b, fmr=fmr)
 
     # Governance --------------------------------------------------------------------------------------------
 

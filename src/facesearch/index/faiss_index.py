@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import logging
 import os
@@ -29,7 +28,6 @@ import re
 import struct
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +55,7 @@ AUTO = "auto"
 CHUNK = 65_536
 CATCH_UP_IN_LOCK = 20_000  # rows a rebuild may still have to replay while holding the lock (a few ms of work)
 BRUTE_FORCE_MAX = 50_000  # allowed sets up to this size are searched exactly from the full vectors
+FLAT_LIMIT = 4 * FLAT_MAX  # an exact index waiting for its compressed replacement grows no further (200 MB)
 
 
 class IndexDimensionError(ValueError):
@@ -296,6 +295,11 @@ class FaissIndex:
         if ids.size == 0:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
+        thread = self._rebuild_thread
+        if thread is not None and thread.is_alive() and self._factory == FLAT and self._store.live > FLAT_LIMIT:
+            # A bulk load outruns the first training: the exact index (512 bytes a face, in memory) would keep
+            # growing until the compressed one is ready. Wait for it instead.
+            thread.join()
         with self._lock:
             rows = self._store.append(ids, vectors)
             self._index.add_with_ids(vectors, rows)
@@ -623,9 +627,10 @@ class FaissIndex:
                 upto = old.rows
                 old_to_new = self._replay(old, done, upto, new, index, old_to_new)
                 done = upto
-            # The swap is committed under the same cross-process lock as the engine's catch-up-and-save, taken
-            # before the index's own lock (the order the engine takes them in).
-            with _file_lock(self.path), self._lock:
+            # Not under the engine's cross-process lock: the engine may hold it while an addition waits for this
+            # rebuild. A commit never replaces a newer generation, and the catalog refills what another process
+            # committed meanwhile (the engine compares with it whenever the catalog changed).
+            with self._lock:
                 old_to_new = self._replay(old, done, old.rows, new, index, old_to_new)
                 self._swap(new, index, target, trained_on, old_to_new)
         except BaseException as error:
@@ -745,18 +750,6 @@ def _file_token(path: Path) -> tuple[int, int, int]:
     """Identity of a committed file version (a commit replaces the file: a new inode)."""
     info = path.stat()
     return (info.st_ino, info.st_mtime_ns, info.st_size)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """The cross-process lock of one index (``<file>.lock``, the file the engine locks around catch-up and save)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.with_name(path.name + ".lock").open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def read_header(path: Path) -> dict[str, Any] | None:

@@ -27,6 +27,7 @@ from facesearch.governance.audit import AuditTrail
 from facesearch.governance.context import ActionContext, local_actor
 from facesearch.governance.optout import OptOutList
 from facesearch.index.base import VectorIndex
+from facesearch.search.calibration import DEFAULT_VERIFY_FMR, Calibration, find_calibration
 from facesearch.vision.image import DEFAULT_MAX_PIXELS, ImageRejected, load_image, read_image_bytes
 from facesearch.vision.packs import AnalysedFace, ModelPack
 
@@ -45,6 +46,11 @@ class Candidate:
     similarity: float
     source_url: str | None
     bbox: list[float]
+    # Calibrated meaning of ``similarity`` (null when the pack has no calibration): the per-comparison
+    # false-match rate, and fmr x the number of faces searched; ``fmr_beyond_data``: fmr is only a bound (<).
+    fmr: float | None = None
+    expected_false_matches: float | None = None
+    fmr_beyond_data: bool | None = None
 
 
 @dataclass
@@ -84,6 +90,10 @@ class VerifyResult:
     pack: str
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # The calibrated FMR of ``similarity`` and the FMR the decision was made at (null without a calibration,
+    # when ``threshold`` is the pack's own).
+    fmr: float | None = None
+    decision_fmr: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the ``verify --json`` object)."""
@@ -156,6 +166,7 @@ class SearchService:
         context: ActionContext | None = None,
         optouts: OptOutList | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        calibration: Calibration | None = None,
     ) -> None:
         self.catalog = catalog
         self.pack = pack
@@ -164,6 +175,8 @@ class SearchService:
         self.context = context or ActionContext(actor=local_actor(), purpose=UNSPECIFIED_PURPOSE)
         self.optouts = optouts
         self.max_pixels = max_pixels
+        # The pack's score calibration (default: the one shipped for it, if any); see search/calibration.py.
+        self.calibration = calibration if calibration is not None else find_calibration(pack.key)
 
     def analyse(self, image: ImageInput) -> list[AnalysedFace]:
         """Faces of a probe photo, largest first (raises :class:`ImageRejected` for unusable input)."""
@@ -213,15 +226,22 @@ class SearchService:
         probe_name: str | None = None,
         context: ActionContext | None = None,
         collections: Sequence[str] | None = None,
+        max_fmr: float | None = None,
     ) -> ProbeResult:
         """Search every face of a probe photo; an unreadable probe gives a result with ``error`` set.
 
-        ``collections`` limits the search to those collections (a user's grants). The call is audited
-        (action ``search``) before its result is returned, whatever the outcome.
+        ``collections`` limits the search to those collections (a user's grants). Candidates carry their
+        calibrated ``fmr`` and ``expected_false_matches``; ``max_fmr`` keeps only those at or below it
+        (ignored, with a warning, when the pack has no calibration). The call is audited (action ``search``)
+        before its result is returned, whatever the outcome.
         """
         name = probe_name or (os.fspath(image) if isinstance(image, (str, os.PathLike)) else "<image>")
         result = ProbeResult(probe=name, error=None, pack=self.pack.key, threshold=self.pack.threshold)
         details: dict[str, Any] = {"top_k": top_k, "collection": collection}
+        if max_fmr is not None:
+            details["max_fmr"] = max_fmr
+            if self.calibration is None:
+                result.warnings.append(f"no score calibration for pack {self.pack.key}: max_fmr not applied")
         try:
             rgb, probe_sha256 = _read_probe(image, self.max_pixels)
         except ImageRejected as rejected:
@@ -240,6 +260,8 @@ class SearchService:
             return result
         vectors = np.stack([face.embedding for face in faces])
         all_candidates = self._candidates(vectors, top_k=top_k, allowed_ids=allowed)
+        searched = len(self.index) if allowed is None else int(allowed.size)
+        all_candidates = [self._calibrate(row, searched, max_fmr) for row in all_candidates]
         self._record(
             "search", context, probe_sha256, {**details, "faces": len(faces), "results": _results(all_candidates)}
         )
@@ -255,6 +277,20 @@ class SearchService:
             )
             result.warnings.extend(_probe_warnings(face))
         return result
+
+    def _calibrate(self, candidates: list[Candidate], searched: int, max_fmr: float | None) -> list[Candidate]:
+        """Give candidates their FMR and expected false matches among ``searched`` faces; drop any above ``max_fmr``."""
+        if self.calibration is None:
+            return candidates
+        kept = []
+        for candidate in candidates:
+            estimate = self.calibration.estimate(candidate.similarity)
+            candidate.fmr = float(f"{estimate.fmr:.4g}")
+            candidate.expected_false_matches = float(f"{estimate.fmr * searched:.4g}")
+            candidate.fmr_beyond_data = estimate.beyond_data
+            if max_fmr is None or estimate.fmr <= max_fmr:
+                kept.append(candidate)
+        return kept
 
     def search_vectors(
         self,
@@ -372,12 +408,27 @@ class SearchService:
             results.append(candidates)
         return results
 
-    def verify(self, image_a: ImageInput, image_b: ImageInput, *, context: ActionContext | None = None) -> VerifyResult:
-        """Compare the largest face of each photo; ``same_person`` is similarity >= the pack's threshold.
+    def verify(
+        self,
+        image_a: ImageInput,
+        image_b: ImageInput,
+        *,
+        context: ActionContext | None = None,
+        fmr: float | None = None,
+    ) -> VerifyResult:
+        """Compare the largest face of each photo; ``same_person`` is similarity >= the threshold.
 
+        The threshold is the calibrated similarity for a false-match rate of ``fmr`` per comparison (default
+        1e-3) when the pack has a calibration, else the pack's own threshold (and the fmr fields are null).
         Audited (action ``verify``, with both photos' sha256) before the result is returned.
         """
-        result = VerifyResult(similarity=None, same_person=None, threshold=self.pack.threshold, pack=self.pack.key)
+        threshold = self.pack.threshold
+        decision_fmr = None
+        if self.calibration is not None:
+            decision_fmr = DEFAULT_VERIFY_FMR if fmr is None else fmr
+            threshold = round(self.calibration.threshold_for(decision_fmr), 4)
+        result = VerifyResult(similarity=None, same_person=None, threshold=threshold, pack=self.pack.key)
+        result.decision_fmr = decision_fmr
         embeddings = []
         hashes: list[str] = []
         for label, image in (("A", image_a), ("B", image_b)):
@@ -396,7 +447,9 @@ class SearchService:
         if len(embeddings) == 2:
             similarity = float(np.dot(embeddings[0], embeddings[1]))
             result.similarity = round(similarity, 4)
-            result.same_person = similarity >= self.pack.threshold
+            result.same_person = similarity >= threshold
+            if self.calibration is not None:
+                result.fmr = float(f"{self.calibration.fmr(result.similarity):.4g}")  # of the score shown
         self._record(
             "verify",
             context,

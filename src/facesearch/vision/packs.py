@@ -70,6 +70,8 @@ BUILTIN_PACKS: dict[str, PackSpec] = {
         detector=DLIB_DETECTOR,
         embedder=DLIB_EMBEDDER,
         threshold=0.82,
+        # 2: embeddings average the face and its mirror image (version 1 embedded the face alone).
+        version="2",
         description="dlib HOG detector, 5-point shape predictor, ResNet 128-d (always available from PyPI)",
     ),
 }
