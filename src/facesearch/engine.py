@@ -64,8 +64,8 @@ def strict_threshold(threshold: float) -> float:
     """A similarity a quarter of the way from a pack's same-person threshold to 1.
 
     Used where a false match costs more than a miss in review: listing faces to erase ("forget this
-    person") and deciding that a face is an opted-out person's. Measured here with dlib on LFW, strangers
-    of one demographic group reach the pack's threshold of 0.82 often; 0.865 keeps most of them out.
+    person") and deciding that a face is an opted-out person's. With dlib v1 on LFW, strangers of one
+    demographic group often reached that pack's threshold (then 0.82); a quarter of the way up kept most out.
     """
     return round(threshold + (1.0 - threshold) / 4.0, 4)
 
