@@ -136,7 +136,12 @@ class VectorStore:
         """Vectors of rows ``start`` to ``stop`` (exclusive), as float32."""
         if stop <= start:
             return np.empty((0, self.dim), dtype=np.float32)
-        return np.asarray(self._mapping(stop)[start:stop], dtype=np.float32)
+        # Read, not mapped: a rebuild streams every row once, and mapped pages would stay in this process's
+        # resident memory (the operating system's cache keeps them either way, and can drop them).
+        data = os.pread(self._fd, (stop - start) * self.row_bytes, start * self.row_bytes)
+        if len(data) != (stop - start) * self.row_bytes:
+            raise ValueError(f"{self.path} ends before row {stop}")
+        return np.frombuffer(data, dtype=self._np_dtype).reshape(stop - start, self.dim).astype(np.float32)
 
     def iter_live(self, chunk: int = 65_536, stop: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(rows, vectors)`` of the live rows below ``stop`` (default: all), in order, ``chunk`` rows at a time."""
