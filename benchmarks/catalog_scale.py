@@ -37,7 +37,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine
 
-PACK_KEY = "dlib@1"  # crossmatch searches through a real pack's service; dlib's is always installed
+
+def _dlib_key() -> str:
+    """The key of the dlib pack (crossmatch searches through a real pack's service; dlib's is always there)."""
+    from facesearch.vision.packs import resolve_pack
+
+    return resolve_pack("dlib", Path(tempfile.gettempdir())).key
+
+
+PACK_KEY = _dlib_key()
 DIM = 128
 
 
