@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FACESEARCH_SHARED", REPO.parent / "shared"))
+SHARED = Path(os.environ.get("FACESEARCH_SHARED", REPO.parent / "shared")).resolve()
 LFW = SHARED / "data" / "lfw-dev" / "images"
 
 

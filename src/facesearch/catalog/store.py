@@ -5,18 +5,18 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import bindparam, create_engine, event, func, select, update
+from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from facesearch.catalog.records import FileOutcome, NewFace, RecordedFile
 from facesearch.catalog.schema import (
     CatalogState,
     Collection,
@@ -30,47 +30,7 @@ from facesearch.catalog.schema import (
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
-
-@dataclass
-class NewFace:
-    """A face to store: geometry, quality, embedding and, optionally, the subject it is enrolled under."""
-
-    bbox: tuple[float, float, float, float]
-    landmarks: list[list[float]] | None
-    detector_score: float
-    quality: float
-    quality_reasons: Sequence[str]
-    embedding: np.ndarray
-    subject: str | None = None
-
-
-@dataclass
-class FileOutcome:
-    """What became of one file of an ingest: decoded with faces, or skipped with a reason."""
-
-    path: str
-    file_size: int | None
-    mtime: float | None
-    sha256: str | None
-    status: str  # "ok" or "skipped"
-    width: int | None = None
-    height: int | None = None
-    error: str | None = None
-    error_detail: str | None = None
-    faces: list[NewFace] = field(default_factory=list)
-    source_url: str | None = None
-    source_page: str | None = None
-    captured_at: datetime | None = None
-
-
-@dataclass
-class RecordedFile:
-    """How the catalog took a :class:`FileOutcome`: ``disposition`` is "indexed", "duplicate" or "skipped"."""
-
-    path: str
-    disposition: str
-    face_ids: list[int]
-    embeddings: list[np.ndarray]
+__all__ = ["Catalog", "FileOutcome", "NewFace", "RecordedFile"]
 
 
 @dataclass
@@ -196,6 +156,14 @@ def _batches(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
         yield values[start : start + size]
 
 
+def _insert_returning_ids(session: Session, table: type[Any], rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` into ``table`` in one bulk statement; their new ids, in the order of ``rows``."""
+    if not rows:
+        return []
+    statement = insert(table).returning(table.id, sort_by_parameter_order=True)
+    return list(session.scalars(statement, rows))
+
+
 class Catalog:
     """Collections, images, faces and subjects in SQL (SQLite by default, PostgreSQL for servers)."""
 
@@ -308,108 +276,140 @@ class Catalog:
         The same content (sha256) in the same collection is stored once: a second path is remembered as
         another location of the first image, and its faces are not stored again (unless the image was never
         scanned by this pack, as when a collection is indexed again with another pack). Existing rows are
-        looked up once per batch, so a batch costs a handful of statements, not several per file. Faces that
-        match an opt-out are dropped before anything is stored.
+        looked up once per batch and new rows go in as bulk inserts (one statement per table, ids returned in
+        order), so a batch costs a handful of statements, not several per file. Faces that match an opt-out
+        are dropped before anything is stored.
         """
         with self.session() as session, session.begin():
             outcomes = _without_opted_out_faces(session, pack, outcomes)
             shas = sorted({o.sha256 for o in outcomes if o.sha256 is not None})
-            images: dict[str, Image] = {}
+            known: dict[str, tuple[int, str]] = {}  # sha256 -> (image id, status)
             for part in _batches(shas):
-                for image in session.scalars(
-                    select(Image).where(Image.collection_id == collection_id, Image.sha256.in_(part))
+                for image_id, sha256, status in session.execute(
+                    select(Image.id, Image.sha256, Image.status).where(
+                        Image.collection_id == collection_id, Image.sha256.in_(part)
+                    )
                 ):
-                    images[image.sha256 or ""] = image
+                    known[sha256] = (image_id, status)
             scanned: set[int] = set()
-            for part in _batches([image.id for image in images.values()]):
+            for part in _batches([image_id for image_id, _ in known.values()]):
                 scanned.update(
                     session.scalars(
                         select(ImageScan.image_id).where(ImageScan.pack == pack, ImageScan.image_id.in_(part))
                     )
                 )
-            locations: dict[str, ImageFile] = {}
+            locations: dict[str, int] = {}  # path -> image_files.id
             for part in _batches(sorted({o.path for o in outcomes})):
-                for location in session.scalars(
-                    select(ImageFile).where(ImageFile.collection_id == collection_id, ImageFile.path.in_(part))
+                for location_id, path in session.execute(
+                    select(ImageFile.id, ImageFile.path).where(
+                        ImageFile.collection_id == collection_id, ImageFile.path.in_(part)
+                    )
                 ):
-                    locations[location.path] = location
+                    locations[path] = location_id
 
-            plans: list[tuple[FileOutcome, Image, str, bool]] = []  # outcome, image, disposition, add faces
+            # An image is either known (its id) or new in this batch (a negative slot: -1 - position in
+            # new_images), resolved to its id once the batch's images are inserted.
+            new_images: list[dict[str, Any]] = []
+            first_in_batch: dict[str, int] = {}
+            plans: list[tuple[FileOutcome, int, str, bool]] = []  # outcome, image ref, disposition, add faces
             for outcome in outcomes:
-                known = images.get(outcome.sha256) if outcome.sha256 is not None else None
-                if known is None:
-                    image = self._new_image(collection_id, outcome)
-                    session.add(image)
-                    if outcome.sha256 is not None:
-                        images[outcome.sha256] = image
+                sha = outcome.sha256
+                if sha is not None and sha in first_in_batch:
+                    plans.append((outcome, first_in_batch[sha], "duplicate", False))
+                    continue
+                if sha is None or sha not in known:
+                    new_images.append(self._new_image_row(collection_id, outcome))
+                    ref = -len(new_images)
+                    if sha is not None:
+                        first_in_batch[sha] = ref
                     indexed = outcome.status == "ok"
-                    plans.append((outcome, image, "indexed" if indexed else "skipped", indexed))
-                elif known.status == "ok" and outcome.status == "ok" and known.id and known.id not in scanned:
-                    scanned.add(known.id)
-                    plans.append((outcome, known, "indexed", True))
+                    plans.append((outcome, ref, "indexed" if indexed else "skipped", indexed))
+                    continue
+                image_id, status = known[sha]
+                if status == "ok" and outcome.status == "ok" and image_id not in scanned:
+                    scanned.add(image_id)
+                    plans.append((outcome, image_id, "indexed", True))
                 else:
-                    plans.append((outcome, known, "duplicate", False))
-            session.flush()
+                    plans.append((outcome, image_id, "duplicate", False))
+            new_ids = _insert_returning_ids(session, Image, new_images)
+
+            def image_id_of(ref: int) -> int:
+                return ref if ref >= 0 else new_ids[-1 - ref]
 
             subjects = self._subject_ids(session, {f.subject for o, _, _, add in plans if add for f in o.faces})
-            new_faces: list[list[Face]] = []
-            for outcome, image, _, add in plans:
-                rows = [self._face_row(image.id, pack, f, subjects) for f in outcome.faces] if add else []
+            face_rows: list[dict[str, Any]] = []
+            scan_rows: list[dict[str, Any]] = []
+            new_locations: list[dict[str, Any]] = []
+            moved_locations: list[dict[str, Any]] = []
+            for outcome, ref, _, add in plans:
+                image_id = image_id_of(ref)
                 if add:
-                    session.add_all(rows)
-                    session.add(ImageScan(image_id=image.id, pack=pack, faces=len(rows)))
-                new_faces.append(rows)
-                location = locations.get(outcome.path) or ImageFile(collection_id=collection_id, path=outcome.path)
-                if outcome.path not in locations:
-                    session.add(location)
-                    locations[outcome.path] = location
-                location.image_id, location.file_size, location.mtime = image.id, outcome.file_size, outcome.mtime
-            session.flush()
-            if any(new_faces):
+                    face_rows.extend(self._face_row(image_id, pack, f, subjects) for f in outcome.faces)
+                    scan_rows.append({"image_id": image_id, "pack": pack, "faces": len(outcome.faces)})
+                location = {"image_id": image_id, "file_size": outcome.file_size, "mtime": outcome.mtime}
+                if outcome.path in locations:
+                    moved_locations.append({"id": locations[outcome.path], **location})
+                else:
+                    new_locations.append({"collection_id": collection_id, "path": outcome.path, **location})
+                    locations[outcome.path] = 0  # a path repeated within the batch is stored once
+            face_ids = _insert_returning_ids(session, Face, face_rows)
+            if scan_rows:
+                session.execute(insert(ImageScan), scan_rows)
+            if new_locations:
+                session.execute(insert(ImageFile), new_locations)
+            moved_locations = [row for row in moved_locations if row["id"]]
+            if moved_locations:
+                session.execute(update(ImageFile), moved_locations)
+            if face_ids:
                 bump_generation(session)
-            return [
-                RecordedFile(
-                    path=outcome.path,
-                    disposition=disposition,
-                    face_ids=[f.id for f in rows],
-                    embeddings=[np.frombuffer(f.embedding, dtype=np.float32) for f in rows],
+            recorded: list[RecordedFile] = []
+            next_face = 0
+            for outcome, _, disposition, add in plans:
+                count = len(outcome.faces) if add else 0
+                recorded.append(
+                    RecordedFile(
+                        path=outcome.path,
+                        disposition=disposition,
+                        face_ids=face_ids[next_face : next_face + count],
+                        embeddings=[np.asarray(f.embedding, dtype=np.float32) for f in outcome.faces] if add else [],
+                    )
                 )
-                for (outcome, _, disposition, _), rows in zip(plans, new_faces, strict=True)
-            ]
+                next_face += count
+            return recorded
 
     @staticmethod
-    def _new_image(collection_id: int, outcome: FileOutcome) -> Image:
-        return Image(
-            collection_id=collection_id,
-            sha256=outcome.sha256,
-            path=outcome.path,
-            source_url=outcome.source_url,
-            source_page=outcome.source_page,
-            captured_at=outcome.captured_at,
-            width=outcome.width,
-            height=outcome.height,
-            file_size=outcome.file_size,
-            status=outcome.status,
-            error=outcome.error,
-            error_detail=outcome.error_detail,
-        )
+    def _new_image_row(collection_id: int, outcome: FileOutcome) -> dict[str, Any]:
+        return {
+            "collection_id": collection_id,
+            "sha256": outcome.sha256,
+            "path": outcome.path,
+            "source_url": outcome.source_url,
+            "source_page": outcome.source_page,
+            "captured_at": outcome.captured_at,
+            "width": outcome.width,
+            "height": outcome.height,
+            "file_size": outcome.file_size,
+            "status": outcome.status,
+            "error": outcome.error,
+            "error_detail": outcome.error_detail,
+        }
 
     @staticmethod
-    def _face_row(image_id: int, pack: str, face: NewFace, subjects: dict[str, int]) -> Face:
-        return Face(
-            image_id=image_id,
-            pack=pack,
-            x=float(face.bbox[0]),
-            y=float(face.bbox[1]),
-            w=float(face.bbox[2]),
-            h=float(face.bbox[3]),
-            landmarks=json.dumps(face.landmarks) if face.landmarks is not None else None,
-            detector_score=float(face.detector_score),
-            quality=float(face.quality),
-            quality_reasons=json.dumps(list(face.quality_reasons)),
-            subject_id=subjects[face.subject] if face.subject else None,
-            embedding=np.asarray(face.embedding, dtype=np.float32).tobytes(),
-        )
+    def _face_row(image_id: int, pack: str, face: NewFace, subjects: dict[str, int]) -> dict[str, Any]:
+        return {
+            "image_id": image_id,
+            "pack": pack,
+            "x": float(face.bbox[0]),
+            "y": float(face.bbox[1]),
+            "w": float(face.bbox[2]),
+            "h": float(face.bbox[3]),
+            "landmarks": json.dumps(face.landmarks) if face.landmarks is not None else None,
+            "detector_score": float(face.detector_score),
+            "quality": float(face.quality),
+            "quality_reasons": json.dumps(list(face.quality_reasons)),
+            "subject_id": subjects[face.subject] if face.subject else None,
+            "embedding": np.asarray(face.embedding, dtype=np.float32).tobytes(),
+        }
 
     @staticmethod
     def _subject_ids(session: Session, labels: set[str | None]) -> dict[str, int]:
@@ -506,10 +506,13 @@ class Catalog:
     def collection_face_ids(self, collection_id: int, pack: str) -> np.ndarray:
         """Ids of the faces of one collection under ``pack``."""
         with self.session() as session:
+            # "pack || ''" keeps SQLite from walking every face of the pack by ix_faces_pack_id when it has no
+            # statistics (it then read all 10M faces to find a 100k-face collection: 5.5 s); the collection's
+            # images, then their faces by image_id, is the plan at any size (8 ms for 3,000 of 300,000 faces).
             ids = session.scalars(
                 select(Face.id)
                 .join(Image, Image.id == Face.image_id)
-                .where(Image.collection_id == collection_id, Face.pack == pack)
+                .where(Image.collection_id == collection_id, Face.pack.concat("") == pack)
             ).all()
             return np.array(ids, dtype=np.int64)
 

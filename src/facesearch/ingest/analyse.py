@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facesearch.catalog.store import FileOutcome, NewFace
+from facesearch.catalog.records import FileOutcome, NewFace
 from facesearch.vision.image import ImageRejected, load_image, read_image_bytes
 from facesearch.vision.packs import ModelPack, PackSpec, prominent_face
 

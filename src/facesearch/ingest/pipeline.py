@@ -18,14 +18,15 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from facesearch.catalog.store import Catalog, FileOutcome, RecordedFile
+from facesearch.catalog.records import FileOutcome, RecordedFile
+from facesearch.catalog.store import Catalog
 from facesearch.index.base import VectorIndex
 from facesearch.ingest.analyse import FileTask, analyse_files, analyse_in_worker, init_worker
 from facesearch.ingest.sources import SourceFile, iter_source_files
 from facesearch.vision.image import DEFAULT_MAX_PIXELS
 from facesearch.vision.packs import ModelPack
 
-CHUNK_SIZE = 8
+CHUNK_SIZE = 24
 SAVE_EVERY_S = 30.0
 
 

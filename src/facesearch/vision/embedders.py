@@ -75,7 +75,7 @@ class OnnxArcFaceEmbedder:
         std: float = 128.0,
         bgr: bool = False,
         threads: int = 1,
-        batch_size: int = 32,
+        batch_size: int = 8,
     ) -> None:
         import onnxruntime as ort
 
