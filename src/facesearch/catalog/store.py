@@ -290,7 +290,7 @@ class Catalog:
                         Image.collection_id == collection_id, Image.sha256.in_(part)
                     )
                 ):
-                    known[sha256] = (image_id, status)
+                    known[sha256 or ""] = (image_id, status)
             scanned: set[int] = set()
             for part in _batches([image_id for image_id, _ in known.values()]):
                 scanned.update(
