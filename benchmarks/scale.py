@@ -363,6 +363,30 @@ def _nprobe_sweep(index: Any, probes: np.ndarray, mates: np.ndarray, exact_hit: 
     return rows
 
 
+def _rerank_sweep(index: Any, probes: np.ndarray, mates: np.ndarray, exact_hit: np.ndarray) -> list[dict[str, Any]]:
+    """Mate recall and single-probe latency for several numbers of candidates re-ranked exactly."""
+    default = index.knobs
+    rows = []
+    for rerank in (50, 100, 200, 400):
+        index.knobs = dataclasses.replace(default, rerank=rerank)
+        _, found = index.search(probes, TOP_K)
+        timings = []
+        for probe in probes[:300]:
+            t0 = time.perf_counter()
+            index.search(probe[None], TOP_K)
+            timings.append((time.perf_counter() - t0) * 1000)
+        recall = (exact_hit & (found[:, 0] == mates)).sum() / max(exact_hit.sum(), 1)
+        rows.append(
+            {
+                "rerank": rerank,
+                "mate_recall": round(float(recall), 5),
+                "p50_ms": round(float(np.percentile(timings, 50)), 2),
+            }
+        )
+    index.knobs = default
+    return rows
+
+
 def run(faces: int, workdir: Path, log: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """One size end to end; returns (the contract's fields, details)."""
     from facesearch.index.faiss_index import FaissIndex
@@ -446,6 +470,7 @@ def run(faces: int, workdir: Path, log: Any) -> tuple[dict[str, Any], dict[str, 
         index.search(batch, TOP_K)
     batch_qps = len(batches) * 100 / (time.perf_counter() - t0)
     sweep = _nprobe_sweep(index, probes, mates, exact_hit) if index.nprobe() is not None else []
+    rerank_sweep = _rerank_sweep(index, probes, mates, exact_hit) if index.nprobe() is not None else []
     index.close()
 
     disk = sum(p.stat().st_blocks * 512 for p in path.parent.iterdir())
@@ -473,6 +498,7 @@ def run(faces: int, workdir: Path, log: Any) -> tuple[dict[str, Any], dict[str, 
         "disk_bytes_per_face": round(disk / total, 1),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "nprobe_sweep": sweep,
+        "rerank_sweep": rerank_sweep,
         "machine": machine(),
     }
     return result, details

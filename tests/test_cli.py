@@ -178,3 +178,32 @@ def test_doctor_repairs_index_from_catalog(home: Path, photo_folder: Path, damag
     with facesearch.open(home, pack="dlib") as engine:
         result = engine.search(photo_folder / "Eileen_Collins" / "portrait.jpg")
         assert result.faces[0].candidates[0].similarity > 0.99
+
+
+def test_quality_policy_of_a_collection_skips_poor_faces_and_is_kept(home: Path, photo_folder: Path) -> None:
+    from PIL import Image, ImageFilter
+
+    portrait = Image.open(photo_folder / "Eileen_Collins" / "portrait.jpg")
+    blurred = photo_folder / "Eileen_Collins" / "blurred.jpg"
+    portrait.filter(ImageFilter.GaussianBlur(3)).save(blurred)  # still detected, quality about 0.08
+
+    marked = json_lines(cli(home, "index", str(photo_folder), "-c", "marked", "--workers", "1", "--json")[1])[-1]
+    assert marked["min_quality"] is None and marked["faces_below_quality"] == 0
+
+    args = ("index", str(photo_folder), "-c", "strict", "--workers", "1", "--json")
+    strict = json_lines(cli(home, *args, "--min-quality", "0.5")[1])[-1]
+    assert strict["min_quality"] == 0.5
+    assert strict["faces_below_quality"] >= 1  # the blurred face at least
+    assert strict["faces"] + strict["faces_below_quality"] == marked["faces"]
+    listing = {c["name"]: c for c in json.loads(cli(home, "collections", "--json")[1])}
+    assert listing["strict"]["min_quality"] == 0.5 and listing["marked"]["min_quality"] is None
+    assert listing["strict"]["faces"] == strict["faces"]
+
+    # The policy stays with the collection: a later run without the option applies it to new photos.
+    portrait.filter(ImageFilter.GaussianBlur(3)).rotate(2).save(photo_folder / "Eileen_Collins" / "blurred2.jpg")
+    later = json_lines(cli(home, *args)[1])[-1]
+    assert later["min_quality"] == 0.5 and later["images_indexed"] == 1 and later["faces"] == 0
+    assert later["faces_below_quality"] >= 1
+    # 0 goes back to indexing every face.
+    reset = json.loads(cli(home, "index", str(blurred), "-c", "strict", "--min-quality", "0", "--json")[1])
+    assert reset["min_quality"] is None

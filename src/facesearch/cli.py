@@ -120,6 +120,16 @@ def index_command(
     ] = None,
     description: Annotated[str | None, typer.Option("--description", help="Describe the collection.")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Worker processes (default: all cores).")] = None,
+    min_quality: Annotated[
+        float | None,
+        typer.Option(
+            "--min-quality",
+            min=0.0,
+            max=1.0,
+            help="Quality policy of the collection, kept for later runs: faces with a quality score below this "
+            "(0-1) are not indexed. 0 indexes every face, each marked with its quality (the default policy).",
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Index photos: detect, align, quality-check and embed every face. Resumable; duplicates stored once."""
@@ -166,6 +176,7 @@ def index_command(
                 description=description,
                 workers=workers,
                 on_progress=on_progress,
+                min_quality=min_quality,
             )
     except PackError as error:
         raise fail(str(error)) from error
@@ -183,6 +194,11 @@ def index_command(
         f"{report['duplicates']} duplicates, {report['already_done']} already done, "
         f"{report['skipped']} skipped in {report['elapsed_s']:.1f} s ({report['images_per_s'] or 0} images/s)"
     )
+    if summary.min_quality is not None:
+        out.print(
+            f"  {summary.faces_below_quality} faces below the collection's minimum quality "
+            f"{summary.min_quality:g} were not indexed"
+        )
     for reason, count in sorted(summary.skipped.items()):
         out.print(f"  skipped {count} x {reason}")
     for item in summary.skipped_files[:20]:
@@ -437,7 +453,7 @@ def collections_command(
         typer.echo(json.dumps(rows))
         return
     table = Table()
-    for column in ("name", "images", "faces", "skipped", "legal basis", "source"):
+    for column in ("name", "images", "faces", "skipped", "min quality", "legal basis", "source"):
         table.add_column(column)
     for row in rows:
         table.add_row(
@@ -445,6 +461,7 @@ def collections_command(
             str(row["images"]),
             str(row["faces"]),
             str(row["skipped"]),
+            "-" if row["min_quality"] is None else f"{row['min_quality']:g}",
             row["legal_basis"] or "-",
             row["source"] or "-",
         )

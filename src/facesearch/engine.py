@@ -288,8 +288,13 @@ class FaceSearch:
         workers: int | None = None,
         on_progress: Callable[[IngestProgress], None] | None = None,
         model_pack: ModelPack | None = None,
+        min_quality: float | None = None,
     ) -> IngestSummary:
         """Index every photo under ``paths`` into ``collection`` (resumable; duplicates stored once).
+
+        ``min_quality`` sets the collection's quality policy, kept for later runs: faces whose quality score
+        is below it are counted but not indexed; 0 indexes every face again (the default policy: every face
+        is indexed and marked with its quality and reasons).
 
         ``model_pack`` is a loaded pack of its own for a background thread (a server's ingest jobs), so
         that its in-process analysis never shares models with the searches of other threads.
@@ -302,6 +307,7 @@ class FaceSearch:
             source_url=source_url,
             legal_basis=legal_basis,
             description=description,
+            min_quality=min_quality,
         )
         with self._lock:
             self._ingesting[model_pack.key] += 1

@@ -48,6 +48,9 @@ class Collection(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Images older than this many days (since they were indexed) are purged; None keeps them.
     retention_days: Mapped[int | None] = mapped_column(Integer)
+    # Faces whose quality score is below this are not indexed (counted, not stored); None indexes every face,
+    # each marked with its quality and reasons.
+    min_quality: Mapped[float | None] = mapped_column(Float)
 
 
 class Image(Base):

@@ -193,8 +193,13 @@ class Catalog:
         description: str | None = None,
         legal_basis: str | None = None,
         source: str | None = None,
+        min_quality: float | None = None,
     ) -> int:
-        """The id of collection ``name``, creating it if needed; given fields update an existing one."""
+        """The id of collection ``name``, creating it if needed; given fields update an existing one.
+
+        ``min_quality`` sets the collection's quality policy: faces scoring below it are not indexed from now
+        on; 0 goes back to indexing every face (each marked with its quality).
+        """
         with self.session() as session, session.begin():
             collection = session.scalar(select(Collection).where(Collection.name == name))
             if collection is None:
@@ -209,7 +214,14 @@ class Catalog:
                 ):
                     if value is not None:
                         setattr(collection, attribute, value)
+            if min_quality is not None:
+                collection.min_quality = min_quality if min_quality > 0 else None
             return collection.id
+
+    def collection_min_quality(self, collection_id: int) -> float | None:
+        """The quality below which collection ``collection_id`` does not index faces, or ``None`` (index all)."""
+        with self.session() as session:
+            return session.scalar(select(Collection.min_quality).where(Collection.id == collection_id))
 
     def collection_id(self, name: str) -> int | None:
         """The id of collection ``name``, or ``None``."""
@@ -245,6 +257,7 @@ class Catalog:
                     "legal_basis": c.legal_basis,
                     "source": c.source,
                     "created_at": c.created_at.isoformat() if c.created_at else None,
+                    "min_quality": c.min_quality,
                     "images": images.get(c.id, 0),
                     "skipped": skipped.get(c.id, 0),
                     "faces": faces.get(c.id, 0),

@@ -28,6 +28,7 @@ import re
 import struct
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,62 @@ def _search_params(index: Any, knobs: SearchKnobs, selector: Any) -> tuple[Any, 
     if selector is not None:
         params.sel = selector
     return params, keep
+
+
+_SCAN_POOL: ThreadPoolExecutor | None = None
+_SCAN_POOL_LOCK = threading.Lock()
+MIN_LISTS_TO_SPLIT = 8  # fewer probed lists than this are scanned on one thread
+
+
+def _scan_pool() -> ThreadPoolExecutor:
+    global _SCAN_POOL
+    with _SCAN_POOL_LOCK:
+        if _SCAN_POOL is None:
+            _SCAN_POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="ivf-scan")
+        return _SCAN_POOL
+
+
+def _ivf_search_split(
+    ivf: Any, queries: np.ndarray, k: int, nprobe: int, selector: Any, parts: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Search an IVF index for a few queries with every core: the probed lists are dealt out to ``parts`` threads.
+
+    FAISS parallelises a search over its queries, so one probe runs on one core however many there are; its
+    time is the scan of the visited lists. Dealing the lists round-robin (so each share has lists near and far
+    from the probe) to threads that each scan theirs (FAISS releases the GIL) and merging the top ``k`` gives
+    the same result as one scan, in about ``1 / parts`` of the time on an idle machine.
+    """
+    coarse_scores, lists = ivf.quantizer.search(queries, nprobe)
+    n = len(queries)
+
+    def scan(part: int) -> tuple[np.ndarray, np.ndarray]:
+        faiss.omp_set_num_threads(1)  # per thread: each share is already one core's work
+        share = np.ascontiguousarray(lists[:, part::parts])
+        share_scores = np.ascontiguousarray(coarse_scores[:, part::parts])
+        params = faiss.SearchParametersIVF(nprobe=int(share.shape[1]))
+        if selector is not None:
+            params.sel = selector
+        scores = np.empty((n, k), dtype=np.float32)
+        rows = np.empty((n, k), dtype=np.int64)
+        ivf.search_preassigned_c(
+            n,
+            faiss.swig_ptr(queries),
+            k,
+            faiss.swig_ptr(share),
+            faiss.swig_ptr(share_scores),
+            faiss.swig_ptr(scores),
+            faiss.swig_ptr(rows),
+            False,
+            params,
+        )
+        return scores, rows
+
+    results = list(_scan_pool().map(scan, range(parts)))
+    scores = np.concatenate([r[0] for r in results], axis=1)
+    rows = np.concatenate([r[1] for r in results], axis=1)
+    scores = np.where(rows >= 0, scores, -np.inf)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
 
 
 def _empty(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -391,7 +448,12 @@ class FaissIndex:
         exact = self._factory == FLAT
         fetch = k if exact else max(k, self.knobs.rerank)
         params, keep = _search_params(index, self.knobs, selector)
-        scores, rows = index.search(queries, fetch, params=params)
+        parts = min(os.cpu_count() or 1, 2 * len(queries)) if len(queries) < SMALL_BATCH else 1
+        nprobe = int(getattr(params, "nprobe", 0))
+        if parts > 1 and isinstance(index, faiss.IndexIVF) and nprobe >= MIN_LISTS_TO_SPLIT:
+            scores, rows = _ivf_search_split(index, queries, fetch, nprobe, selector, min(parts, nprobe))
+        else:
+            scores, rows = index.search(queries, fetch, params=params)
         del keep, bits
         if keep_only is not None:
             rows = np.where((rows >= 0) & keep_only[np.maximum(rows, 0)], rows, -1)

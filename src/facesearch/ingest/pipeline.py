@@ -40,6 +40,9 @@ class IngestOptions:
     legal_basis: str | None = None
     description: str | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # Sets the collection's quality policy (kept for later runs): faces scoring below it are not indexed;
+    # 0 indexes every face again. None keeps the collection's policy as it is.
+    min_quality: float | None = None
 
 
 @dataclass
@@ -63,6 +66,8 @@ class IngestSummary:
     images_indexed: int = 0
     duplicates: int = 0
     faces: int = 0
+    faces_below_quality: int = 0
+    min_quality: float | None = None
     skipped: Counter[str] = field(default_factory=Counter)
     skipped_files: list[dict[str, str | None]] = field(default_factory=list)
     elapsed_s: float = 0.0
@@ -77,6 +82,8 @@ class IngestSummary:
             "images_indexed": self.images_indexed,
             "duplicates": self.duplicates,
             "faces": self.faces,
+            "faces_below_quality": self.faces_below_quality,
+            "min_quality": self.min_quality,
             "skipped": sum(self.skipped.values()),
             "skipped_by_reason": dict(self.skipped),
             "elapsed_s": round(self.elapsed_s, 3),
@@ -138,15 +145,25 @@ def run_ingest(
         description=options.description,
         legal_basis=options.legal_basis,
         source=options.source_url,
+        min_quality=options.min_quality,
     )
+    min_quality = catalog.collection_min_quality(collection_id)
     sources = list(iter_source_files(paths))
     tasks, already = _pending_tasks(sources, catalog.done_paths(collection_id, pack.key), options)
-    summary = IngestSummary(collection=options.collection, pack=pack.key, files_seen=len(sources), already_done=already)
+    summary = IngestSummary(
+        collection=options.collection,
+        pack=pack.key,
+        files_seen=len(sources),
+        already_done=already,
+        min_quality=min_quality,
+    )
     last_save = time.perf_counter()
     files_done = already
 
     def record(outcomes: list[FileOutcome]) -> None:
         nonlocal files_done, last_save
+        if min_quality is not None:
+            summary.faces_below_quality += _drop_faces_below(outcomes, min_quality)
         recorded = catalog.record_files(collection_id, pack.key, outcomes)
         _add_to_index(index, recorded)
         for item, outcome in zip(recorded, outcomes, strict=True):
@@ -216,6 +233,16 @@ def _run_in_workers(
             for future in pending:
                 future.cancel()
             raise
+
+
+def _drop_faces_below(outcomes: Sequence[FileOutcome], min_quality: float) -> int:
+    """Remove the faces scoring below ``min_quality`` from ``outcomes``; how many were removed."""
+    dropped = 0
+    for outcome in outcomes:
+        kept = [face for face in outcome.faces if face.quality >= min_quality]
+        dropped += len(outcome.faces) - len(kept)
+        outcome.faces = kept
+    return dropped
 
 
 def _add_to_index(index: VectorIndex, recorded: Sequence[RecordedFile]) -> None:
