@@ -343,6 +343,201 @@ def _fmr_note(result: VerifyResult) -> str:
     return f", decided at FMR {result.decision_fmr:g}; this score's FMR {result.fmr:.2g}"
 
 
+eval_app = typer.Typer(
+    help="Measure accuracy on labelled photos, through the same ingest and search code users run.",
+    no_args_is_help=True,
+)
+app.add_typer(eval_app, name="eval")
+
+
+def _read_groups(csv_path: Path) -> dict[str, str]:
+    """Person -> attribute value from a CSV of two columns (person, group); a header row is skipped."""
+    import csv
+
+    groups: dict[str, str] = {}
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        for row in csv.reader(handle):
+            if len(row) < 2 or not row[0].strip():
+                continue
+            if not groups and row[0].strip().lower() in {"person", "subject", "name"}:
+                continue
+            groups[row[0].strip()] = row[1].strip()
+    return groups
+
+
+def _eval_log(message: str) -> None:
+    console.print(f"[dim]{message}[/dim]")
+
+
+def _write_report(report: dict[str, Any], folder: Path, name: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    return path
+
+
+def _finite(report: Any) -> Any:
+    """The report with NaN and infinities as null, so that it is strict JSON."""
+    import math
+
+    if isinstance(report, dict):
+        return {key: _finite(value) for key, value in report.items()}
+    if isinstance(report, list | tuple):
+        return [_finite(value) for value in report]
+    if isinstance(report, float) and not math.isfinite(report):
+        return None
+    return report
+
+
+@eval_app.command("verify")
+def eval_verify_command(
+    pairs: Annotated[Path, typer.Option("--pairs", help="Labelled pairs (LFW pairs.tsv: fold, names, images, same).")],
+    images: Annotated[Path, typer.Option("--images", help="The photos: <Person>/<photo>.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the JSON report and the PNG plot.")] = Path(
+        "facesearch-eval"
+    ),
+    workers: Annotated[int | None, typer.Option("--workers", help="Ingest processes (default: all cores).")] = None,
+    limit_people: Annotated[
+        int | None, typer.Option("--limit-people", help="Only the pairs of the first N people.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """1:1 verification: 10-fold accuracy (threshold chosen on 9 folds), TAR at FAR 1e-2/1e-3/1e-4, ROC and DET.
+
+    The photos are indexed into a scratch data folder (never this one) with the chosen pack; writes
+    verify-<pack>.json and verify-<pack>.png into --out.
+    """
+    import tempfile
+
+    from facesearch.eval.lfw import run_verification
+    from facesearch.eval.plots import plot_verification
+
+    if not pairs.is_file() or not images.is_dir():
+        raise fail(f"need a pairs file and a folder of photos: {pairs}, {images}")
+    settings = state.settings()
+    try:
+        with tempfile.TemporaryDirectory(prefix="facesearch-eval-") as scratch:
+            report = run_verification(
+                scratch,
+                images,
+                pairs,
+                settings.pack,
+                workers,
+                limit_people=limit_people,
+                models_dir=settings.models_dir,
+                log=_eval_log,
+            )
+    except (PackError, ValueError, OSError) as error:
+        raise fail(str(error)) from error
+    report = _finite(report)
+    name = "verify-" + report["pack"].replace("@", "-")
+    report["files"] = {
+        "json": str(out_dir / f"{name}.json"),
+        "png": str(plot_verification(report, out_dir / f"{name}.png")),
+    }
+    _write_report(report, out_dir, name)
+    if json_output:
+        typer.echo(json.dumps(report))
+        return
+    verification = report["verification"]
+    out.print(
+        f"{report['pack']}: 10-fold accuracy {100 * verification['accuracy_mean']:.2f}% "
+        f"+- {100 * verification['accuracy_std']:.2f} on {report['counts']['pairs']} pairs "
+        f"({report['counts']['failed_pairs']} with a photo without a face)"
+    )
+    for point in report["tar_at_far"]:
+        tar = "not resolvable (too few impostor pairs)" if point.get("tar") is None else f"{100 * point['tar']:.2f}%"
+        out.print(f"  TAR at FAR {point['far']:g}: {tar}")
+    out.print(f"report: {report['files']['json']}\nplot: {report['files']['png']}")
+
+
+@eval_app.command("identify")
+def eval_identify_command(
+    images: Annotated[Path, typer.Option("--images", help="The photos: <Person>/<photo>.")],
+    distractors: Annotated[
+        Path | None, typer.Option("--distractors", help="A folder of photos of other people, added to the gallery.")
+    ] = None,
+    attributes: Annotated[
+        Path | None,
+        typer.Option("--attributes", help="CSV of person,group: every figure is also given per group."),
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=100, help="Candidates per search (CMC length).")] = 20,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the JSON report and the PNG plot.")] = Path(
+        "facesearch-eval"
+    ),
+    workers: Annotated[int | None, typer.Option("--workers", help="Ingest processes (default: all cores).")] = None,
+    limit_people: Annotated[int | None, typer.Option("--limit-people", help="Only the first N people.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Open-set 1:N (NIST FRTE definitions): rank-1, CMC, FNIR at FPIR 0.1/0.01/0.001, DET, quality effect.
+
+    Gallery: the first photo of each person with two or more; mated probes: their other photos; non-mated
+    probes: the people with one photo. The photos are indexed into a scratch data folder (never this one);
+    writes identify-<pack>.json and identify-<pack>.png into --out.
+    """
+    import tempfile
+
+    from facesearch.eval.lfw import run_identification
+    from facesearch.eval.plots import plot_identification
+
+    if not images.is_dir():
+        raise fail(f"not a folder: {images}")
+    if distractors is not None and not distractors.is_dir():
+        raise fail(f"not a folder: {distractors}")
+    groups = None
+    if attributes is not None:
+        if not attributes.is_file():
+            raise fail(f"no such file: {attributes}")
+        groups = _read_groups(attributes)
+    settings = state.settings()
+    try:
+        with tempfile.TemporaryDirectory(prefix="facesearch-eval-") as scratch:
+            report = run_identification(
+                scratch,
+                images,
+                settings.pack,
+                workers,
+                limit_people=limit_people,
+                top_k=top_k,
+                distractors=distractors,
+                groups=groups,
+                models_dir=settings.models_dir,
+                log=_eval_log,
+            )
+    except (PackError, ValueError, OSError) as error:
+        raise fail(str(error)) from error
+    report = _finite(report)
+    name = "identify-" + report["pack"].replace("@", "-")
+    report["files"] = {
+        "json": str(out_dir / f"{name}.json"),
+        "png": str(plot_identification(report, out_dir / f"{name}.png")),
+    }
+    _write_report(report, out_dir, name)
+    if json_output:
+        typer.echo(json.dumps(report))
+        return
+    _print_open_set(report["pack"], report["metrics"])
+    aside = report["quality_set_aside"]
+    out.print(
+        f"with the probes of poor quality set aside ({aside['set_aside']['mated']} mated, "
+        f"{aside['set_aside']['nonmated']} non-mated: {aside['set_aside']['by_reason']}):"
+    )
+    _print_open_set("  good-quality probes", aside["kept"])
+    for group, metrics in report.get("by_group", {}).items():
+        _print_open_set(f"  group {group}", metrics)
+    out.print(f"report: {report['files']['json']}\nplot: {report['files']['png']}")
+
+
+def _print_open_set(title: str, metrics: dict[str, Any]) -> None:
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.2f}%"
+
+    cmc = metrics["cmc"]
+    ranks = ", ".join(f"rank-{r} {pct(cmc[r - 1])}" for r in (1, 5, 10, 20) if r <= len(cmc))
+    fnir = ", ".join(f"FNIR {pct(p['fnir'])} at FPIR {p['fpir']:g}" for p in metrics["fnir_at_fpir"])
+    out.print(f"{title}: {metrics['mated']} mated, {metrics['nonmated']} non-mated probes; {ranks}; {fnir}")
+
+
 @app.command("calibrate")
 def calibrate_command(
     images: Annotated[Path, typer.Option("--images", help="A labelled folder: <Person>/<photos>.")],

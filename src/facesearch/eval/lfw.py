@@ -13,6 +13,8 @@ benchmark, exactly as an enrolled collection would be searched in use.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
 import os
 import shutil
 import tempfile
@@ -30,9 +32,11 @@ from facesearch.catalog.store import Catalog
 from facesearch.config import Settings
 from facesearch.engine import FaceSearch
 from facesearch.eval.metrics import (
+    det_curve,
     open_set_at_threshold,
     open_set_metrics,
     rates_at_threshold,
+    roc_curve,
     tar_at_far,
     verification_10fold,
 )
@@ -73,6 +77,8 @@ class LabelledFace:
     face_id: int
     subject: str
     embedding: np.ndarray
+    quality: float = 1.0
+    quality_reasons: tuple[str, ...] = ()
 
 
 def list_people(images_dir: str | os.PathLike[str], *, limit_people: int | None = None) -> dict[str, list[Path]]:
@@ -135,15 +141,29 @@ def labelled_faces(catalog: Catalog, collection: str, pack_key: str) -> dict[str
     faces: dict[str, LabelledFace] = {}
     with catalog.session() as session:
         rows = session.execute(
-            select(ImageFile.path, Face.id, Subject.label, Face.embedding)
+            select(ImageFile.path, Face.id, Subject.label, Face.embedding, Face.quality, Face.quality_reasons)
             .join(Face, Face.image_id == ImageFile.image_id)
             .join(Subject, Subject.id == Face.subject_id)
             .where(ImageFile.collection_id == _collection_id(catalog, collection), Face.pack == pack_key)
             .order_by(Face.id)
         ).all()
-    for path, face_id, label, blob in rows:
-        faces.setdefault(path, LabelledFace(int(face_id), str(label), np.frombuffer(blob, dtype=np.float32)))
+    for path, face_id, label, blob, quality, reasons in rows:
+        faces.setdefault(
+            path,
+            LabelledFace(
+                int(face_id),
+                str(label),
+                np.frombuffer(blob, dtype=np.float32),
+                float(quality),
+                tuple(json.loads(reasons)) if reasons else (),
+            ),
+        )
     return faces
+
+
+def collection_face_ids(catalog: Catalog, collection: str, pack_key: str) -> np.ndarray:
+    """Ids of every face of one collection and pack (enrolled or not)."""
+    return catalog.collection_face_ids(_collection_id(catalog, collection), pack_key)
 
 
 def faces_per_path(catalog: Catalog, collection: str, pack_key: str) -> dict[str, int]:
@@ -184,8 +204,17 @@ def _say(log: Log | None, message: str) -> None:
         log(message)
 
 
-def _open_engine(home: str | os.PathLike[str], pack: str | None) -> FaceSearch:
-    return FaceSearch(Settings.load(home, pack=pack))
+def _open_engine(home: str | os.PathLike[str], pack: str | None, models_dir: Path | None = None) -> FaceSearch:
+    """An engine on a scratch data folder of its own: its catalog and index never the user's (whatever the
+    environment says), its models from ``models_dir`` when given (the user's models folder)."""
+    settings = Settings.load(home, pack=pack)
+    settings = dataclasses.replace(
+        settings,
+        catalog_url=f"sqlite:///{settings.home / 'catalog.sqlite3'}",
+        index_url=None,
+        models_dir=models_dir or settings.models_dir,
+    )
+    return FaceSearch(settings)
 
 
 # Identification ------------------------------------------------------------------------------------------
@@ -199,9 +228,17 @@ def run_identification(
     *,
     limit_people: int | None = None,
     top_k: int = 20,
+    distractors: str | os.PathLike[str] | None = None,
+    groups: dict[str, str] | None = None,
+    models_dir: Path | None = None,
     log: Log | None = None,
 ) -> dict[str, Any]:
     """Open-set identification on ``images_dir`` (see :func:`open_set_split`) in the data folder ``home``.
+
+    ``distractors`` is a folder of photos of people who are never probed: every face in them joins the
+    gallery (unlabelled), as the strangers of a real collection do, making both rank-1 and FPIR harder.
+    ``groups`` maps a person to an attribute value (from a CSV): every figure is then also given per group
+    (``by_group``), each computed on that group's probes only.
 
     The gallery photos are ingested into collection ``gallery`` and the probes into ``probes`` (both with
     subject-from-folder, every core unless ``workers`` says otherwise); each probe's enrolled face is then
@@ -221,7 +258,7 @@ def run_identification(
     try:
         gallery_links = _link_tree(links_root / "gallery", split.gallery.items())
         probe_links = _link_tree(links_root / "probes", [*split.mated, *split.nonmated])
-        with _open_engine(home, pack) as engine:
+        with _open_engine(home, pack, models_dir) as engine:
             pack_key, pack_threshold = engine.pack().key, engine.pack().threshold
             _say(log, f"[{pack_key}] ingesting {len(gallery_links)} gallery photos")
             t0 = time.perf_counter()
@@ -231,12 +268,21 @@ def run_identification(
             t0 = time.perf_counter()
             engine.index([links_root / "probes"], collection="probes", subject_from_folder=True, workers=workers)
             timings["ingest_probes"] = time.perf_counter() - t0
+            distractor_ids = np.zeros(0, dtype=np.int64)
+            if distractors is not None:
+                _say(log, f"[{pack_key}] ingesting distractors from {distractors}")
+                t0 = time.perf_counter()
+                engine.index([distractors], collection="distractors", workers=workers)
+                distractor_ids = collection_face_ids(engine.catalog, "distractors", pack_key)
+                timings["ingest_distractors"] = time.perf_counter() - t0
 
             t0 = time.perf_counter()
             gallery_faces = labelled_faces(engine.catalog, "gallery", pack_key)
             probe_faces = labelled_faces(engine.catalog, "probes", pack_key)
             probe_face_counts = faces_per_path(engine.catalog, "probes", pack_key)
-            allowed = np.array(sorted(f.face_id for f in gallery_faces.values()), dtype=np.int64)
+            allowed = np.union1d(
+                np.array([f.face_id for f in gallery_faces.values()], dtype=np.int64), distractor_ids
+            )
             service = engine.search_service()
             probes = [(person, probe_links[(person, photo.name)], True) for person, photo in split.mated]
             probes += [(person, probe_links[(person, photo.name)], False) for person, photo in split.nonmated]
@@ -252,15 +298,28 @@ def run_identification(
 
     results = {path: found for (_, path, _), found in zip(searched, candidates, strict=True)}
     mated_top, mated_is_mate, mated_rank, nonmated_top = [], [], [], []
+    outcomes: list[ProbeOutcome] = []
     misses: list[dict[str, Any]] = []
     enrolled = {face.subject for face in gallery_faces.values()}
     for person, path, mated in probes:
         found = results.get(path)
         top = found[0].similarity if found else -np.inf
+        face = probe_faces.get(path)
+        rank = next((c.rank for c in found or [] if c.subject == person), 0) if mated else 0
+        outcomes.append(
+            ProbeOutcome(
+                person,
+                mated,
+                top,
+                rank,
+                face.quality if face else 0.0,
+                face.quality_reasons if face else ("no_face",),
+                (groups or {}).get(person),
+            )
+        )
         if not mated:
             nonmated_top.append(top)
             continue
-        rank = next((c.rank for c in found or [] if c.subject == person), 0)
         mated_top.append(top)
         mated_is_mate.append(rank == 1)
         mated_rank.append(rank)
@@ -285,6 +344,7 @@ def run_identification(
             )
     metrics = open_set_metrics(mated_top, mated_is_mate, mated_rank, nonmated_top, max_rank=top_k)
     metrics["at_pack_threshold"] = open_set_at_threshold(mated_top, mated_is_mate, nonmated_top, pack_threshold)
+    metrics["det"] = det_curve(mated_top, mated_is_mate, nonmated_top)
     mated_paths = [probe_links[(p, f.name)] for p, f in split.mated]
     nonmated_paths = [probe_links[(p, f.name)] for p, f in split.nonmated]
     counts = {
@@ -298,13 +358,80 @@ def run_identification(
         "nonmated_without_face": sum(path not in probe_faces for path in nonmated_paths),
         "probes_with_several_faces": sum(count > 1 for count in probe_face_counts.values()),
     }
+    counts["distractor_faces"] = len(distractor_ids)
     timings["total"] = time.perf_counter() - started
-    return {
+    result: dict[str, Any] = {
         "pack": pack_key,
         "metrics": metrics,
+        "quality_set_aside": quality_set_aside(outcomes, top_k),
         "counts": counts,
         "timings_s": {key: round(value, 2) for key, value in timings.items()},
         "rank1_misses": misses,
+    }
+    if groups is not None:
+        result["by_group"] = {
+            group: _metrics_of([o for o in outcomes if o.group == group], top_k)
+            for group in sorted({o.group or "(none)" for o in outcomes} - {"(none)"})
+        }
+    return result
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """What one probe search gave: its rank-1 score, its mate's rank (0: not found), its face's quality."""
+
+    person: str
+    mated: bool
+    top: float
+    rank: int
+    quality: float
+    quality_reasons: tuple[str, ...]
+    group: str | None = None
+
+
+def _metrics_of(outcomes: Sequence[ProbeOutcome], top_k: int) -> dict[str, Any]:
+    """Open-set figures over some of the probes (a group, or the probes of good quality)."""
+    mated = [o for o in outcomes if o.mated]
+    return open_set_metrics(
+        [o.top for o in mated],
+        [o.rank == 1 for o in mated],
+        [o.rank for o in mated],
+        [o.top for o in outcomes if not o.mated],
+        max_rank=top_k,
+    )
+
+
+def quality_set_aside(outcomes: Sequence[ProbeOutcome], top_k: int) -> dict[str, Any]:
+    """The open-set figures again with the probes whose face has a quality warning set aside.
+
+    This is what a reviewer gains by asking for a better photo instead of searching a poor one: how many
+    probes that is, and how FNIR changes. A probe with no face is set aside too (there was nothing to
+    search). Returns ``{"set_aside": {"mated", "nonmated", "by_reason"}, "kept": <figures>}``.
+    """
+    poor = [o for o in outcomes if o.quality_reasons]
+    by_reason: dict[str, int] = {}
+    for outcome in poor:
+        for reason in outcome.quality_reasons:
+            by_reason[reason] = by_reason.get(reason, 0) + 1
+    kept = [o for o in outcomes if not o.quality_reasons]
+    return {
+        "set_aside": {
+            "mated": sum(o.mated for o in poor),
+            "nonmated": sum(not o.mated for o in poor),
+            "by_reason": dict(sorted(by_reason.items())),
+        },
+        "kept": _metrics_of(kept, top_k),
+    }
+
+
+def _roc_points(scores: np.ndarray, labels: np.ndarray, points: int = 200) -> dict[str, list[float | None]]:
+    """The ROC (FAR, TAR by threshold), thinned to about ``points`` points for the report and the plot."""
+    far, tar, thresholds = roc_curve(scores, labels)
+    keep = np.unique(np.linspace(0, len(far) - 1, num=min(points, len(far))).astype(np.int64))
+    return {
+        "far": [float(v) for v in far[keep]],
+        "tar": [float(v) for v in tar[keep]],
+        "threshold": [float(v) if np.isfinite(v) else None for v in thresholds[keep]],
     }
 
 
@@ -327,7 +454,8 @@ def run_verification(
     workers: int | None = None,
     *,
     limit_people: int | None = None,
-    fars: Sequence[float] = (1e-2, 1e-3),
+    fars: Sequence[float] = (1e-2, 1e-3, 1e-4),
+    models_dir: Path | None = None,
     log: Log | None = None,
 ) -> dict[str, Any]:
     """1:1 verification on the pairs of ``pairs_tsv`` in the data folder ``home``.
@@ -351,7 +479,7 @@ def run_verification(
         photos = [(p.name_a, root / p.name_a / p.image_a) for p in pairs]
         photos += [(p.name_b, root / p.name_b / p.image_b) for p in pairs]
         links = _link_tree(links_root, photos)
-        with _open_engine(home, pack) as engine:
+        with _open_engine(home, pack, models_dir) as engine:
             pack_key, pack_threshold = engine.pack().key, engine.pack().threshold
             _say(log, f"[{pack_key}] ingesting {len(links)} photos of {len(pairs)} pairs")
             t0 = time.perf_counter()
@@ -380,6 +508,7 @@ def run_verification(
         "verification": verification_10fold(scores, labels, folds, failed=failed),
         "tar_at_far": tar_at_far(never, labels, fars),
         "at_pack_threshold": rates_at_threshold(never, labels, pack_threshold),
+        "roc": _roc_points(never, labels),
         "counts": {
             "pairs": len(pairs),
             "genuine_pairs": int(labels.sum()),

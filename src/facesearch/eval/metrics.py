@@ -284,3 +284,27 @@ def open_set_at_threshold(
         "fpir": float(np.mean(_accepted(nonmated, threshold))) if nonmated.size else math.nan,
         "fnir": float(1.0 - np.mean(is_mate & _accepted(top, threshold))) if top.size else math.nan,
     }
+
+
+def det_curve(
+    mated_top_scores: Any, mated_top_is_mate: Any, nonmated_top_scores: Any, points: int = 100
+) -> dict[str, list[float]]:
+    """FNIR against FPIR as the threshold sweeps the non-mated probes' top scores (an open-set DET curve).
+
+    Thresholds are the non-mated top scores at ``points`` log-spaced FPIRs from 1 down to one probe, so the
+    curve is compact whatever the number of probes. Conventions as in :func:`open_set_metrics`.
+    """
+    top = _clean(mated_top_scores)
+    is_mate = np.asarray(mated_top_is_mate).ravel().astype(bool) & np.isfinite(top)
+    nonmated = np.sort(_clean(nonmated_top_scores))[::-1]
+    finite = nonmated[np.isfinite(nonmated)]
+    if not top.size or not finite.size:
+        return {"threshold": [], "fpir": [], "fnir": []}
+    positions = np.unique(np.geomspace(1, finite.size, num=points).astype(np.int64)) - 1
+    thresholds, fpirs, fnirs = [], [], []
+    for position in positions:
+        threshold = float(finite[position])
+        thresholds.append(threshold)
+        fpirs.append(float(np.mean(_accepted(nonmated, threshold))))
+        fnirs.append(float(1.0 - np.mean(is_mate & _accepted(top, threshold))))
+    return {"threshold": thresholds, "fpir": fpirs, "fnir": fnirs}
