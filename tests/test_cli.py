@@ -207,3 +207,22 @@ def test_quality_policy_of_a_collection_skips_poor_faces_and_is_kept(home: Path,
     # 0 goes back to indexing every face.
     reset = json.loads(cli(home, "index", str(blurred), "-c", "strict", "--min-quality", "0", "--json")[1])
     assert reset["min_quality"] is None
+
+
+def test_search_by_subject_ranks_people_by_the_template_of_all_their_photos(home: Path, photo_folder: Path) -> None:
+    cli(home, "index", str(photo_folder), "-c", "demo", "--subject-from-folder", "--workers", "1")
+    probe = str(photo_folder / "Eileen_Collins" / "crop.png")
+    plain = json_lines(cli(home, "search", probe, "--top-k", "2", "--json")[1])[0]
+    assert plain["faces"][0]["subjects"] is None
+    code, output = cli(home, "search", probe, "--top-k", "2", "--by-subject", "--json")
+    assert code == 0
+    face = json_lines(output)[0]["faces"][0]
+    assert len(face["candidates"]) == 2  # the face-level list keeps its length
+    best = face["subjects"][0]
+    assert best["rank"] == 1 and best["subject"] == "Eileen_Collins"
+    assert best["faces"] == 3  # portrait, crop and mirror: the main face of each photo is enrolled
+    assert best["best_similarity"] == face["candidates"][0]["similarity"] > 0.99  # the crop itself
+    # The template averages the three photos: closer than the others, not as close as the identical photo.
+    mirror_or_portrait = max(c["similarity"] for c in face["candidates"][1:])
+    assert mirror_or_portrait < best["similarity"] < best["best_similarity"]
+    assert "subjects (template" in cli(home, "search", probe, "--by-subject")[1]

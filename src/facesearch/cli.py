@@ -254,6 +254,20 @@ def _print_probe_table(result: ProbeResult) -> None:
                 str(c.face_id),
             )
         out.print(table)
+        if face.subjects is not None:
+            subjects = Table(show_edge=False, pad_edge=False, title="subjects (template of all their photos)")
+            for column in ("rank", "subject", "similarity", "photos", "best photo", "best similarity"):
+                subjects.add_column(column)
+            for subject in face.subjects:
+                subjects.add_row(
+                    str(subject.rank),
+                    subject.subject,
+                    f"{subject.similarity:.3f}",
+                    str(subject.faces),
+                    subject.image,
+                    f"{subject.best_similarity:.3f}",
+                )
+            out.print(subjects)
     out.print(
         f"  pack {result.pack}; same-person threshold {result.threshold}. fmr: the chance that one stranger's "
         "face scores this high; expected false: strangers expected this high among the faces searched. "
@@ -276,6 +290,13 @@ def search_command(
         float | None,
         typer.Option("--max-fmr", min=0.0, max=1.0, help="Keep only candidates at or below this calibrated FMR."),
     ] = None,
+    by_subject: Annotated[
+        bool,
+        typer.Option(
+            "--by-subject",
+            help="Also rank the enrolled people (\"subjects\"), each scored against the template of all their photos.",
+        ),
+    ] = False,
 ) -> None:
     """Search by photo (1:N): every face of each probe against the indexed faces (audited)."""
     probes = [str(p) for p in images or []]
@@ -290,7 +311,9 @@ def search_command(
         with state.engine() as engine:
             service = engine.search_service(context=_context(engine, purpose, case_id))
             for probe in probes:
-                result = service.search(probe, top_k=top_k, collection=collection, max_fmr=max_fmr)
+                result = service.search(
+                    probe, top_k=top_k, collection=collection, max_fmr=max_fmr, by_subject=by_subject
+                )
                 if json_output:
                     typer.echo(json.dumps(result.to_dict()))
                     sys.stdout.flush()

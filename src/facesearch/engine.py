@@ -341,15 +341,17 @@ class FaceSearch:
         purpose: str | None = None,
         case_id: str | None = None,
         max_fmr: float | None = None,
+        by_subject: bool = False,
     ) -> ProbeResult:
         """Search a probe photo against the indexed faces; each candidate is a lead to review.
 
         Audited as the local user, for ``purpose`` and ``case_id`` (see :meth:`context`); ``max_fmr`` keeps
-        only candidates whose calibrated false-match rate is at or below it.
+        only candidates whose calibrated false-match rate is at or below it; ``by_subject`` also ranks the
+        enrolled people by their template (all their photos combined).
         """
         context = self.context(purpose=purpose, case_id=case_id)
         return self.search_service(pack, context=context).search(
-            image, top_k=top_k, collection=collection, max_fmr=max_fmr
+            image, top_k=top_k, collection=collection, max_fmr=max_fmr, by_subject=by_subject
         )
 
     def verify(

@@ -488,6 +488,25 @@ class Catalog:
                 last = rows[-1][0]
                 yield self._to_arrays(rows)
 
+    def subject_embeddings(self, labels: Sequence[str], pack: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The faces enrolled under each of ``labels`` for ``pack``: label -> (face ids, vectors)."""
+        found: dict[str, tuple[list[int], list[np.ndarray]]] = {}
+        with self.session() as session:
+            for part in _batches(sorted(set(labels))):
+                rows = session.execute(
+                    select(Subject.label, Face.id, Face.embedding)
+                    .join(Face, Face.subject_id == Subject.id)
+                    .where(Subject.label.in_(part), Face.pack == pack)
+                    .order_by(Face.id)
+                ).all()
+                for label, face_id, blob in rows:
+                    ids, vectors = found.setdefault(label, ([], []))
+                    ids.append(int(face_id))
+                    vectors.append(np.frombuffer(blob, dtype=np.float32))
+        return {
+            label: (np.array(ids, dtype=np.int64), np.stack(vectors)) for label, (ids, vectors) in found.items()
+        }
+
     @staticmethod
     def _to_arrays(rows: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
         ids = np.array([r[0] for r in rows], dtype=np.int64)
