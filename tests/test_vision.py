@@ -79,3 +79,20 @@ def test_user_assembled_pack_is_versioned_by_its_embedder_file() -> None:
     require_shared(SHARED_MODELS / "mobilefacenet.onnx")
     spec = resolve_pack("yunet+mobilefacenet.onnx", SHARED_MODELS)
     assert spec.calibrated is False and len(spec.version) == 12 and spec.key.startswith("yunet+mobilefacenet.onnx@")
+
+
+def test_flip_augmented_onnx_embedder_is_mirror_invariant_and_averages_both_views() -> None:
+    from facesearch.vision.embedders import OnnxArcFaceEmbedder, l2_normalise
+
+    from .conftest import SHARED_MODELS, require_shared
+
+    model = require_shared(SHARED_MODELS / "mobilefacenet.onnx")
+    plain = OnnxArcFaceEmbedder(model)
+    flipped = OnnxArcFaceEmbedder(model, flip=True)
+    rng = np.random.default_rng(1)
+    crops = list(rng.integers(0, 255, size=(3, 112, 112, 3), dtype=np.uint8))
+    mirrors = [np.ascontiguousarray(c[:, ::-1]) for c in crops]
+    both = flipped.embed(crops)
+    np.testing.assert_allclose(both, l2_normalise(plain.embed(crops) + plain.embed(mirrors)), atol=1e-5)
+    np.testing.assert_allclose(flipped.embed(mirrors), both, atol=1e-5)
+    assert not np.allclose(plain.embed(mirrors), plain.embed(crops), atol=1e-3)

@@ -76,10 +76,12 @@ class OnnxArcFaceEmbedder:
         bgr: bool = False,
         threads: int = 1,
         batch_size: int = 8,
+        flip: bool = False,
     ) -> None:
         import onnxruntime as ort
 
         self.model_path = Path(model_path)
+        self.flip = flip
         self.mean, self.std, self.bgr = mean, std, bgr
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -129,9 +131,18 @@ class OnnxArcFaceEmbedder:
         return np.ascontiguousarray(blob.transpose(0, 3, 1, 2))
 
     def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """Embed aligned RGB uint8 crops (each ``input_size`` square); returns an (N, dim) array of unit vectors."""
+        """Embed aligned RGB uint8 crops (each ``input_size`` square); returns an (N, dim) array of unit vectors.
+
+        With ``flip`` each crop's vector is the normalised sum of its own and its mirror image's.
+        """
         if not crops:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.flip:
+            both = self._embed([*crops, *(np.ascontiguousarray(c[:, ::-1]) for c in crops)])
+            return l2_normalise(both[: len(crops)] + both[len(crops) :])
+        return self._embed(crops)
+
+    def _embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         step = 1 if self._fixed_batch else self.batch_size
         outputs = []
         for start in range(0, len(crops), step):

@@ -38,6 +38,8 @@ class PackSpec:
     version: str = "1"
     description: str = ""
     calibrated: bool = True
+    # Embed each face and its mirror image and average them (test-time augmentation; twice the embedding work).
+    flip: bool = False
 
     @property
     def key(self) -> str:
@@ -56,6 +58,16 @@ BUILTIN_PACKS: dict[str, PackSpec] = {
         # FMR 1e-3 per comparison on 4.1 million impostor pairs of lfw-dev (docs/benchmarks.md).
         threshold=0.34,
         description="YuNet detector, 5-point ArcFace alignment, MobileFaceNet 128-d (ONNX)",
+    ),
+    "yunet-mobilefacenet-flip": PackSpec(
+        name="yunet-mobilefacenet-flip",
+        detector="yunet",
+        embedder="mobilefacenet",
+        # yunet-mobilefacenet's threshold and calibration are taken over (see docs/accuracy.md, "Flip").
+        threshold=0.34,
+        description="yunet-mobilefacenet with flip test-time augmentation (face and mirror image averaged)",
+        calibrated=False,
+        flip=True,
     ),
     "scrfd-mobilefacenet": PackSpec(
         name="scrfd-mobilefacenet",
@@ -236,7 +248,7 @@ class ModelPack:
         path = _locate(self.spec.embedder, models_dir)
         if path is None:
             raise PackError(f"embedder model {self.spec.embedder!r} is not installed")
-        return OnnxArcFaceEmbedder(path, threads=threads)
+        return OnnxArcFaceEmbedder(path, threads=threads, flip=self.spec.flip)
 
     def align(self, rgb: np.ndarray, face: DetectedFace) -> np.ndarray:
         """The crop this pack's embedder expects for ``face``."""
