@@ -140,6 +140,15 @@ def test_search_answers_the_cli_object_and_is_audited(api: Api) -> None:
     assert record["details"]["results"][0] == returned
 
 
+def test_search_by_subject_adds_people_ranked_by_their_template(api: Api) -> None:
+    body = api.search(data={**PURPOSE, "by_subject": "true", "top_k": "3"}).json()
+    face = body["faces"][0]
+    best = face["subjects"][0]
+    assert best["rank"] == 1 and best["subject"] == "Eileen_Collins" and best["faces"] >= 2
+    assert best["best_face_id"] == face["candidates"][0]["face_id"]
+    assert api.search().json()["faces"][0]["subjects"] is None
+
+
 def test_search_requires_a_configured_purpose_and_an_open_case(api: Api) -> None:
     for data in ({"case_id": "CASE-1"}, {"purpose": "humanitarian"}, {}):
         answer = api.search(data=data)

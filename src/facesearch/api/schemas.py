@@ -45,14 +45,28 @@ class CandidateOut(Open):
     bbox: list[float]
 
 
+class SubjectCandidateOut(Open):
+    """An enrolled person similar to the probe face, scored against the template of all their photos."""
+
+    rank: int
+    subject: str
+    similarity: float
+    faces: int
+    best_face_id: int
+    best_similarity: float
+    image: str
+    collection: str
+
+
 class ProbeFaceOut(Open):
-    """One face of the probe and its candidates."""
+    """One face of the probe and its candidates (and, with ``by_subject``, its subjects)."""
 
     bbox: list[float]
     detector_score: float
     quality: float
     quality_reasons: list[str]
     candidates: list[CandidateOut]
+    subjects: list[SubjectCandidateOut] | None = None
 
 
 class SearchOut(Open):

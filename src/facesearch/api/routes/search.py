@@ -46,6 +46,9 @@ def search(
     top_k: Annotated[int, Form(ge=1, le=1000)] = 10,
     collection: Annotated[str | None, Form(max_length=200)] = None,
     max_fmr: Annotated[float | None, Form(gt=0, le=1, description="Keep candidates at or below this FMR.")] = None,
+    by_subject: Annotated[
+        bool, Form(description="Also rank the enrolled people by the template of all their photos (subjects).")
+    ] = False,
 ) -> JSONResponse:
     """Search every face of a probe photo; answers what ``facesearch search --json`` prints for one probe.
 
@@ -69,6 +72,7 @@ def search(
         probe_name=safe_name(image.filename, "upload"),
         context=context,
         collections=visible_collections(principal),
+        by_subject=by_subject,
         **options,
     )
     if result.error is not None:
