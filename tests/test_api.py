@@ -221,6 +221,10 @@ def test_collections_create_list_retention(api: Api) -> None:
     assert answer.json()["retention_days"] == 7
     assert api.get("/v1/collections/archive", "investigator").json()["legal_basis"] == "consent"
     assert api.get("/v1/collections/nope").status_code == 404
+    strict = {"name": "strict", "legal_basis": "consent", "min_quality": 0.5}
+    assert api.post("/v1/collections", json=strict).json()["min_quality"] == 0.5
+    assert api.get("/v1/collections/archive", "investigator").json()["min_quality"] is None
+    assert api.post("/v1/collections", json={**strict, "name": "x", "min_quality": 2}).status_code == 422
 
 
 def test_upload_a_zip_with_hostile_members_runs_a_job(api: Api) -> None:

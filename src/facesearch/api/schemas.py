@@ -103,6 +103,9 @@ class CollectionIn(BaseModel):
     description: str | None = Field(default=None, max_length=2000)
     source: str | None = Field(default=None, max_length=2000)
     retention_days: int | None = Field(default=None, ge=1, le=36500)
+    min_quality: float | None = Field(
+        default=None, ge=0, le=1, description="Quality policy: faces scoring below this are not indexed."
+    )
 
 
 class CollectionOut(Open):
@@ -111,6 +114,7 @@ class CollectionOut(Open):
     name: str
     legal_basis: str | None
     retention_days: int | None = None
+    min_quality: float | None = None
     images: int
     faces: int
 

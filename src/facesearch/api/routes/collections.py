@@ -62,14 +62,18 @@ def create_collection(
     if engine.catalog.collection_id(body.name) is not None:
         raise ApiError(409, "collection_exists", f"collection {body.name!r} already exists")
     engine.catalog.ensure_collection(
-        body.name, description=body.description, legal_basis=body.legal_basis, source=body.source
+        body.name,
+        description=body.description,
+        legal_basis=body.legal_basis,
+        source=body.source,
+        min_quality=body.min_quality,
     )
     if body.retention_days is not None:
         engine.retention.set(body.name, body.retention_days)
     engine.audit.append(
         actor=principal.actor,
         action="collection_create",
-        details={"collection": body.name, "retention_days": body.retention_days},
+        details={"collection": body.name, "retention_days": body.retention_days, "min_quality": body.min_quality},
     )
     return _visible(engine, principal, body.name)
 
