@@ -475,18 +475,22 @@ class Catalog:
                     if rows:
                         yield self._to_arrays(rows)
                 return
-            last = -1
-            while True:
+            # Ranges of ids, not "id > last ORDER BY id LIMIT n": without fresh statistics (after a bulk load)
+            # PostgreSQL answers that with a scan of every row above ``last`` and a sort, for every chunk
+            # (measured: 29 s per chunk at 10M faces). A bounded range is cheap whatever the plan.
+            low, high = session.execute(select(func.min(Face.id), func.max(Face.id)).where(Face.pack == pack)).one()
+            if low is None:
+                return
+            start = int(low)
+            while start <= high:
                 rows = session.execute(
                     select(Face.id, Face.embedding)
-                    .where(Face.pack == pack, Face.id > last)
+                    .where(Face.pack == pack, Face.id >= start, Face.id < start + chunk)
                     .order_by(Face.id)
-                    .limit(chunk)
                 ).all()
-                if not rows:
-                    return
-                last = rows[-1][0]
-                yield self._to_arrays(rows)
+                if rows:
+                    yield self._to_arrays(rows)
+                start += chunk
 
     def subject_embeddings(self, labels: Sequence[str], pack: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The faces enrolled under each of ``labels`` for ``pack``: label -> (face ids, vectors)."""

@@ -361,7 +361,7 @@ class SearchService:
                         collection=best.collection,
                     )
                 )
-            ranked.sort(key=lambda s: -s.similarity)
+            ranked.sort(key=lambda s: (-s.similarity, s.subject))
             for rank, subject in enumerate(ranked[:top_k], start=1):
                 subject.rank = rank
             results.append(ranked[:top_k])
