@@ -45,6 +45,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/calibration.py --pack yunet-mobilefacenet
 	$(PY) benchmarks/load_api.py
 	$(PY) benchmarks/scale.py --faces 1000000
+	$(PY) benchmarks/catalog_scale.py --faces 1000000 --crossmatch 100000
+	$(PY) benchmarks/templates.py
+	$(PY) benchmarks/score_normalisation.py
+	$(PY) benchmarks/fusion.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

@@ -68,6 +68,8 @@ def _row(name: str, images: int, faces: int, elapsed: float, cpu: float, workers
 
 def bench_face_recognition(images: list[Path]) -> dict[str, float | int | str] | None:
     """The reference: the face_recognition library's documented pipeline, one process."""
+    if not images:  # --reference-images 0: packs only
+        return None
     try:
         import face_recognition
     except ImportError:
