@@ -87,6 +87,33 @@ def test_face_ids_are_never_reused(catalog_url: str) -> None:
     assert second[0].face_ids[0] > first[0].face_ids[0]
 
 
+def test_embeddings_are_read_back_in_id_ranges_across_gaps_and_packs(catalog_url: str) -> None:
+    catalog = Catalog(catalog_url)
+    collection = catalog.ensure_collection("c")
+    vectors = unit_vectors(9)
+    outcomes = [FileOutcome(f"/{i}", 1, 1.0, f"{i:02x}", "ok", faces=[face(vectors[i])]) for i in range(9)]
+    mine = [r.face_ids[0] for r in catalog.record_files(collection, "p@1", outcomes[:5])]
+    catalog.record_files(collection, "q@1", outcomes[5:7])  # another pack's ids in between
+    mine += [r.face_ids[0] for r in catalog.record_files(collection, "p@1", outcomes[7:])]
+    chunks = list(catalog.iter_embeddings("p@1", chunk=2))
+    ids = np.concatenate([chunk_ids for chunk_ids, _ in chunks])
+    assert ids.tolist() == mine and all(len(chunk_ids) <= 2 for chunk_ids, _ in chunks)
+    np.testing.assert_array_equal(np.concatenate([v for _, v in chunks]), vectors[[0, 1, 2, 3, 4, 7, 8]])
+    assert list(catalog.iter_embeddings("nobody@1")) == []
+
+
+def test_collection_face_ids_are_kept_until_the_catalog_changes(catalog_url: str) -> None:
+    catalog = Catalog(catalog_url)
+    collection = catalog.ensure_collection("c")
+    vectors = unit_vectors(2)
+    first = catalog.record_files(collection, "p@1", [FileOutcome("/a", 1, 1.0, "a", "ok", faces=[face(vectors[0])])])
+    ids = catalog.collection_face_ids(collection, "p@1")
+    assert catalog.collection_face_ids(collection, "p@1") is ids and ids.tolist() == first[0].face_ids
+    second = catalog.record_files(collection, "p@1", [FileOutcome("/b", 1, 1.0, "b", "ok", faces=[face(vectors[1])])])
+    again = catalog.collection_face_ids(collection, "p@1")
+    assert again.tolist() == first[0].face_ids + second[0].face_ids
+
+
 def test_faiss_index_exact_search_remove_and_atomic_save(tmp_path: Path) -> None:
     vectors = unit_vectors(1000, 16)
     ids = np.arange(10, 1010, dtype=np.int64)

@@ -175,6 +175,8 @@ class Catalog:
         if migrate:
             upgrade_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # (collection id, pack) -> (catalog generation, face ids): see collection_face_ids.
+        self._collection_faces: dict[tuple[int, str], tuple[int, np.ndarray]] = {}
 
     def close(self) -> None:
         """Release the database connections."""
@@ -540,7 +542,22 @@ class Catalog:
         }
 
     def collection_face_ids(self, collection_id: int, pack: str) -> np.ndarray:
-        """Ids of the faces of one collection under ``pack``."""
+        """Ids of the faces of one collection under ``pack``.
+
+        Kept until the catalog's generation moves (any face added or removed): every search restricted to a
+        collection asks for them, and at 10M faces reading a 100,000-face collection takes 0.25 s on SQLite
+        and 2.8 s on PostgreSQL, against one small read of the generation.
+        """
+        generation = self.generation()
+        cached = self._collection_faces.get((collection_id, pack))
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        ids = self._read_collection_face_ids(collection_id, pack)
+        ids.setflags(write=False)  # shared by every caller until the catalog changes
+        self._collection_faces[(collection_id, pack)] = (generation, ids)
+        return ids
+
+    def _read_collection_face_ids(self, collection_id: int, pack: str) -> np.ndarray:
         with self.session() as session:
             # "pack || ''" keeps SQLite from walking every face of the pack by ix_faces_pack_id when it has no
             # statistics (it then read all 10M faces to find a 100k-face collection: 5.5 s); the collection's
