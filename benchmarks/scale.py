@@ -336,6 +336,18 @@ def _loaded_index_memory(path: Path, dim: int) -> int:
     return int(output.stdout.strip().splitlines()[-1])
 
 
+def _recall_and_p50(index: Any, probes: np.ndarray, mates: np.ndarray, exact_hit: np.ndarray) -> tuple[float, float]:
+    """Mate recall over every probe (one batch) and the single-probe p50 over the first 300, as set now."""
+    _, found = index.search(probes, TOP_K)
+    timings = []
+    for probe in probes[:300]:
+        t0 = time.perf_counter()
+        index.search(probe[None], TOP_K)
+        timings.append((time.perf_counter() - t0) * 1000)
+    recall = (exact_hit & (found[:, 0] == mates)).sum() / max(exact_hit.sum(), 1)
+    return round(float(recall), 5), round(float(np.percentile(timings, 50)), 2)
+
+
 def _nprobe_sweep(index: Any, probes: np.ndarray, mates: np.ndarray, exact_hit: np.ndarray) -> list[dict[str, Any]]:
     """Mate recall and single-probe latency for several shares of the lists visited (the recall/speed trade)."""
     from facesearch.index.policy import SearchKnobs
@@ -344,21 +356,8 @@ def _nprobe_sweep(index: Any, probes: np.ndarray, mates: np.ndarray, exact_hit: 
     rows = []
     for fraction in (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0):
         index.knobs = dataclasses.replace(default, nprobe=None, nprobe_fraction=fraction, min_scanned=0)
-        _, found = index.search(probes, TOP_K)
-        timings = []
-        for probe in probes[:300]:
-            t0 = time.perf_counter()
-            index.search(probe[None], TOP_K)
-            timings.append((time.perf_counter() - t0) * 1000)
-        recall = (exact_hit & (found[:, 0] == mates)).sum() / max(exact_hit.sum(), 1)
-        rows.append(
-            {
-                "nprobe": index.nprobe(),
-                "fraction": fraction,
-                "mate_recall": round(float(recall), 5),
-                "p50_ms": round(float(np.percentile(timings, 50)), 2),
-            }
-        )
+        recall, p50 = _recall_and_p50(index, probes, mates, exact_hit)
+        rows.append({"nprobe": index.nprobe(), "fraction": fraction, "mate_recall": recall, "p50_ms": p50})
     index.knobs = SearchKnobs(**dataclasses.asdict(default))
     return rows
 
@@ -369,20 +368,8 @@ def _rerank_sweep(index: Any, probes: np.ndarray, mates: np.ndarray, exact_hit: 
     rows = []
     for rerank in (50, 100, 200, 400):
         index.knobs = dataclasses.replace(default, rerank=rerank)
-        _, found = index.search(probes, TOP_K)
-        timings = []
-        for probe in probes[:300]:
-            t0 = time.perf_counter()
-            index.search(probe[None], TOP_K)
-            timings.append((time.perf_counter() - t0) * 1000)
-        recall = (exact_hit & (found[:, 0] == mates)).sum() / max(exact_hit.sum(), 1)
-        rows.append(
-            {
-                "rerank": rerank,
-                "mate_recall": round(float(recall), 5),
-                "p50_ms": round(float(np.percentile(timings, 50)), 2),
-            }
-        )
+        recall, p50 = _recall_and_p50(index, probes, mates, exact_hit)
+        rows.append({"rerank": rerank, "mate_recall": recall, "p50_ms": p50})
     index.knobs = default
     return rows
 

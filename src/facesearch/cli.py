@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -392,11 +393,26 @@ def _eval_log(message: str) -> None:
     console.print(f"[dim]{message}[/dim]")
 
 
-def _write_report(report: dict[str, Any], folder: Path, name: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.json"
-    path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    return path
+def _run_evaluation(
+    kind: str,
+    run: Callable[[str, Settings], dict[str, Any]],
+    plot: Callable[[dict[str, Any], Path], Path],
+    out_dir: Path,
+) -> dict[str, Any]:
+    """Run an evaluation in a scratch data folder of its own; write its JSON report and PNG into ``out_dir``."""
+    import tempfile
+
+    settings = state.settings()
+    try:
+        with tempfile.TemporaryDirectory(prefix="facesearch-eval-") as scratch:
+            report: dict[str, Any] = _finite(run(scratch, settings))
+    except (PackError, ValueError, OSError) as error:
+        raise fail(str(error)) from error
+    name = f"{kind}-" + report["pack"].replace("@", "-")
+    report["files"] = {"json": str(out_dir / f"{name}.json"), "png": str(plot(report, out_dir / f"{name}.png"))}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    return report
 
 
 def _finite(report: Any) -> Any:
@@ -430,35 +446,26 @@ def eval_verify_command(
     The photos are indexed into a scratch data folder (never this one) with the chosen pack; writes
     verify-<pack>.json and verify-<pack>.png into --out.
     """
-    import tempfile
-
     from facesearch.eval.lfw import run_verification
     from facesearch.eval.plots import plot_verification
 
     if not pairs.is_file() or not images.is_dir():
         raise fail(f"need a pairs file and a folder of photos: {pairs}, {images}")
-    settings = state.settings()
-    try:
-        with tempfile.TemporaryDirectory(prefix="facesearch-eval-") as scratch:
-            report = run_verification(
-                scratch,
-                images,
-                pairs,
-                settings.pack,
-                workers,
-                limit_people=limit_people,
-                models_dir=settings.models_dir,
-                log=_eval_log,
-            )
-    except (PackError, ValueError, OSError) as error:
-        raise fail(str(error)) from error
-    report = _finite(report)
-    name = "verify-" + report["pack"].replace("@", "-")
-    report["files"] = {
-        "json": str(out_dir / f"{name}.json"),
-        "png": str(plot_verification(report, out_dir / f"{name}.png")),
-    }
-    _write_report(report, out_dir, name)
+    report = _run_evaluation(
+        "verify",
+        lambda scratch, settings: run_verification(
+            scratch,
+            images,
+            pairs,
+            settings.pack,
+            workers,
+            limit_people=limit_people,
+            models_dir=settings.models_dir,
+            log=_eval_log,
+        ),
+        plot_verification,
+        out_dir,
+    )
     if json_output:
         typer.echo(json.dumps(report))
         return
@@ -498,8 +505,6 @@ def eval_identify_command(
     probes: the people with one photo. The photos are indexed into a scratch data folder (never this one);
     writes identify-<pack>.json and identify-<pack>.png into --out.
     """
-    import tempfile
-
     from facesearch.eval.lfw import run_identification
     from facesearch.eval.plots import plot_identification
 
@@ -512,30 +517,23 @@ def eval_identify_command(
         if not attributes.is_file():
             raise fail(f"no such file: {attributes}")
         groups = _read_groups(attributes)
-    settings = state.settings()
-    try:
-        with tempfile.TemporaryDirectory(prefix="facesearch-eval-") as scratch:
-            report = run_identification(
-                scratch,
-                images,
-                settings.pack,
-                workers,
-                limit_people=limit_people,
-                top_k=top_k,
-                distractors=distractors,
-                groups=groups,
-                models_dir=settings.models_dir,
-                log=_eval_log,
-            )
-    except (PackError, ValueError, OSError) as error:
-        raise fail(str(error)) from error
-    report = _finite(report)
-    name = "identify-" + report["pack"].replace("@", "-")
-    report["files"] = {
-        "json": str(out_dir / f"{name}.json"),
-        "png": str(plot_identification(report, out_dir / f"{name}.png")),
-    }
-    _write_report(report, out_dir, name)
+    report = _run_evaluation(
+        "identify",
+        lambda scratch, settings: run_identification(
+            scratch,
+            images,
+            settings.pack,
+            workers,
+            limit_people=limit_people,
+            top_k=top_k,
+            distractors=distractors,
+            groups=groups,
+            models_dir=settings.models_dir,
+            log=_eval_log,
+        ),
+        plot_identification,
+        out_dir,
+    )
     if json_output:
         typer.echo(json.dumps(report))
         return
