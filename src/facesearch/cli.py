@@ -476,8 +476,9 @@ def eval_verify_command(
         f"({report['counts']['failed_pairs']} with a photo without a face)"
     )
     for point in report["tar_at_far"]:
-        tar = "not resolvable (too few impostor pairs)" if point.get("tar") is None else f"{100 * point['tar']:.2f}%"
-        out.print(f"  TAR at FAR {point['far']:g}: {tar}")
+        tar = "n/a" if point.get("tar") is None else f"{100 * point['tar']:.2f}%"
+        caveat = "" if point.get("resolvable", True) else f" (not resolvable: {point['impostors']} impostor pairs)"
+        out.print(f"  TAR at FAR {point['far']:g}: {tar}{caveat}")
     out.print(f"report: {report['files']['json']}\nplot: {report['files']['png']}")
 
 
