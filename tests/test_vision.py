@@ -96,3 +96,23 @@ def test_flip_augmented_onnx_embedder_is_mirror_invariant_and_averages_both_view
     np.testing.assert_allclose(both, l2_normalise(plain.embed(crops) + plain.embed(mirrors)), atol=1e-5)
     np.testing.assert_allclose(flipped.embed(mirrors), both, atol=1e-5)
     assert not np.allclose(plain.embed(mirrors), plain.embed(crops), atol=1e-3)
+
+
+def test_fused_pack_vectors_score_as_the_weighted_sum_of_both_embedders(astronaut: np.ndarray) -> None:
+    from .conftest import SHARED_MODELS, require_shared
+
+    models = require_shared(SHARED_MODELS / "mobilefacenet.onnx").parent
+    fused = ModelPack(resolve_pack("fused", models), models)
+    plain = ModelPack(resolve_pack("yunet-mobilefacenet-flip", models), models)
+    assert fused.dim == 256
+    mirror = np.ascontiguousarray(astronaut[:, ::-1])
+    first, second = (fused.analyse([image])[0][0].embedding for image in (astronaut, mirror))
+    assert abs(float(np.linalg.norm(first)) - 1.0) < 1e-5
+    weight = BUILTIN_PACKS["fused"].fusion_weight
+    assert weight is not None
+    # The first half is the plain pack's vector scaled by sqrt(w); the inner product splits accordingly.
+    plain_first = plain.analyse([astronaut])[0][0].embedding
+    np.testing.assert_allclose(first[:128], np.sqrt(weight) * plain_first, atol=1e-5)
+    dlib_part = float(first[128:] @ second[128:]) / (1 - weight)
+    assert 0.9 < dlib_part <= 1.0  # the same face mirrored, for dlib
+    assert float(first @ second) > BUILTIN_PACKS["fused"].threshold
