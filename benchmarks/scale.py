@@ -99,6 +99,14 @@ def lfw_embeddings(pack: str = PACK, cache: Path = CACHE) -> dict[str, np.ndarra
         return {key: data[key] for key in data.files}
 
 
+def photos_by_person(data: dict[str, np.ndarray]) -> dict[str, list[int]]:
+    """Rows of :func:`lfw_embeddings` per person, in photo order (file names end in ``_NNNN``)."""
+    by_person: dict[str, list[int]] = {}
+    for row in np.argsort(data["paths"], kind="stable"):
+        by_person.setdefault(str(data["subjects"][row]), []).append(int(row))
+    return by_person
+
+
 # The distractor model -------------------------------------------------------------------------------------
 
 

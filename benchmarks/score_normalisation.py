@@ -43,13 +43,11 @@ def _top_stats(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def run(pack: str) -> dict[str, Any]:
     """Every normalisation at several cohort sizes, on one pack's cached lfw-dev embeddings."""
-    from scale import lfw_embeddings
+    from scale import lfw_embeddings, photos_by_person
 
     data = lfw_embeddings(pack)
-    vectors, subjects, paths = data["vectors"], data["subjects"], data["paths"]
-    by_person: dict[str, list[int]] = {}
-    for row in np.argsort(paths, kind="stable"):
-        by_person.setdefault(str(subjects[row]), []).append(int(row))
+    vectors = data["vectors"]
+    by_person = photos_by_person(data)
     enrolled = sorted(p for p, rows in by_person.items() if len(rows) >= 2)
     gallery = vectors[[by_person[p][0] for p in enrolled]]
     mated_rows = [(i, row) for i, p in enumerate(enrolled) for row in by_person[p][1:]]

@@ -52,13 +52,11 @@ def subject_scores(probes: np.ndarray, gallery: list[np.ndarray], method: str) -
 
 def run(pack: str) -> dict[str, Any]:
     """The whole comparison for one pack's cached lfw-dev embeddings."""
-    from scale import lfw_embeddings
+    from scale import lfw_embeddings, photos_by_person
 
     data = lfw_embeddings(pack)
-    vectors, subjects, paths = data["vectors"], data["subjects"], data["paths"]
-    by_person: dict[str, list[int]] = {}
-    for row in np.argsort(paths, kind="stable"):  # photo order within a person (names end in _NNNN)
-        by_person.setdefault(str(subjects[row]), []).append(int(row))
+    vectors = data["vectors"]
+    by_person = photos_by_person(data)
     enrolled = sorted(p for p, rows in by_person.items() if len(rows) >= 4)
     singles = sorted(p for p, rows in by_person.items() if len(rows) == 1)
     probe_rows = [(i, row) for i, p in enumerate(enrolled) for row in by_person[p][3:]]
