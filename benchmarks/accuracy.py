@@ -1,6 +1,7 @@
 """Accuracy benchmark on LFW (the ``lfw-dev`` half in ``../shared``), through the real ingest and search code.
 
     python benchmarks/accuracy.py [--pack NAME ...] [--json] [--limit-people N] [--workers N] [--misses FILE]
+                                 [--keep DIR]
 
 For each pack, in a fresh temporary data folder: open-set identification (gallery = first photo of each
 person with two or more; mated probes = their other photos; non-mated probes = people with one photo) and
@@ -12,11 +13,13 @@ JSON object per pack per line. Model files are looked up in ``FACESEARCH_MODEL_D
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,10 @@ DEFAULT_DATA = SHARED / "data" / "lfw-dev"
 DEFAULT_PACKS = ("dlib", "yunet-mobilefacenet")
 
 
-def run_pack(pack: str, data: Path, workers: int | None, limit_people: int | None, quiet: bool) -> dict[str, Any]:
-    """Both protocols for one pack, each in its own fresh temporary data folder."""
+def run_pack(
+    pack: str, data: Path, workers: int | None, limit_people: int | None, quiet: bool, keep: Path | None = None
+) -> dict[str, Any]:
+    """Both protocols for one pack, each in its own fresh data folder (temporary unless ``keep`` is given)."""
     from facesearch.eval.lfw import run_identification, run_verification
 
     def log(message: str) -> None:
@@ -37,9 +42,9 @@ def run_pack(pack: str, data: Path, workers: int | None, limit_people: int | Non
             print(message, file=sys.stderr, flush=True)
 
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="facesearch-bench-id-") as home:
+    with _data_folder("id", pack, keep) as home:
         identification = run_identification(home, data / "images", pack, workers, limit_people=limit_people, log=log)
-    with tempfile.TemporaryDirectory(prefix="facesearch-bench-pairs-") as home:
+    with _data_folder("pairs", pack, keep) as home:
         verification = run_verification(
             home, data / "images", data / "pairs.tsv", pack, workers, limit_people=limit_people, log=log
         )
@@ -50,6 +55,20 @@ def run_pack(pack: str, data: Path, workers: int | None, limit_people: int | Non
         "wall_s": round(time.perf_counter() - started, 1),
         "machine": machine(),
     }
+
+
+@contextlib.contextmanager
+def _data_folder(protocol: str, pack: str, keep: Path | None) -> Iterator[str]:
+    """A fresh data folder for one protocol: temporary, or ``keep/<pack>-<protocol>`` kept for later study."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix=f"facesearch-bench-{protocol}-") as home:
+            yield home
+        return
+    home = keep / f"{pack}-{protocol}"
+    if home.exists():
+        raise FileExistsError(f"{home} already exists: --keep needs fresh folders")
+    home.mkdir(parents=True)
+    yield str(home)
 
 
 def _json_safe(value: Any) -> Any:
@@ -143,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="LFW folder with images/ and pairs.tsv")
     parser.add_argument("--misses", type=Path, default=None, help="write every rank-1 miss here (JSON lines)")
     parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    parser.add_argument("--keep", type=Path, default=None, help="keep each protocol's data folder under this folder")
     args = parser.parse_args(argv)
 
     use_shared_models()
@@ -153,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     for pack in args.pack or DEFAULT_PACKS:
         try:
-            result = run_pack(pack, args.data, args.workers, args.limit_people, args.quiet)
+            result = run_pack(pack, args.data, args.workers, args.limit_people, args.quiet, args.keep)
         except Exception as error:  # one pack's failure (e.g. missing model files) must not hide the others
             result = {"pack": pack, "error": f"{type(error).__name__}: {error}"}
         misses = result.get("identification", {}).pop("rank1_misses", [])
