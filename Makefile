@@ -49,6 +49,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/templates.py
 	$(PY) benchmarks/score_normalisation.py
 	$(PY) benchmarks/fusion.py
+	$(PY) benchmarks/alignment.py
+	$(PY) benchmarks/accuracy.py --pack yunet-mobilefacenet-flip --pack fused
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -103,16 +105,25 @@ def test_fused_pack_vectors_score_as_the_weighted_sum_of_both_embedders(astronau
 
     models = require_shared(SHARED_MODELS / "mobilefacenet.onnx").parent
     fused = ModelPack(resolve_pack("fused", models), models)
-    plain = ModelPack(resolve_pack("yunet-mobilefacenet-flip", models), models)
+    unrefined = dataclasses.replace(BUILTIN_PACKS["yunet-mobilefacenet-flip"], refined_landmarks=False)
+    plain = ModelPack(unrefined, models)
     assert fused.dim == 256
     mirror = np.ascontiguousarray(astronaut[:, ::-1])
     first, second = (fused.analyse([image])[0][0].embedding for image in (astronaut, mirror))
     assert abs(float(np.linalg.norm(first)) - 1.0) < 1e-5
     weight = BUILTIN_PACKS["fused"].fusion_weight
     assert weight is not None
-    # The first half is the plain pack's vector scaled by sqrt(w); the inner product splits accordingly.
+    # The first half is MobileFaceNet's (flip) vector of the crop aligned with refined landmarks, scaled by
+    # sqrt(w); the inner product splits accordingly.
+    refined = fused.detect(astronaut)[0]
+    assert refined.raw_landmarks is not None  # dlib's five points, fitted jointly with YuNet's
+    embedder = OnnxArcFaceEmbedder(models / "mobilefacenet.onnx", flip=True)
+    np.testing.assert_allclose(
+        first[:128], np.sqrt(weight) * embedder.embed([fused.align(astronaut, refined)])[0], atol=1e-5
+    )
+    # The same face as the plain pack's, aligned a little differently.
     plain_first = plain.analyse([astronaut])[0][0].embedding
-    np.testing.assert_allclose(first[:128], np.sqrt(weight) * plain_first, atol=1e-5)
+    assert 0.9 < float(first[:128] @ plain_first) / np.sqrt(weight) < 0.9999
     dlib_part = float(first[128:] @ second[128:]) / (1 - weight)
     assert 0.9 < dlib_part <= 1.0  # the same face mirrored, for dlib
     assert float(first @ second) > BUILTIN_PACKS["fused"].threshold

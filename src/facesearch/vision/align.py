@@ -50,4 +50,9 @@ def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.nd
     """
     template = ARCFACE_TEMPLATE_112 * (size / 112.0)
     matrix = similarity_transform(np.asarray(landmarks, dtype=np.float64), template)
+    return warp_crop(rgb, matrix, size)
+
+
+def warp_crop(rgb: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """The ``size`` x ``size`` crop that the 2x3 ``matrix`` maps the image onto (edges replicated)."""
     return cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

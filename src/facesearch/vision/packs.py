@@ -13,13 +13,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from facesearch.vision.align import align_face
+from facesearch.vision.align import align_face, warp_crop
 from facesearch.vision.quality import FaceQuality, assess_quality
 from facesearch.vision.types import DetectedFace
+
+if TYPE_CHECKING:
+    from facesearch.vision.landmarks import LandmarkRefiner
 
 
 class PackError(Exception):
@@ -43,6 +46,9 @@ class PackSpec:
     # Score-level fusion with dlib's ResNet: each face is embedded by both, and the stored vector is
     # [sqrt(w) x_embedder, sqrt(1 - w) x_dlib], so its cosine similarity is w s_embedder + (1 - w) s_dlib.
     fusion_weight: float | None = None
+    # Align with refined landmarks (vision/landmarks.py): the detector's points averaged with the mirrored
+    # image's, bias-corrected, and fitted jointly with dlib's five shape-predictor points.
+    refined_landmarks: bool = False
 
     @property
     def key(self) -> str:
@@ -50,7 +56,7 @@ class PackSpec:
         return f"{self.name}@{self.version}"
 
 
-FUSED_THRESHOLD = 0.789
+FUSED_THRESHOLD = 0.72
 DLIB_DETECTOR = "dlib_hog"
 DLIB_EMBEDDER = "dlib_resnet"
 
@@ -67,22 +73,35 @@ BUILTIN_PACKS: dict[str, PackSpec] = {
         name="yunet-mobilefacenet-flip",
         detector="yunet",
         embedder="mobilefacenet",
-        # FMR 1e-3 per comparison (0.345) on 4.1 million impostor pairs of lfw-dev (calibrations/...-flip@1.json).
+        # FMR 1e-3 per comparison (0.345) on 4.1 million impostor pairs of lfw-dev (calibrations/...-flip@2.json).
         threshold=0.35,
-        description="yunet-mobilefacenet with flip test-time augmentation (face and mirror image averaged)",
+        description=(
+            "yunet-mobilefacenet with refined landmarks and flip test-time augmentation (face and mirror image "
+            "averaged)"
+        ),
+        # 2: aligned with refined landmarks (version 1 used YuNet's five points as they are).
+        version="2",
         flip=True,
+        refined_landmarks=True,
     ),
     "fused": PackSpec(
         name="fused",
         detector="yunet",
         embedder="mobilefacenet",
-        # FMR 1e-3 per comparison on 4.1 million impostor pairs of lfw-dev (calibrations/fused@1.json).
+        # FMR 1e-3 per comparison on 4.1 million impostor pairs of lfw-dev (calibrations/fused@2.json).
         threshold=FUSED_THRESHOLD,
-        description="YuNet, MobileFaceNet and dlib ResNet (both with flip), scores fused (docs/accuracy.md)",
+        description=(
+            "YuNet with refined landmarks, MobileFaceNet and dlib ResNet (both with flip), scores fused "
+            "(docs/accuracy.md)"
+        ),
+        # 2: MobileFaceNet's crop is aligned with refined landmarks (version 1 used YuNet's five points as
+        # they are) and the fusion weight was refitted for it.
+        version="2",
         flip=True,
-        # 0.45 and 0.55 on z-scored similarities (benchmarks/fusion.py), with the impostor standard deviations
+        # 0.6 and 0.4 on z-scored similarities (benchmarks/alignment.py), with the impostor standard deviations
         # of each (0.103 and 0.035) folded in.
-        fusion_weight=0.218,
+        fusion_weight=0.338,
+        refined_landmarks=True,
     ),
     "scrfd-mobilefacenet": PackSpec(
         name="scrfd-mobilefacenet",
@@ -238,6 +257,11 @@ class ModelPack:
         if spec.fusion_weight is not None:
             self._fused = DlibFusionPart(spec.fusion_weight)
             self.dim += self._fused.dim
+        self._refiner: LandmarkRefiner | None = None
+        if spec.refined_landmarks:
+            from facesearch.vision.landmarks import LandmarkRefiner
+
+            self._refiner = LandmarkRefiner(self.detector.detect)
 
     def _load_detector(self, models_dir: Path, threads: int) -> Detector:
         if self.spec.detector == DLIB_DETECTOR:
@@ -277,11 +301,19 @@ class ModelPack:
         if face.landmarks is None:
             raise PackError("this pack's detector gives no landmarks to align with")
         size = int(getattr(self.embedder, "input_size", 112))
+        if self._refiner is not None and face.raw_landmarks is not None:
+            from facesearch.vision.landmarks import joint_alignment
+
+            matrix = joint_alignment(face.landmarks, face.raw_landmarks, size)
+            return warp_crop(rgb, matrix, size)
         return align_face(rgb, face.landmarks, size)
 
     def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
-        """Faces in the image, largest first."""
-        return sorted(self.detector.detect(rgb), key=lambda f: f.area, reverse=True)
+        """Faces in the image, largest first (with refined landmarks where the pack refines them)."""
+        faces = sorted(self.detector.detect(rgb), key=lambda f: f.area, reverse=True)
+        if self._refiner is not None:
+            faces = self._refiner.refine(rgb, faces)
+        return faces
 
     def analyse(self, images: Sequence[np.ndarray]) -> list[list[AnalysedFace]]:
         """Detect, align, assess and embed the faces of several images, embedding them all in one batch.
@@ -316,43 +348,40 @@ class DlibFusionPart:
     """The dlib half of a fused pack: a dlib face chip cut around each detected face, its ResNet embedding,
     and the weighted concatenation with the first embedder's vectors."""
 
-    # dlib's shape predictor was trained on its HOG detector's boxes: a square of 2.41 inter-ocular distances
-    # centred 0.49 of one below the eyes (medians over 200 LFW faces found by both YuNet and HOG).
-    BOX_SIDE = 2.41
-    BOX_DROP = 0.49
-
     def __init__(self, weight: float) -> None:
         import dlib
 
-        from facesearch.vision.dlib_models import dlib_model_paths
+        from facesearch.vision.dlib_models import DlibChipAligner, dlib_model_paths
         from facesearch.vision.embedders import DlibResNetEmbedder
 
         predictor_path, resnet_path = dlib_model_paths()[:2]
         self._dlib = dlib
         self._predictor = dlib.shape_predictor(str(predictor_path))
+        self._chips = DlibChipAligner()
         self._resnet = DlibResNetEmbedder(resnet_path)
         self.weight = weight
         self.dim = self._resnet.dim
 
     def chip(self, rgb: np.ndarray, face: DetectedFace) -> np.ndarray:
-        """dlib's 150x150 chip for a face found by another detector (from its eye landmarks, else its box)."""
+        """dlib's 150x150 chip for a face found by another detector.
+
+        From dlib's own five points when the landmarks were refined (they are already there), else from the
+        shape predictor run on a box derived from the eyes, else on the detector's box.
+        """
+        if face.raw_landmarks is not None:
+            return self._chips.align(rgb, face)
+        from facesearch.vision.dlib_models import DLIB_CHIP_PADDING, DLIB_CHIP_SIZE
+        from facesearch.vision.landmarks import dlib_box_from_eyes
+
         dlib = self._dlib
         if face.landmarks is not None:
-            left, right = face.landmarks[0], face.landmarks[1]
-            eye_line = right - left
-            distance = max(float(np.linalg.norm(eye_line)), 1.0)
-            down = np.array([-eye_line[1], eye_line[0]]) / distance
-            centre = (left + right) / 2 + self.BOX_DROP * distance * down
-            half = self.BOX_SIDE * distance / 2
-            x0, y0, x1, y1 = centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half
+            x0, y0, x1, y1 = dlib_box_from_eyes(face.landmarks)
         else:
             x, y, w, h = face.bbox
             x0, y0, x1, y1 = x, y, x + w, y + h
         image = np.ascontiguousarray(rgb)
         rect = dlib.rectangle(round(x0), round(y0), round(x1), round(y1))
         shape = self._predictor(image, rect)
-        from facesearch.vision.dlib_models import DLIB_CHIP_PADDING, DLIB_CHIP_SIZE
-
         return np.asarray(dlib.get_face_chip(image, shape, DLIB_CHIP_SIZE, DLIB_CHIP_PADDING))
 
     def combine(self, first: np.ndarray, faces: Sequence[tuple[DetectedFace, np.ndarray]]) -> np.ndarray:
