@@ -12,6 +12,11 @@ with a single photo are the non-mated probes. A subject's score for a probe is, 
 - ``template``: the score against the normalised mean of its face embeddings (one vector per subject).
 
 Open-set figures per method and gallery size (NIST FRTE definitions, ``facesearch.eval.metrics``).
+
+``impostor_pass_rates``: why a subject's ``fmr`` is read at its mean similarity. For templates of the first
+1, 2, 3 and 5 photos of every person with that many, against the first photo of every other person: the
+share of impostor comparisons at or above the pack's threshold, scored by template similarity and by mean
+similarity. The single-face calibration holds for one photo; a template passes more strangers, a mean fewer.
 """
 
 from __future__ import annotations
@@ -88,8 +93,37 @@ def run(pack: str) -> dict[str, Any]:
                     "fnir_at_fpir_0.01": round(metrics["fnir_at_fpir"][1]["fnir"], 4),
                 }
             )
+    results["impostor_pass_rates"] = impostor_pass_rates(data, by_person, pack)
     results["machine"] = machine()
     return results
+
+
+def impostor_pass_rates(data: dict[str, np.ndarray], by_person: dict[str, list[int]], pack: str) -> list[dict]:
+    """Share of impostor comparisons at or above the pack's threshold, by template size and score."""
+    from facesearch.vision.packs import BUILTIN_PACKS
+
+    threshold = BUILTIN_PACKS[pack].threshold
+    vectors = data["vectors"]
+    people = sorted(by_person)
+    firsts = vectors[[by_person[p][0] for p in people]]
+    rows = []
+    for size in (1, 2, 3, 5):
+        chosen = [k for k, p in enumerate(people) if len(by_person[p]) >= size]
+        means = np.stack([vectors[by_person[people[k]][:size]].mean(axis=0) for k in chosen])
+        templates = means / np.linalg.norm(means, axis=1, keepdims=True)
+        impostor = np.ones((len(chosen), len(people)), dtype=bool)
+        impostor[np.arange(len(chosen)), chosen] = False
+        rows.append(
+            {
+                "photos_per_subject": size,
+                "subjects": len(chosen),
+                "impostor_comparisons": int(impostor.sum()),
+                "threshold": threshold,
+                "template_pass_rate": float(((templates @ firsts.T) >= threshold)[impostor].mean()),
+                "mean_similarity_pass_rate": float(((means @ firsts.T) >= threshold)[impostor].mean()),
+            }
+        )
+    return rows
 
 
 def main() -> int:
@@ -111,6 +145,12 @@ def main() -> int:
         print(
             f"{row['photos_per_subject']:>14}  {row['method']:<11} {100 * row['rank1']:6.2f}%  "
             f"{100 * row['fnir_at_fpir_0.1']:11.2f}%  {100 * row['fnir_at_fpir_0.01']:12.2f}%"
+        )
+    print("impostors at or above the threshold: photos/subject  by template  by mean similarity")
+    for rate in result["impostor_pass_rates"]:
+        print(
+            f"{rate['photos_per_subject']:>51}  {rate['template_pass_rate']:11.2e}  "
+            f"{rate['mean_similarity_pass_rate']:18.2e}"
         )
     return 0
 

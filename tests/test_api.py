@@ -146,6 +146,8 @@ def test_search_by_subject_adds_people_ranked_by_their_template(api: Api) -> Non
     best = face["subjects"][0]
     assert best["rank"] == 1 and best["subject"] == "Eileen_Collins" and best["faces"] >= 2
     assert best["best_face_id"] == face["candidates"][0]["face_id"]
+    assert best["mean_similarity"] <= best["similarity"] and best["fmr"] is not None
+    assert best["fmr"] >= face["candidates"][0]["fmr"]  # a bound at the mean, not at the best face
     assert api.search().json()["faces"][0]["subjects"] is None
 
 

@@ -225,4 +225,13 @@ def test_search_by_subject_ranks_people_by_the_template_of_all_their_photos(home
     # The template averages the three photos: closer than the others, not as close as the identical photo.
     mirror_or_portrait = max(c["similarity"] for c in face["candidates"][1:])
     assert mirror_or_portrait < best["similarity"] < best["best_similarity"]
+    # Its fmr is read at the mean of the three similarities (below the template's): an upper bound.
+    assert best["mean_similarity"] < best["similarity"]
+    assert best["mean_similarity"] < best["best_similarity"]
+    assert best["fmr"] >= face["candidates"][0]["fmr"]
+    top = face["candidates"][0]
+    searched = top["expected_false_matches"] / top["fmr"]  # the faces searched, as for every candidate
+    assert best["expected_false_matches"] == pytest.approx(best["fmr"] * searched, rel=1e-3)
+    strict = json_lines(cli(home, "search", probe, "--by-subject", "--max-fmr", "1e-9", "--json")[1])[0]
+    assert strict["faces"][0]["subjects"] == []
     assert "subjects (template" in cli(home, "search", probe, "--by-subject")[1]

@@ -257,13 +257,16 @@ def _print_probe_table(result: ProbeResult) -> None:
         out.print(table)
         if face.subjects is not None:
             subjects = Table(show_edge=False, pad_edge=False, title="subjects (template of all their photos)")
-            for column in ("rank", "subject", "similarity", "photos", "best photo", "best similarity"):
+            columns = ("rank", "subject", "similarity", "fmr (at most)", "photos", "best photo", "best similarity")
+            for column in columns:
                 subjects.add_column(column)
             for subject in face.subjects:
+                bound = "<" if subject.fmr_beyond_data else ""
                 subjects.add_row(
                     str(subject.rank),
                     subject.subject,
                     f"{subject.similarity:.3f}",
+                    "-" if subject.fmr is None else f"{bound}{subject.fmr:.2g}",
                     str(subject.faces),
                     subject.image,
                     f"{subject.best_similarity:.3f}",

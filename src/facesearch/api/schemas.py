@@ -56,6 +56,10 @@ class SubjectCandidateOut(Open):
     best_similarity: float
     image: str
     collection: str
+    mean_similarity: float
+    fmr: float | None = None
+    expected_false_matches: float | None = None
+    fmr_beyond_data: bool | None = None
 
 
 class ProbeFaceOut(Open):
