@@ -227,6 +227,17 @@ def test_collections_create_list_retention(api: Api) -> None:
     assert api.post("/v1/collections", json=strict).json()["min_quality"] == 0.5
     assert api.get("/v1/collections/archive", "investigator").json()["min_quality"] is None
     assert api.post("/v1/collections", json={**strict, "name": "x", "min_quality": 2}).status_code == 422
+    # The policy of an existing collection changes (and goes back to "index all" with null), audited.
+    policy = "/v1/collections/archive/quality-policy"
+    admin = auth(api.keys["admin"])
+    assert api.client.put(policy, json={"min_quality": 0.4}, headers=admin).json()["min_quality"] == 0.4
+    assert api.get("/v1/collections/archive").json()["min_quality"] == 0.4
+    assert api.client.put(policy, json={"min_quality": None}, headers=admin).json()["min_quality"] is None
+    assert api.client.put(policy, json={"min_quality": 1.5}, headers=admin).status_code == 422
+    assert api.client.put(policy, json={"min_quality": 0.4}, headers=auth(api.keys["investigator"])).status_code == 403
+    assert api.client.put("/v1/collections/nowhere/quality-policy", json={}, headers=admin).status_code == 404
+    actions = [r["action"] for r in api.get("/v1/audit", "auditor").json()]
+    assert actions.count("quality_policy_set") == 2
 
 
 def test_upload_a_zip_with_hostile_members_runs_a_job(api: Api) -> None:

@@ -123,6 +123,15 @@ class CollectionOut(Open):
     faces: int
 
 
+class QualityPolicyIn(BaseModel):
+    """A collection's quality policy (``null`` or 0: index every face, each marked with its quality)."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_quality: float | None = Field(
+        default=None, ge=0, le=1, description="Faces scoring below this are not indexed from now on."
+    )
+
+
 class RetentionIn(BaseModel):
     """A collection's maximum age (``null``: keep until erased)."""
 

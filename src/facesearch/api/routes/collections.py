@@ -11,7 +11,16 @@ from facesearch.api.auth import engine_of, require
 from facesearch.api.deps import PathId
 from facesearch.api.errors import ApiError
 from facesearch.api.jobs import JobRunner
-from facesearch.api.schemas import CollectionIn, CollectionOut, ErasureOut, ErrorBody, IngestPathIn, JobOut, RetentionIn
+from facesearch.api.schemas import (
+    CollectionIn,
+    CollectionOut,
+    ErasureOut,
+    ErrorBody,
+    IngestPathIn,
+    JobOut,
+    QualityPolicyIn,
+    RetentionIn,
+)
 from facesearch.api.uploads import confine, confined_files, new_upload_folder, remove_folder, store_upload
 from facesearch.engine import FaceSearch
 from facesearch.governance.accounts import Principal
@@ -94,6 +103,25 @@ def delete_collection(
     engine = engine_of(request)
     _visible(engine, principal, name)
     return engine.erase("collection", [name], context=ActionContext(actor=principal.actor)).to_dict()
+
+
+@router.put("/collections/{name}/quality-policy", response_model=CollectionOut, responses=ERRORS)
+def set_quality_policy(
+    request: Request,
+    name: str,
+    body: QualityPolicyIn,
+    principal: Annotated[Principal, Depends(require("collections.manage"))],
+) -> dict[str, Any]:
+    """Set the quality below which the collection's later ingests do not index faces (faces already in stay)."""
+    engine = engine_of(request)
+    _visible(engine, principal, name)
+    engine.catalog.ensure_collection(name, min_quality=body.min_quality or 0.0)
+    engine.audit.append(
+        actor=principal.actor,
+        action="quality_policy_set",
+        details={"collection": name, "min_quality": body.min_quality or None},
+    )
+    return _visible(engine, principal, name)
 
 
 @router.put("/collections/{name}/retention", response_model=CollectionOut, responses=ERRORS)
