@@ -1,6 +1,6 @@
 """Alignment study: how much does MobileFaceNet gain from better five-point landmarks, alone and fused with dlib?
 
-    python benchmarks/alignment.py [--json] [--limit-people N]
+    python benchmarks/alignment.py [--json] [--limit-people N] [--scale S] [--variants yunet,refined,...]
     python benchmarks/alignment.py --measure     # re-measure the constants of vision/landmarks.py (needs SCRFD)
 
 Each lfw-dev photo's prominent face (found by YuNet) is embedded by MobileFaceNet with flip, aligned by:
@@ -16,6 +16,9 @@ The dlib part of the fused pack is computed once, from the refined points, and f
 protocol of ``benchmarks/fusion.py``: z-normalised scores, weight fitted on one half of the people and tested
 on the other (both ways), then the whole protocol at the pack's own weight. Embeddings are cached in
 ``~/.cache/facesearch-bench`` (``FACESEARCH_BENCH_CACHE``): the first run takes about 20 minutes on two cores.
+
+``--scale 0.4 --variants yunet,refined``: the same on photos shrunk first (faces about 17 pixels between the
+eyes instead of 44), to check that the refinement holds for small faces.
 
 ``--measure``: the two constants (YuNet's mean offset to SCRFD's points and dlib's points' median position,
 both in the ArcFace template's frame) from 800 random lfw-dev photos, from geometry alone.
@@ -115,19 +118,28 @@ def _dlib_embedder() -> Callable[[np.ndarray], np.ndarray | None]:
 
 
 def embeddings(
-    name: str, photos: list[Path], make: Callable[[], Callable[[np.ndarray], np.ndarray | None]]
+    name: str,
+    photos: list[Path],
+    make: Callable[[], Callable[[np.ndarray], np.ndarray | None]],
+    scale: float = 1.0,
 ) -> np.ndarray:
-    """(N, 128) vectors for ``photos`` (NaN rows where no face was found), cached by name and photo count."""
+    """(N, 128) vectors for ``photos`` resized by ``scale`` (NaN rows where no face was found), cached."""
+    import cv2
+
     from facesearch.vision.image import load_image
 
-    path = CACHE / f"alignment-{name.replace('+', '-')}-{len(photos)}.npy"
+    suffix = "" if scale == 1.0 else f"-x{scale:g}"
+    path = CACHE / f"alignment-{name.replace('+', '-')}-{len(photos)}{suffix}.npy"
     if path.exists():
         return np.load(path)
     embed = make()
     rows = []
     started = time.perf_counter()
     for number, photo in enumerate(photos, 1):
-        vector = embed(np.ascontiguousarray(load_image(photo)))
+        rgb = load_image(photo)
+        if scale != 1.0:
+            rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        vector = embed(np.ascontiguousarray(rgb))
         rows.append(np.full(128, np.nan, dtype=np.float32) if vector is None else vector.astype(np.float32))
         if number % 1000 == 0:
             print(f"[{name}] {number}/{len(photos)} in {time.perf_counter() - started:.0f}s", file=sys.stderr)
@@ -215,27 +227,30 @@ def measure() -> dict[str, Any]:
     }
 
 
-def run(limit_people: int | None) -> dict[str, Any]:
-    """Every alignment variant alone, then the fused pack's two parts."""
+def run(limit_people: int | None, scale: float = 1.0, variants: list[str] | None = None) -> dict[str, Any]:
+    """Every alignment variant alone, then the fused pack's two parts (when both are among ``variants``)."""
     from facesearch.vision.packs import BUILTIN_PACKS
 
     photos, subjects = _photos(limit_people)
     have_scrfd = (_models() / "scrfd_2.5g.onnx").is_file()
+    chosen = variants or [*VARIANTS, "dlib"]
     vectors = {
-        variant: embeddings(variant, photos, functools.partial(_mfn_embedder, variant))
+        variant: embeddings(variant, photos, functools.partial(_mfn_embedder, variant), scale)
         for variant in VARIANTS
-        if variant != "scrfd" or have_scrfd
+        if variant in chosen and (variant != "scrfd" or have_scrfd)
     }
-    vectors["dlib"] = embeddings("dlib-refined", photos, _dlib_embedder)
+    if "dlib" in chosen:
+        vectors["dlib"] = embeddings("dlib-refined", photos, _dlib_embedder, scale)
     found = np.all([np.isfinite(v).all(axis=1) for v in vectors.values()], axis=0)
     rows = np.flatnonzero(found)
     names = {photos[row].name: position for position, row in enumerate(rows)}
     kept = subjects[rows]
-    result: dict[str, Any] = {"photos": len(photos), "photos_with_a_face": int(found.sum())}
+    result: dict[str, Any] = {"photos": len(photos), "scale": scale, "photos_with_a_face": int(found.sum())}
     result["alone"] = {name: _alone(names, kept, v[rows]) for name, v in vectors.items()}
     weight = BUILTIN_PACKS["fused"].fusion_weight
     assert weight is not None
-    result["fused"] = _fused(names, kept, [vectors["refined"][rows], vectors["dlib"][rows]], weight)
+    if "refined" in vectors and "dlib" in vectors:
+        result["fused"] = _fused(names, kept, [vectors["refined"][rows], vectors["dlib"][rows]], weight)
     result["machine"] = machine()
     return result
 
@@ -246,9 +261,12 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--limit-people", type=int, default=None, help="only the first N people (quick run)")
     parser.add_argument("--measure", action="store_true", help="re-measure the constants of vision/landmarks.py")
+    parser.add_argument("--scale", type=float, default=1.0, help="resize every photo by this factor first")
+    parser.add_argument("--variants", default=None, help=f"comma-separated subset of {', '.join((*VARIANTS, 'dlib'))}")
     args = parser.parse_args()
     use_shared_models()
-    result = measure() if args.measure else run(args.limit_people)
+    variants = args.variants.split(",") if args.variants else None
+    result = measure() if args.measure else run(args.limit_people, args.scale, variants)
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
     return 0
 

@@ -80,7 +80,9 @@ def main_options(
     pack: Annotated[
         str | None,
         typer.Option(
-            "--pack", help="Model pack: yunet-mobilefacenet, scrfd-mobilefacenet, dlib, or DETECTOR+EMBEDDER."
+            "--pack",
+            help="Model pack: yunet-mobilefacenet (default), yunet-mobilefacenet-flip, fused (most accurate), "
+            "scrfd-mobilefacenet, dlib, or DETECTOR+EMBEDDER.",
         ),
     ] = None,
     catalog_url: Annotated[
