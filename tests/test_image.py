@@ -434,9 +434,7 @@ def test_truncated_jpeg_is_corrupt(tmp_path: Path) -> None:
     assert "truncated" in rejected.detail
 
 
-@pytest.mark.parametrize(
-    ("fmt", "suffix"), [("PNG", ".png"), ("TIFF", ".tif"), ("GIF", ".gif"), ("WEBP", ".webp")]
-)
+@pytest.mark.parametrize(("fmt", "suffix"), [("PNG", ".png"), ("TIFF", ".tif"), ("GIF", ".gif"), ("WEBP", ".webp")])
 def test_truncated_files_of_other_formats_are_corrupt(tmp_path: Path, fmt: str, suffix: str) -> None:
     noise = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
     data = _encode(Image.fromarray(noise), fmt)
@@ -555,9 +553,7 @@ def test_supported_extensions() -> None:
 
 
 def test_reason_codes() -> None:
-    assert {"empty_file", "not_an_image", "unsupported_format", "corrupt", "too_large", "unreadable"} <= set(
-        REASONS
-    )
+    assert {"empty_file", "not_an_image", "unsupported_format", "corrupt", "too_large", "unreadable"} <= set(REASONS)
 
 
 def test_image_rejected_carries_reason_and_detail_and_pickles() -> None:

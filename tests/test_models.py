@@ -161,9 +161,7 @@ def test_pull_yunet_via_base_url(shared_models: Path, serve: Callable[..., Serve
     models_dir = tmp_path / "models"
     seen: list[tuple[int, int | None]] = []
 
-    path = pull_model(
-        "yunet", models_dir, base_url=server.base_url, progress=lambda d, t: seen.append((d, t))
-    )
+    path = pull_model("yunet", models_dir, base_url=server.base_url, progress=lambda d, t: seen.append((d, t)))
 
     assert path == models_dir / "yunet_2023mar.onnx"
     assert sha256_file(path) == KNOWN_MODELS["yunet"].sha256
@@ -232,9 +230,7 @@ def test_pull_from_file_url(shared_models: Path, tmp_path: Path) -> None:
     assert sha256_file(path) == KNOWN_MODELS["yunet"].sha256
 
 
-def test_pull_corrupted_file_is_refused(
-    shared_models: Path, serve: Callable[..., Server], tmp_path: Path
-) -> None:
+def test_pull_corrupted_file_is_refused(shared_models: Path, serve: Callable[..., Server], tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     bad.mkdir()
     data = bytearray((shared_models / "yunet_2023mar.onnx").read_bytes())
@@ -299,9 +295,7 @@ def test_pull_unreachable_server(tmp_path: Path) -> None:
     assert _listing(tmp_path / "models") == []
 
 
-def test_pull_interrupted_leaves_nothing(
-    shared_models: Path, serve: Callable[..., Server], tmp_path: Path
-) -> None:
+def test_pull_interrupted_leaves_nothing(shared_models: Path, serve: Callable[..., Server], tmp_path: Path) -> None:
     server = serve(shared_models)
     models_dir = tmp_path / "models"
 
@@ -310,9 +304,7 @@ def test_pull_interrupted_leaves_nothing(
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        pull_model(
-            "mobilefacenet", models_dir, url=f"{server.base_url}/mobilefacenet.onnx", progress=interrupt
-        )
+        pull_model("mobilefacenet", models_dir, url=f"{server.base_url}/mobilefacenet.onnx", progress=interrupt)
     assert _listing(models_dir) == []
 
 
@@ -340,9 +332,7 @@ def test_pull_already_present_makes_no_request(
     assert server.requests == []
 
 
-def test_pull_replaces_wrong_existing_file(
-    shared_models: Path, serve: Callable[..., Server], tmp_path: Path
-) -> None:
+def test_pull_replaces_wrong_existing_file(shared_models: Path, serve: Callable[..., Server], tmp_path: Path) -> None:
     server = serve(shared_models)
     models_dir = tmp_path / "models"
     models_dir.mkdir()

@@ -300,7 +300,7 @@ def search_command(
         bool,
         typer.Option(
             "--by-subject",
-            help="Also rank the enrolled people (\"subjects\"), each scored against the template of all their photos.",
+            help='Also rank the enrolled people ("subjects"), each scored against the template of all their photos.',
         ),
     ] = False,
 ) -> None:

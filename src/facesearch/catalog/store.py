@@ -509,9 +509,7 @@ class Catalog:
                     ids, vectors = found.setdefault(label, ([], []))
                     ids.append(int(face_id))
                     vectors.append(np.frombuffer(blob, dtype=np.float32))
-        return {
-            label: (np.array(ids, dtype=np.int64), np.stack(vectors)) for label, (ids, vectors) in found.items()
-        }
+        return {label: (np.array(ids, dtype=np.int64), np.stack(vectors)) for label, (ids, vectors) in found.items()}
 
     @staticmethod
     def _to_arrays(rows: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:

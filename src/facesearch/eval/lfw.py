@@ -280,9 +280,7 @@ def run_identification(
             gallery_faces = labelled_faces(engine.catalog, "gallery", pack_key)
             probe_faces = labelled_faces(engine.catalog, "probes", pack_key)
             probe_face_counts = faces_per_path(engine.catalog, "probes", pack_key)
-            allowed = np.union1d(
-                np.array([f.face_id for f in gallery_faces.values()], dtype=np.int64), distractor_ids
-            )
+            allowed = np.union1d(np.array([f.face_id for f in gallery_faces.values()], dtype=np.int64), distractor_ids)
             service = engine.search_service()
             probes = [(person, probe_links[(person, photo.name)], True) for person, photo in split.mated]
             probes += [(person, probe_links[(person, photo.name)], False) for person, photo in split.nonmated]

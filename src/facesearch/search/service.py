@@ -306,9 +306,7 @@ class SearchService:
         # the first ``top_k`` faces can still have the closest template.
         wide = max(top_k, SUBJECT_POOL) if by_subject else top_k
         all_candidates = self._candidates(vectors, top_k=wide, allowed_ids=allowed)
-        all_subjects = (
-            self._subjects(vectors, all_candidates, allowed, top_k) if by_subject else [None] * len(faces)
-        )
+        all_subjects = self._subjects(vectors, all_candidates, allowed, top_k) if by_subject else [None] * len(faces)
         all_candidates = [row[:top_k] for row in all_candidates]
         searched = len(self.index) if allowed is None else int(allowed.size)
         all_candidates = [self._calibrate(row, searched, max_fmr) for row in all_candidates]

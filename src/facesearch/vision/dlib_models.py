@@ -113,6 +113,4 @@ class DlibChipAligner:
         rect = dlib.rectangle(round(x), round(y), round(x + w), round(y + h))
         points = dlib.points([dlib.point(round(px), round(py)) for px, py in face.raw_landmarks])
         shape = dlib.full_object_detection(rect, points)
-        return np.asarray(
-            dlib.get_face_chip(np.ascontiguousarray(rgb), shape, DLIB_CHIP_SIZE, DLIB_CHIP_PADDING)
-        )
+        return np.asarray(dlib.get_face_chip(np.ascontiguousarray(rgb), shape, DLIB_CHIP_SIZE, DLIB_CHIP_PADDING))

@@ -101,12 +101,8 @@ class OnnxArcFaceEmbedder:
         self._fixed_batch = isinstance(batch_dim, int) and batch_dim == 1
         self.dim = int(self._session.get_outputs()[0].shape[-1])
         if rewritten is not None and not self._check_batching():
-            log.warning(
-                "batched inference of %s differs from single; running faces one at a time", model_path
-            )
-            self._session = ort.InferenceSession(
-                str(self.model_path), options, providers=["CPUExecutionProvider"]
-            )
+            log.warning("batched inference of %s differs from single; running faces one at a time", model_path)
+            self._session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
             self._fixed_batch = True
 
     def _check_batching(self) -> bool:
@@ -118,9 +114,7 @@ class OnnxArcFaceEmbedder:
             batched = self._session.run(None, {self._input_name: blob})[0]
         except Exception:  # the rewritten graph may fail at run time on exotic exports
             return False
-        singles = np.concatenate(
-            [self._session.run(None, {self._input_name: blob[i : i + 1]})[0] for i in range(2)]
-        )
+        singles = np.concatenate([self._session.run(None, {self._input_name: blob[i : i + 1]})[0] for i in range(2)])
         return batched.shape == singles.shape and bool(np.allclose(batched, singles, atol=1e-4))
 
     def _preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:

@@ -224,11 +224,7 @@ def sniff_format(data: bytes) -> str | None:
         return "audio" if head[8:12] == b"WAVE" else "video"
     if head[4:8] == b"ftyp":
         return _sniff_ftyp(head)
-    if (
-        head.startswith(b"BM")
-        and len(head) >= 18
-        and struct.unpack_from("<I", head, 14)[0] in _BMP_HEADER_SIZES
-    ):
+    if head.startswith(b"BM") and len(head) >= 18 and struct.unpack_from("<I", head, 14)[0] in _BMP_HEADER_SIZES:
         return "bmp"
     if head.startswith((b"\x00\x00\x01\x00", b"\x00\x00\x02\x00")) and head[4:6] not in (b"", b"\0\0"):
         return "ico"  # ICO / CUR: reserved 0, type 1 or 2, then a non-zero image count
@@ -492,9 +488,7 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
         try:
             converted = image.convert("RGB")
         except ValueError as exc:
-            raise ImageRejected(
-                "unsupported_format", f"colour mode {mode} cannot be converted to RGB"
-            ) from exc
+            raise ImageRejected("unsupported_format", f"colour mode {mode} cannot be converted to RGB") from exc
         rgb = np.array(converted)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ImageRejected("unsupported_format", f"colour mode {mode} decoded to an unexpected layout")

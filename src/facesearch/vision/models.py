@@ -63,9 +63,7 @@ class ModelFile:
     description: str
 
 
-_INSIGHTFACE_LICENCE = (
-    "InsightFace pretrained models: non-commercial research use only; trained on WIDER FACE"
-)
+_INSIGHTFACE_LICENCE = "InsightFace pretrained models: non-commercial research use only; trained on WIDER FACE"
 
 KNOWN_MODELS: dict[str, ModelFile] = {
     m.name: m
@@ -308,9 +306,7 @@ def _onnx_files(folders: Iterable[Path]) -> list[Path]:
         folder = Path(folder)
         if not folder.is_dir():
             continue
-        found.extend(
-            p for p in sorted(folder.iterdir()) if p.suffix.lower() == ".onnx" and not p.name.startswith(".")
-        )
+        found.extend(p for p in sorted(folder.iterdir()) if p.suffix.lower() == ".onnx" and not p.name.startswith("."))
     return found
 
 

@@ -180,9 +180,7 @@ def resolve_pack(name: str | None, models_dir: Path) -> PackSpec:
         detector, embedder = name.split("+", 1)
         for part in (detector, embedder):
             if part not in (DLIB_DETECTOR, DLIB_EMBEDDER) and _locate(part, models_dir) is None:
-                raise PackError(
-                    f"model {part!r} not found in {', '.join(map(str, model_search_dirs(models_dir)))}"
-                )
+                raise PackError(f"model {part!r} not found in {', '.join(map(str, model_search_dirs(models_dir)))}")
         # A user-assembled pack's version is the embedder file's checksum: replacing the file makes a new pack.
         embedder_path = _locate(embedder, models_dir)
         version = _file_digest(embedder_path)[:12] if embedder_path else "1"

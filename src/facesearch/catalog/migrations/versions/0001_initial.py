@@ -32,9 +32,7 @@ def upgrade() -> None:
     op.create_table(
         "images",
         sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column(
-            "collection_id", sa.Integer(), sa.ForeignKey("collections.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("collection_id", sa.Integer(), sa.ForeignKey("collections.id", ondelete="CASCADE"), nullable=False),
         sa.Column("sha256", sa.String(64)),
         sa.Column("path", sa.Text(), nullable=False),
         sa.Column("source_url", sa.Text()),
@@ -53,9 +51,7 @@ def upgrade() -> None:
     op.create_table(
         "image_files",
         sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column(
-            "collection_id", sa.Integer(), sa.ForeignKey("collections.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("collection_id", sa.Integer(), sa.ForeignKey("collections.id", ondelete="CASCADE"), nullable=False),
         sa.Column("image_id", sa.Integer(), sa.ForeignKey("images.id", ondelete="CASCADE"), nullable=False),
         sa.Column("path", sa.Text(), nullable=False),
         sa.Column("file_size", sa.BigInteger()),
