@@ -15,9 +15,9 @@ import contextlib
 import hashlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -86,6 +86,18 @@ class SubjectCandidate:
     fmr: float | None = None
     expected_false_matches: float | None = None
     fmr_beyond_data: bool | None = None
+
+
+Ranked = TypeVar("Ranked", Candidate, SubjectCandidate)
+"""A face candidate or a subject candidate: both carry ``fmr``, ``expected_false_matches``, ``fmr_beyond_data``."""
+
+
+def _similarity(candidate: Candidate) -> float:
+    return candidate.similarity
+
+
+def _mean_similarity(subject: SubjectCandidate) -> float:
+    return subject.mean_similarity
 
 
 @dataclass
@@ -309,9 +321,10 @@ class SearchService:
         all_subjects = self._subjects(vectors, all_candidates, allowed, top_k) if by_subject else [None] * len(faces)
         all_candidates = [row[:top_k] for row in all_candidates]
         searched = len(self.index) if allowed is None else int(allowed.size)
-        all_candidates = [self._calibrate(row, searched, max_fmr) for row in all_candidates]
+        all_candidates = [self._calibrate(row, searched, max_fmr, _similarity) for row in all_candidates]
+        # A subject's fmr is read at its mean similarity: an upper bound (see SubjectCandidate).
         all_subjects = [
-            None if row is None else self._calibrate_subjects(row, searched, max_fmr) for row in all_subjects
+            None if row is None else self._calibrate(row, searched, max_fmr, _mean_similarity) for row in all_subjects
         ]
         self._record(
             "search", context, probe_sha256, {**details, "faces": len(faces), "results": _results(all_candidates)}
@@ -381,34 +394,21 @@ class SearchService:
             results.append(ranked[:top_k])
         return results
 
-    def _calibrate(self, candidates: list[Candidate], searched: int, max_fmr: float | None) -> list[Candidate]:
-        """Give candidates their FMR and expected false matches among ``searched`` faces; drop any above ``max_fmr``."""
+    def _calibrate(
+        self, items: list[Ranked], searched: int, max_fmr: float | None, score: Callable[[Ranked], float]
+    ) -> list[Ranked]:
+        """Give candidates (or subjects) the FMR of ``score(item)`` and the expected false matches among
+        ``searched`` faces; drop any above ``max_fmr``."""
         if self.calibration is None:
-            return candidates
+            return items
         kept = []
-        for candidate in candidates:
-            estimate = self.calibration.estimate(candidate.similarity)
-            candidate.fmr = float(f"{estimate.fmr:.4g}")
-            candidate.expected_false_matches = float(f"{estimate.fmr * searched:.4g}")
-            candidate.fmr_beyond_data = estimate.beyond_data
+        for item in items:
+            estimate = self.calibration.estimate(score(item))
+            item.fmr = float(f"{estimate.fmr:.4g}")
+            item.expected_false_matches = float(f"{estimate.fmr * searched:.4g}")
+            item.fmr_beyond_data = estimate.beyond_data
             if max_fmr is None or estimate.fmr <= max_fmr:
-                kept.append(candidate)
-        return kept
-
-    def _calibrate_subjects(
-        self, subjects: list[SubjectCandidate], searched: int, max_fmr: float | None
-    ) -> list[SubjectCandidate]:
-        """Give subjects the FMR of their mean similarity (an upper bound, see :class:`SubjectCandidate`)."""
-        if self.calibration is None:
-            return subjects
-        kept = []
-        for subject in subjects:
-            estimate = self.calibration.estimate(subject.mean_similarity)
-            subject.fmr = float(f"{estimate.fmr:.4g}")
-            subject.expected_false_matches = float(f"{estimate.fmr * searched:.4g}")
-            subject.fmr_beyond_data = estimate.beyond_data
-            if max_fmr is None or estimate.fmr <= max_fmr:
-                kept.append(subject)
+                kept.append(item)
         return kept
 
     def search_vectors(
