@@ -100,6 +100,12 @@ def test_flip_augmented_onnx_embedder_is_mirror_invariant_and_averages_both_view
     assert not np.allclose(plain.embed(mirrors), plain.embed(crops), atol=1e-3)
 
 
+def test_a_fused_pack_needs_refined_landmarks() -> None:
+    """dlib's chip is cut from the dlib points that refined landmarks carry: fusion without them is refused."""
+    with pytest.raises(ValueError, match="refined_landmarks"):
+        dataclasses.replace(BUILTIN_PACKS["fused"], refined_landmarks=False)
+
+
 def test_fused_pack_vectors_score_as_the_weighted_sum_of_both_embedders(astronaut: np.ndarray) -> None:
     from .conftest import SHARED_MODELS, require_shared
 

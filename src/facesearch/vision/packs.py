@@ -13,16 +13,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from facesearch.vision.align import align_face, warp_crop
+from facesearch.vision.landmarks import LandmarkRefiner, joint_alignment
 from facesearch.vision.quality import FaceQuality, assess_quality
 from facesearch.vision.types import DetectedFace
-
-if TYPE_CHECKING:
-    from facesearch.vision.landmarks import LandmarkRefiner
 
 
 class PackError(Exception):
@@ -45,10 +43,15 @@ class PackSpec:
     flip: bool = False
     # Score-level fusion with dlib's ResNet: each face is embedded by both, and the stored vector is
     # [sqrt(w) x_embedder, sqrt(1 - w) x_dlib], so its cosine similarity is w s_embedder + (1 - w) s_dlib.
+    # dlib's chip is cut from the refined landmarks' dlib points, so fusion needs ``refined_landmarks``.
     fusion_weight: float | None = None
     # Align with refined landmarks (vision/landmarks.py): the detector's points averaged with the mirrored
     # image's, bias-corrected, and fitted jointly with dlib's five shape-predictor points.
     refined_landmarks: bool = False
+
+    def __post_init__(self) -> None:
+        if self.fusion_weight is not None and not self.refined_landmarks:
+            raise ValueError("a fused pack needs refined_landmarks: dlib's chip is cut from their dlib points")
 
     @property
     def key(self) -> str:
@@ -255,11 +258,7 @@ class ModelPack:
         if spec.fusion_weight is not None:
             self._fused = DlibFusionPart(spec.fusion_weight)
             self.dim += self._fused.dim
-        self._refiner: LandmarkRefiner | None = None
-        if spec.refined_landmarks:
-            from facesearch.vision.landmarks import LandmarkRefiner
-
-            self._refiner = LandmarkRefiner(self.detector.detect)
+        self._refiner = LandmarkRefiner(self.detector.detect) if spec.refined_landmarks else None
 
     def _load_detector(self, models_dir: Path, threads: int) -> Detector:
         if self.spec.detector == DLIB_DETECTOR:
@@ -300,10 +299,7 @@ class ModelPack:
             raise PackError("this pack's detector gives no landmarks to align with")
         size = int(getattr(self.embedder, "input_size", 112))
         if self._refiner is not None and face.raw_landmarks is not None:
-            from facesearch.vision.landmarks import joint_alignment
-
-            matrix = joint_alignment(face.landmarks, face.raw_landmarks, size)
-            return warp_crop(rgb, matrix, size)
+            return warp_crop(rgb, joint_alignment(face.landmarks, face.raw_landmarks, size), size)
         return align_face(rgb, face.landmarks, size)
 
     def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
@@ -343,44 +339,21 @@ class ModelPack:
 
 
 class DlibFusionPart:
-    """The dlib half of a fused pack: a dlib face chip cut around each detected face, its ResNet embedding,
-    and the weighted concatenation with the first embedder's vectors."""
+    """The dlib half of a fused pack: dlib's chip of each face (cut from the dlib points the refined landmarks
+    carry), its ResNet embedding, and the weighted concatenation with the first embedder's vectors."""
 
     def __init__(self, weight: float) -> None:
-        import dlib
-
         from facesearch.vision.dlib_models import DlibChipAligner, dlib_model_paths
         from facesearch.vision.embedders import DlibResNetEmbedder
 
-        predictor_path, resnet_path = dlib_model_paths()[:2]
-        self._dlib = dlib
-        self._predictor = dlib.shape_predictor(str(predictor_path))
         self._chips = DlibChipAligner()
-        self._resnet = DlibResNetEmbedder(resnet_path)
+        self._resnet = DlibResNetEmbedder(dlib_model_paths()[1])
         self.weight = weight
         self.dim = self._resnet.dim
 
     def chip(self, rgb: np.ndarray, face: DetectedFace) -> np.ndarray:
-        """dlib's 150x150 chip for a face found by another detector.
-
-        From dlib's own five points when the landmarks were refined (they are already there), else from the
-        shape predictor run on a box derived from the eyes, else on the detector's box.
-        """
-        if face.raw_landmarks is not None:
-            return self._chips.align(rgb, face)
-        from facesearch.vision.dlib_models import DLIB_CHIP_PADDING, DLIB_CHIP_SIZE
-        from facesearch.vision.landmarks import dlib_box_from_eyes
-
-        dlib = self._dlib
-        if face.landmarks is not None:
-            x0, y0, x1, y1 = dlib_box_from_eyes(face.landmarks)
-        else:
-            x, y, w, h = face.bbox
-            x0, y0, x1, y1 = x, y, x + w, y + h
-        image = np.ascontiguousarray(rgb)
-        rect = dlib.rectangle(round(x0), round(y0), round(x1), round(y1))
-        shape = self._predictor(image, rect)
-        return np.asarray(dlib.get_face_chip(image, shape, DLIB_CHIP_SIZE, DLIB_CHIP_PADDING))
+        """dlib's 150x150 chip for a face with refined landmarks (dlib's five points in ``raw_landmarks``)."""
+        return self._chips.align(rgb, face)
 
     def combine(self, first: np.ndarray, faces: Sequence[tuple[DetectedFace, np.ndarray]]) -> np.ndarray:
         """``[sqrt(w) first, sqrt(1 - w) dlib]`` per face: unit vectors whose inner product is the fused score."""
