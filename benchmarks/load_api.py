@@ -86,8 +86,8 @@ def build(home: Path, faces: int, pack: str | None, photo: bytes) -> tuple[str, 
         real.mkdir(parents=True)
         (real / "astronaut.jpg").write_bytes(photo)
         engine.index([real.parent], collection="gallery", subject_from_folder=True, workers=1)
-        engine.accounts.add_user("loadtest", "investigator")
-        _, key = engine.accounts.create_key("loadtest")
+        engine.accounts.add_user(engine.operator, "loadtest", "investigator")
+        _, key = engine.accounts.create_key(engine.operator, "loadtest")
         return model_pack.key, key
 
 

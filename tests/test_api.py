@@ -55,8 +55,8 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             engine.index([root], collection="demo", subject_from_folder=True, legal_basis="test", workers=1)
             engine.catalog.ensure_collection("other", legal_basis="test")
             keys = make_users(engine)
-            engine.accounts.add_user("limited", "investigator", collections=["other"])
-            keys["limited"] = engine.accounts.create_key("limited")[1]
+            engine.accounts.add_user(engine.operator, "limited", "investigator", collections=["other"])
+            keys["limited"] = engine.accounts.create_key(engine.operator, "limited")[1]
         app = create_app(config, schedule=False)
         with TestClient(app) as client:
             yield Api(client, keys, folder / "home", folder / "roots", app.state.engine)
@@ -192,10 +192,11 @@ def png_header(width: int, height: int) -> bytes:
 
 
 def test_grants_limit_search_to_granted_collections(api: Api) -> None:
-    answer = api.search("limited")
+    own_case = {"purpose": "humanitarian", "case_id": "CASE-limited"}
+    answer = api.search("limited", data=own_case)
     assert answer.status_code == 200
     assert all(not face["candidates"] for face in answer.json()["faces"])
-    answer = api.search("limited", data={**PURPOSE, "collection": "demo"})
+    answer = api.search("limited", data={**own_case, "collection": "demo"})
     assert answer.status_code == 404 and answer.json()["code"] == "unknown_collection"
     names = [c["name"] for c in api.get("/v1/collections", "limited").json()]
     assert names == ["other"]
@@ -303,16 +304,26 @@ def test_subjects_faces_and_crops(api: Api) -> None:
     assert taken.status_code == 409
     merged = api.post(f"/v1/subjects/{enrolled.json()['id']}/merge", json={"into": eileen["id"]})
     assert merged.status_code == 200 and merged.json()["faces"] == 4
-    candidates = api.search().json()["faces"][0]["candidates"]
+    candidates = api.search(data={"purpose": "humanitarian", "case_id": "CROPS-1"}).json()["faces"][0]["candidates"]
     face_id = next(c["face_id"] for c in candidates if c["collection"] == "demo")
-    face = api.get(f"/v1/faces/{face_id}", "reviewer").json()
+    face = api.get(f"/v1/faces/{face_id}", "investigator").json()
     assert face["subject"] == "Eileen_Collins"
-    crop = api.get(f"/v1/faces/{face_id}/crop.jpg", "reviewer")
+    crop = api.get(f"/v1/faces/{face_id}/crop.jpg", "investigator", params={"case_id": "CROPS-1"})
     assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
     assert crop.content[:3] == b"\xff\xd8\xff"
-    assert api.get(f"/faces/{face_id}/crop.jpg", "reviewer").content == crop.content  # the unversioned path
+    assert api.get(f"/faces/{face_id}/crop.jpg", "investigator").content == crop.content  # the unversioned path
     assert api.get(f"/v1/faces/{face_id}/crop.jpg", "limited").status_code == 404  # not in their collections
     assert api.get("/v1/faces/99999999/crop.jpg").status_code == 404
+    # A reviewer reads a face only under a case they were assigned whose search returned it.
+    assert api.get(f"/v1/faces/{face_id}/crop.jpg", "reviewer").status_code == 403
+    assert api.get(f"/v1/faces/{face_id}/crop.jpg", "reviewer", params={"case_id": "CROPS-1"}).status_code == 404
+    assert api.post("/v1/cases/CROPS-1/members", "investigator", json={"user": "reviewer"}).status_code == 200
+    reviewed = api.get(f"/v1/faces/{face_id}/crop.jpg", "reviewer", params={"case_id": "CROPS-1"})
+    assert reviewed.status_code == 200 and reviewed.content == crop.content
+    reads = api.get("/v1/audit", "auditor", params={"action": "face_crop"}).json()
+    assert [(r["actor"], r["case_id"], r["details"]["face_id"]) for r in reads][-1] == ("reviewer", "CROPS-1", face_id)
+    whole = api.get(f"/v1/faces/{face_id}/image.jpg", "investigator")
+    assert whole.status_code == 200 and whole.content[:3] == b"\xff\xd8\xff"
 
 
 def test_cases_and_reviewer_decisions(api: Api) -> None:
@@ -320,11 +331,15 @@ def test_cases_and_reviewer_decisions(api: Api) -> None:
     face_id = api.search(data={"purpose": "humanitarian", "case_id": "2024-017"}).json()["faces"][0]["candidates"][0][
         "face_id"
     ]
-    seq = api.get("/v1/audit", "auditor", params={"case_id": "2024-017"}).json()[-1]["seq"]
-    decision = api.post(
-        "/v1/cases/2024-017/decisions", "reviewer", json={"face_id": face_id, "decision": "match", "audit_seq": seq}
-    )
+    seq = api.get("/v1/audit", "auditor", params={"case_id": "2024-017", "action": "search"}).json()[-1]["seq"]
+    payload = {"face_id": face_id, "decision": "match", "audit_seq": seq}
+    assert api.post("/v1/cases/2024-017/decisions", "reviewer", json=payload).status_code == 404  # not assigned
+    assert api.post("/v1/cases/2024-017/members", "investigator", json={"user": "reviewer"}).status_code == 200
+    decision = api.post("/v1/cases/2024-017/decisions", "reviewer", json=payload)
     assert decision.status_code == 201
+    # Only a face that a search under the case returned can be decided on.
+    other = api.post("/v1/cases/2024-017/decisions", "reviewer", json={"face_id": 99999, "decision": "match"})
+    assert other.status_code == 404 and other.json()["code"] == "unknown_face"
     assert (
         api.post("/v1/cases/2024-017/decisions", "investigator", json={"face_id": 1, "decision": "match"}).status_code
         == 403
@@ -346,7 +361,11 @@ def test_audit_endpoints(api: Api) -> None:
 def test_accounts_through_the_api(api: Api) -> None:
     assert api.post("/v1/users", json={"name": "newbie", "role": "investigator"}).status_code == 201
     assert api.post("/v1/users", json={"name": "newbie", "role": "auditor"}).json()["code"] == "user_exists"
-    key = api.post("/v1/users/newbie/keys").json()
+    assert api.post("/v1/users/newbie/keys").status_code == 403  # nobody mints a key for someone else
+    key_id, secret = api.engine.accounts.create_key(api.engine.operator, "newbie")  # the operator, once
+    key = {"key_id": key_id, "key": secret}
+    own = api.client.post("/v1/me/keys", headers=auth(secret))
+    assert own.status_code == 201 and own.json()["key"].startswith("fsk_")
     assert api.client.get("/v1/me", headers=auth(key["key"])).json()["name"] == "newbie"
     assert api.client.delete(f"/v1/keys/{key['key_id']}", headers=auth(api.keys["admin"])).status_code == 204
     assert api.client.get("/v1/me", headers=auth(key["key"])).status_code == 401

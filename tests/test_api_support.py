@@ -101,8 +101,8 @@ def make_users(engine: FaceSearch) -> dict[str, str]:
     """One user per role (named after it) with a key; returns role -> key."""
     keys = {}
     for role in ROLES:
-        engine.accounts.add_user(role, role)
-        keys[role] = engine.accounts.create_key(role)[1]
+        engine.accounts.add_user(engine.operator, role, role)
+        keys[role] = engine.accounts.create_key(engine.operator, role)[1]
     return keys
 
 

@@ -50,11 +50,12 @@ def test_python_api_search_verify_and_vector_search_are_audited(indexed: tuple[P
         vectors = np.stack([f.embedding for f in fs.search_service().analyse(crop)])
         found = fs.search_service().search_vectors(vectors, top_k=2)
         missing = fs.search(photos / "missing.jpg")
-        records = fs.audit.records()
+        everything = fs.audit.records()
         with pytest.raises(ContextError):
             fs.search(portrait, purpose="curiosity")
-        assert len(fs.audit.records()) == len(records)  # refused before searching, nothing to record
-    assert [r["action"] for r in records] == ["search", "verify", "search_vectors", "search"]
+        assert len(fs.audit.records()) == len(everything)  # refused before searching, nothing to record
+    assert [r["action"] for r in everything] == ["ingest", "search", "case_open", "verify", "search_vectors", "search"]
+    records = [r for r in everything if r["action"] not in ("ingest", "case_open")]
     search, verify, by_vector, failed = records
     assert search["actor"] == local_actor() and search["purpose"] == "unspecified" and search["case_id"] is None
     assert search["probe_sha256"] == sha256(portrait)
@@ -84,9 +85,10 @@ def test_cli_search_and_verify_are_audited_with_purpose_and_case(
     refused = runner.invoke(cli_app, [*base, "search", str(portrait), "--purpose", "curiosity"])
     assert refused.exit_code == 2 and "not allowed" in refused.output
     with open_engine(home) as fs:
-        records = fs.audit.records()
-        cases = fs.cases.list()
-    assert [r["action"] for r in records] == ["search", "search", "verify"]
+        records = [r for r in fs.audit.records() if r["action"] in ("search", "verify", "case_open")]
+        cases = fs.cases.list(fs.operator)
+    assert [r["action"] for r in records] == ["search", "case_open", "search", "verify"]
+    records = [r for r in records if r["action"] != "case_open"]
     assert {r["actor"] for r in records} == {"desk-officer-7"}
     assert records[0]["purpose"] == "unspecified"
     assert (records[1]["purpose"], records[1]["case_id"]) == ("investigation", "INV-9")

@@ -11,6 +11,7 @@ from sqlalchemy import delete, text, update
 
 from facesearch.catalog.schema import AuditHead, AuditRecord
 from facesearch.catalog.store import Catalog
+from facesearch.governance.access import AccessDenied, NotVisible, Principal
 from facesearch.governance.accounts import AccountError, Accounts, Role
 from facesearch.governance.anchor import AuditAnchor
 from facesearch.governance.audit import AuditError, AuditTrail, record_hash, verify_export
@@ -165,10 +166,11 @@ def test_signed_export_verifies_and_detects_edits(trail: AuditTrail) -> None:
     assert not verify_export(lines, public_key_pem=other).ok
 
 
-def test_accounts_keys_are_hashed_revocable_and_role_bound(catalog: Catalog) -> None:
-    accounts = Accounts(catalog)
-    accounts.add_user("ann", "investigator")
-    key_id, key = accounts.create_key("ann")
+def test_accounts_keys_are_hashed_revocable_and_role_bound(catalog: Catalog, trail: AuditTrail) -> None:
+    accounts = Accounts(catalog, trail)
+    operator = Principal.operator_as("local:test")
+    accounts.add_user(operator, "ann", "investigator")
+    key_id, key = accounts.create_key(operator, "ann")
     assert key.startswith(f"fsk_{key_id}_")
     with catalog.engine.connect() as connection:
         stored = connection.execute(text("SELECT secret_hash FROM api_keys")).scalar_one()
@@ -178,44 +180,71 @@ def test_accounts_keys_are_hashed_revocable_and_role_bound(catalog: Catalog) -> 
     assert principal.can("search") and not principal.can("audit") and not principal.can("accounts")
     assert accounts.authenticate(key[:-1] + ("A" if key[-1] != "A" else "B")) is None
     assert accounts.authenticate("not a key") is None
-    accounts.revoke_key(key_id)
+    accounts.revoke_key(principal, key_id)  # a key's owner may revoke it
     assert accounts.authenticate(key) is None
-    _, second = accounts.create_key("ann")
-    accounts.revoke_user("ann")
+    _, second = accounts.create_key(operator, "ann")
+    accounts.revoke_user(operator, "ann")
     assert accounts.authenticate(second) is None
     with pytest.raises(AccountError, match="revoked"):
-        accounts.create_key("ann")
+        accounts.create_key(operator, "ann")
     with pytest.raises(AccountError, match="unknown role"):
-        accounts.add_user("bob", "superuser")
+        accounts.add_user(operator, "bob", "superuser")
     with pytest.raises(AccountError, match="already exists"):
-        accounts.add_user("ann", "auditor")
+        accounts.add_user(operator, "ann", "auditor")
+    actions = [r["action"] for r in trail.records()]
+    assert actions == ["user_add", "key_create", "key_revoke", "key_create", "user_revoke"]  # refusals leave none
 
 
-def test_collection_grants_limit_what_a_user_sees(catalog: Catalog) -> None:
-    accounts = Accounts(catalog)
+def test_collection_grants_limit_what_a_user_sees(catalog: Catalog, trail: AuditTrail) -> None:
+    accounts = Accounts(catalog, trail)
+    operator = Principal.operator_as("local:test")
     catalog.ensure_collection("a")
     catalog.ensure_collection("b")
-    accounts.add_user("limited", "reviewer", collections=["a"])
-    _, key = accounts.create_key("limited")
+    accounts.add_user(operator, "limited", "reviewer", collections=["a"])
+    _, key = accounts.create_key(operator, "limited")
     principal = accounts.authenticate(key)
     assert principal is not None and principal.may_see("a") and not principal.may_see("b")
-    accounts.grant("limited", "b")
-    assert accounts.user("limited")["collections"] == ["a", "b"]
-    accounts.ungrant("limited", "a")
+    accounts.grant(operator, "limited", "b")
+    assert accounts.user(operator, "limited")["collections"] == ["a", "b"]
+    accounts.ungrant(operator, "limited", "a")
     principal = accounts.authenticate(key)
     assert principal is not None and not principal.may_see("a") and principal.may_see("b")
 
 
-def test_cases_open_on_first_search_and_refuse_when_closed(catalog: Catalog) -> None:
-    cases = Cases(catalog)
-    assert cases.open_for_search("2024-017", "ann")["opened_by"] == "ann"
-    assert cases.open_for_search("2024-017", "bob")["opened_by"] == "ann"
-    cases.close("2024-017")
+def test_cases_open_on_first_search_belong_to_their_owner_and_refuse_when_closed(
+    catalog: Catalog, trail: AuditTrail
+) -> None:
+    accounts = Accounts(catalog, trail)
+    operator = Principal.operator_as("local:test")
+    people = {}
+    for name in ("ann", "bob", "rita"):
+        accounts.add_user(operator, name, "reviewer" if name == "rita" else "investigator")
+        people[name] = accounts.authenticate(accounts.create_key(operator, name)[1])
+    ann, bob, rita = people["ann"], people["bob"], people["rita"]
+    assert ann is not None and bob is not None and rita is not None
+    cases = Cases(catalog, trail)
+    assert cases.open_for_search(ann, "2024-017")["opened_by"] == "ann"
+    with pytest.raises(AccessDenied):
+        cases.open_for_search(bob, "2024-017")  # someone else's case
+    with pytest.raises(NotVisible):
+        cases.get(bob, "2024-017")
+    assert cases.list(bob) == []
+    cases.add_member(ann, "2024-017", "bob")
+    assert cases.open_for_search(bob, "2024-017")["opened_by"] == "ann"  # a member may search under it
+    with pytest.raises(AccessDenied):
+        cases.close(bob, "2024-017")  # but only the owner (or an administrator) closes it
+    cases.close(ann, "2024-017")
     with pytest.raises(CaseError, match="closed"):
-        cases.open_for_search("2024-017", "ann")
+        cases.open_for_search(ann, "2024-017")
     with pytest.raises(CaseError, match="already exists"):
-        cases.create("2024-017", "ann")
-    assert [c["case_id"] for c in cases.list()] == ["2024-017"]
+        cases.create(ann, "2024-017")
+    assert [c["case_id"] for c in cases.list(ann)] == ["2024-017"]
+    assert [c["case_id"] for c in cases.list(bob)] == ["2024-017"]
+    assert cases.list(rita) == []
+    with pytest.raises(NotVisible):
+        cases.decide(rita, "2024-017", 1, "match")  # not assigned
+    actions = [r["action"] for r in trail.records() if r["case_id"] == "2024-017"]
+    assert actions == ["case_open", "case_member_add", "case_close"]
 
 
 def test_purpose_and_case_rules() -> None:

@@ -104,7 +104,7 @@ def test_forget_this_person_lists_then_erases_the_confirmed(tmp_path: Path) -> N
         fs.erase("face", labelled)
         left, _ = fs.forget_candidates(probe_bytes())
         assert [c.face_id for c in left] == [c.face_id for c in candidates if c.face_id not in labelled]
-        assert [r["action"] for r in fs.audit.records()] == ["forget_search", "erase", "forget_search"]
+        assert [r["action"] for r in fs.audit.records()] == ["ingest", "forget_search", "erase", "forget_search"]
 
 
 def lfw_person(min_photos: int) -> tuple[str, list[Path], list[Path]]:
@@ -127,23 +127,27 @@ def test_opt_out_an_lfw_person_from_ingest_and_search(tmp_path: Path) -> None:
         fs.index([gallery], collection="gallery", subject_from_folder=True, workers=1)
         found = fs.search(own[3], top_k=5)
         assert found.faces[0].candidates[0].subject == name  # found before the opt-out
+        before = {int(i) for ids, _ in fs.catalog.iter_embeddings("dlib@2") for i in ids}
         added = fs.opt_out(own[2], note="request 17")
-        assert added["packs"] == ["dlib@2"]
+        assert added["packs"] == ["dlib@2"] and added["faces_erased"] == 2 and added["subjects_erased"] == 1
         hidden = fs.search(own[3], top_k=20)
         assert all(c.subject != name for f in hidden.faces for c in f.candidates)
-        # Exactly the stored faces at or above the opt-out's strict threshold are hidden; strangers below stay.
+        # Exactly the stored faces at or above the opt-out's strict threshold were erased; strangers below stay.
         optout = fs.optouts.for_pack("dlib@2")
-        visible = {
-            int(i) for ids, vectors in fs.catalog.iter_embeddings("dlib@2") for i in ids[~optout.matches(vectors)]
-        }
-        assert {c.face_id for c in hidden.faces[0].candidates} == visible
-        assert len(visible) >= 5
+        left = {int(i) for ids, _ in fs.catalog.iter_embeddings("dlib@2") for i in ids}
+        assert len(before - left) == 2 and len(left) >= 5
+        assert all(not optout.matches(vectors).any() for _, vectors in fs.catalog.iter_embeddings("dlib@2"))
+        assert {c.face_id for c in hidden.faces[0].candidates} == left
+        assert name not in {s["label"] for s in fs.subjects.list(fs.operator)}
         # A later ingest of another photo of the person stores no face of theirs.
         summary = fs.index([own[3]], collection="later", workers=1)
         later = fs.search(own[3], top_k=5, collection="later")
         assert summary.images_indexed == 1 and all(not f.candidates for f in later.faces)
-        assert fs.optouts.list()[0]["note"] == "request 17"
+        assert fs.optouts.list(fs.operator)[0]["note"] == "request 17"
         fs.opt_out_remove(added["id"])
+        # Withdrawn: the person may be indexed again, but what was erased stays erased.
+        assert all(c.subject != name for f in fs.search(own[3], top_k=20).faces for c in f.candidates)
+        fs.index([own[1]], collection="again", subject_from_folder=True, workers=1)
         assert fs.search(own[3], top_k=5).faces[0].candidates[0].subject == name
         actions = [r["action"] for r in fs.audit.records()]
         assert "optout_add" in actions and "optout_remove" in actions
@@ -156,13 +160,13 @@ def test_retention_purge_by_command_and_on_the_server_schedule(catalog_url: str,
     with FaceSearch(config) as fs:
         fs.index([photos / "Eileen_Collins"], collection="short", workers=1)
         fs.index([photos / "other"], collection="long", workers=1)
-        fs.retention.set("short", 1)
+        fs.collections.set_retention(fs.operator, "short", 1)
         assert fs.purge(dry_run=True)["collections"] == {}  # nothing is a day old yet
         with fs.catalog.session() as session, session.begin():
             session.execute(update(Image).values(created_at=utcnow() - timedelta(days=2)))
         assert fs.purge(dry_run=True)["collections"] == {"short": {"images": 3}}
         fs.index([photos / "Eileen_Collins"], collection="short2", workers=1)
-        fs.retention.set("short2", 1)
+        fs.collections.set_retention(fs.operator, "short2", 1)
         with fs.catalog.session() as session, session.begin():
             session.execute(update(Image).values(created_at=utcnow() - timedelta(days=2)))
         keys = make_users(fs)

@@ -1036,12 +1036,9 @@ def users_add_command(
 
     with state.engine() as engine:
         try:
-            user = engine.accounts.add_user(name, role, collections=collections or None)
-        except AccountError as error:
+            user = engine.accounts.add_user(engine.operator, name, role, collections=collections or None)
+        except (AccountError, AuditError) as error:
             raise fail(str(error)) from error
-        engine.audit.append(
-            actor=engine.context().actor, action="user_add", details={"user": name, "role": user["role"]}
-        )
     if json_output:
         _print_json(user)
     else:
@@ -1052,7 +1049,7 @@ def users_add_command(
 def users_list_command(json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List users, their roles, collections and keys."""
     with state.engine() as engine:
-        users = engine.accounts.users()
+        users = engine.accounts.users(engine.operator)
     if json_output:
         _print_json(users)
         return
@@ -1073,10 +1070,9 @@ def users_revoke_command(name: Annotated[str, typer.Argument(help="User name.")]
 
     with state.engine() as engine:
         try:
-            engine.accounts.revoke_user(name)
-        except AccountError as error:
+            engine.accounts.revoke_user(engine.operator, name)
+        except (AccountError, LookupError, AuditError) as error:
             raise fail(str(error)) from error
-        engine.audit.append(actor=engine.context().actor, action="user_revoke", details={"user": name})
     out.print(f"user {name} revoked, with every key they held")
 
 
@@ -1091,14 +1087,9 @@ def users_grant_command(
 
     with state.engine() as engine:
         try:
-            user = (engine.accounts.ungrant if remove else engine.accounts.grant)(name, collection)
-        except AccountError as error:
+            user = (engine.accounts.ungrant if remove else engine.accounts.grant)(engine.operator, name, collection)
+        except (AccountError, LookupError, AuditError) as error:
             raise fail(str(error)) from error
-        engine.audit.append(
-            actor=engine.context().actor,
-            action="user_ungrant" if remove else "user_grant",
-            details={"user": name, "collection": collection},
-        )
     out.print(f"user {name} sees: {', '.join(user['collections'] or []) or 'no collection'}")
 
 
@@ -1109,10 +1100,9 @@ def keys_create_command(name: Annotated[str, typer.Argument(help="User name.")])
 
     with state.engine() as engine:
         try:
-            key_id, key = engine.accounts.create_key(name)
-        except AccountError as error:
+            key_id, key = engine.accounts.create_key(engine.operator, name)
+        except (AccountError, AuditError) as error:
             raise fail(str(error)) from error
-        engine.audit.append(actor=engine.context().actor, action="key_create", details={"user": name, "key_id": key_id})
     typer.echo(f"key {key_id} for {name} (shown once; send it as 'Authorization: Bearer KEY'):")
     typer.echo(key)
 
@@ -1120,28 +1110,64 @@ def keys_create_command(name: Annotated[str, typer.Argument(help="User name.")])
 @keys_app.command("revoke")
 def keys_revoke_command(key_id: Annotated[str, typer.Argument(help="The key's id (fsk_<id>_...).")]) -> None:
     """Revoke one key (effective on the server's next request)."""
-    from facesearch.governance.accounts import AccountError
 
     with state.engine() as engine:
         try:
-            engine.accounts.revoke_key(key_id)
-        except AccountError as error:
+            engine.accounts.revoke_key(engine.operator, key_id)
+        except (LookupError, AuditError) as error:
             raise fail(str(error)) from error
-        engine.audit.append(actor=engine.context().actor, action="key_revoke", details={"key_id": key_id})
     out.print(f"key {key_id} revoked")
+
+
+def _public_key_option(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as error:
+        raise fail(f"cannot read the public key {path}: {error}") from error
 
 
 @audit_app.command("verify")
 def audit_verify_command(
+    witness: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--witness",
+            help="A witness file (signed checkpoints written outside the data folder, or a copy of the remote "
+            "log they were sent to): every record it names must still be in the chain. Repeatable; the "
+            "configured audit_witness file is always read.",
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Recompute the audit chain; exit 1 naming the first record changed, removed or reordered."""
+    from facesearch.governance.anchor import read_public_key
+    from facesearch.governance.witness import read_witness
+
     with state.engine() as engine:
-        result = engine.audit.verify()
+        files = list(witness or [])
+        configured = engine.settings.audit_witness
+        if configured is not None and configured.exists() and configured not in files:
+            files.append(configured)
+        checkpoints = []
+        public = read_public_key(engine.audit.anchor.folder)
+        for file in files:
+            if public is None:
+                raise fail("this data folder has no audit key yet, so no witness can be checked against it")
+            try:
+                checkpoints.extend(read_witness(file.read_text(encoding="utf-8", errors="replace"), public))
+            except OSError as error:
+                raise fail(f"cannot read the witness {file}: {error}") from error
+            except ValueError as error:
+                raise fail(f"{file}: {error}", code=1) from error
+        result = engine.audit.verify(witness=checkpoints)
+    report = {**result.to_dict(), "witness_checkpoints": len(checkpoints)}
     if json_output:
-        _print_json(result.to_dict())
+        _print_json(report)
     elif result.ok:
-        out.print(f"audit chain intact: {result.records} records")
+        against = f", {len(checkpoints)} witness checkpoints matched" if checkpoints else ""
+        out.print(f"audit chain intact: {result.records} records{against}")
     else:
         first = f" (first bad record: {result.first_bad_seq})" if result.first_bad_seq is not None else ""
         out.print(f"audit chain BROKEN{first}: {result.problem}")
@@ -1167,18 +1193,91 @@ def audit_export_command(
 @audit_app.command("verify-export")
 def audit_verify_export_command(
     path: Annotated[Path, typer.Argument(help="An export written by `audit export`.")],
+    public_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--public-key",
+            help="The signer's public key (PEM, from `facesearch audit public-key`); default: the data folder's.",
+        ),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Check a signed export (signature, hashes, chain) against this data folder's key."""
-    from facesearch.governance.audit import verify_export
+    """Check a signed export (signature, hashes, chain) against a public key you trust.
+
+    Creates nothing: neither a catalog nor a data folder. Without --public-key and without a data folder
+    that holds a key, it says it cannot tell who signed the file and exits 1.
+    """
+    from facesearch.config import default_home
+    from facesearch.governance.anchor import key_fingerprint, read_public_key
+    from facesearch.governance.audit import ANCHOR_FOLDER, verify_export
+
+    public = _public_key_option(public_key)
+    source = str(public_key) if public is not None else None
+    if public is None:
+        folder = (state.home.expanduser() if state.home is not None else default_home()).absolute() / ANCHOR_FOLDER
+        try:
+            public = read_public_key(folder)
+        except (OSError, ValueError) as error:
+            raise fail(f"cannot read the data folder's key in {folder}: {error}") from error
+        source = f"the data folder's key ({folder})" if public is not None else None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise fail(f"cannot read {path}: {error}") from error
+    result = verify_export(lines, public_key_pem=public)
+    if json_output:
+        signer = key_fingerprint(public) if public is not None else None
+        _print_json({**result.to_dict(), "public_key": source, "key_fingerprint": signer})
+    elif result.ok:
+        out.print(f"export intact: {result.records} records, signed by {source}")
+    else:
+        out.print(f"export NOT VERIFIED: {result.problem}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("public-key")
+def audit_public_key_command() -> None:
+    """Print the data folder's audit public key (PEM), for whoever verifies its exports and witness lines."""
+    from facesearch.governance.anchor import read_public_key
 
     with state.engine() as engine:
-        public = engine.audit.anchor.public_key_pem() if engine.audit.anchor.has_key() else None
-    result = verify_export(path.read_text(encoding="utf-8").splitlines(), public_key_pem=public)
-    if result.ok:
-        out.print(f"export intact: {result.records} records, signed by this data folder's key")
-        return
-    out.print(f"export BROKEN: {result.problem}")
-    raise typer.Exit(1)
+        public = read_public_key(engine.audit.anchor.folder) or engine.audit.anchor.public_key_pem()
+    typer.echo(public.rstrip("\n"))
+
+
+@audit_app.command("witness")
+def audit_witness_command() -> None:
+    """Write a signed checkpoint of the chain's head to the configured witness now (e.g. from cron)."""
+    with state.engine() as engine:
+        try:
+            line = engine.audit.witness_now()
+        except AuditError as error:
+            raise fail(str(error)) from error
+        target = engine.audit.witness.target if engine.audit.witness is not None else ""
+    out.print(f"checkpoint of record {json.loads(line)['seq']} written to {target}")
+
+
+@audit_app.command("reanchor")
+def audit_reanchor_command(
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: you have read what `audit verify` reports.")] = False,
+) -> None:
+    """Accept the chain as it stands after records were lost from its end (recorded, never silent).
+
+    Appends are refused while the signed checkpoint names a record the chain no longer holds. After you have
+    understood what happened (`facesearch audit verify`), this records an `audit_reanchored` record that names
+    the checkpoint it replaces, and appends go on. It cannot repair a chain broken in the middle.
+    """
+    if not yes:
+        raise fail("re-anchoring accepts the loss of the records past the chain's end; run it with --yes")
+    with state.engine() as engine:
+        try:
+            report = engine.audit.reanchor(actor=engine.context().actor)
+        except AuditError as error:
+            raise fail(str(error), code=1) from error
+    out.print(
+        f"audit chain re-anchored at record {report['seq']} (previous checkpoint: {report['previous_checkpoint']})"
+    )
 
 
 @audit_app.command("list")
@@ -1305,7 +1404,7 @@ def optout_add_command(
 def optout_list_command(json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List opt-outs (ids, dates, notes; never faces)."""
     with state.engine() as engine:
-        rows = engine.optouts.list()
+        rows = engine.optouts.list(engine.operator)
     if json_output:
         _print_json(rows)
         return
@@ -1321,7 +1420,7 @@ def optout_remove_command(optout_id: Annotated[int, typer.Argument(help="The opt
     with state.engine() as engine:
         try:
             engine.opt_out_remove(optout_id)
-        except OptOutError as error:
+        except (OptOutError, LookupError) as error:
             raise fail(str(error), code=1) from error
     out.print(f"opt-out {optout_id} removed")
 
@@ -1332,16 +1431,13 @@ def retention_set_command(
     days: Annotated[int | None, typer.Option("--days", min=1, help="Maximum age in days; leave out to keep.")] = None,
 ) -> None:
     """Set (or clear) a collection's maximum age."""
-    from facesearch.governance.retention import RetentionError
+    from facesearch.governance.collections import CollectionError
 
     with state.engine() as engine:
         try:
-            engine.retention.set(collection, days)
-        except RetentionError as error:
+            engine.collections.set_retention(engine.operator, collection, days)
+        except (CollectionError, LookupError) as error:
             raise fail(str(error)) from error
-        engine.audit.append(
-            actor=engine.context().actor, action="retention_set", details={"collection": collection, "days": days}
-        )
     out.print(f"{collection}: " + (f"images kept at most {days} days" if days else "images kept until erased"))
 
 
@@ -1367,7 +1463,7 @@ def purge_command(
 def cases_list_command(json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List cases, newest first."""
     with state.engine() as engine:
-        rows = engine.cases.list()
+        rows = engine.cases.list(engine.operator)
     if json_output:
         _print_json(rows)
         return
@@ -1381,11 +1477,49 @@ def cases_close_command(case_id: Annotated[str, typer.Argument(help="The case re
     """Close a case: no more searches can be made for it."""
     with state.engine() as engine:
         try:
-            engine.cases.close(case_id)
-        except CaseError as error:
+            engine.cases.close(engine.operator, case_id)
+        except (CaseError, LookupError, AuditError) as error:
             raise fail(str(error)) from error
-        engine.audit.append(actor=engine.context().actor, action="case_close", details={}, case_ref=case_id)
     out.print(f"case {case_id} closed")
+
+
+@cases_app.command("show")
+def cases_show_command(
+    case_id: Annotated[str, typer.Argument(help="The case reference.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Show a case: owner, members, the faces its searches returned, and reviewers' decisions."""
+    with state.engine() as engine:
+        try:
+            case = engine.cases.get(engine.operator, case_id)
+        except LookupError as error:
+            raise fail(str(error), code=1) from error
+    if json_output:
+        _print_json(case)
+        return
+    state_text = "open" if case["open"] else f"closed {case['closed_at']}"
+    out.print(f"case {case['case_id']} ({state_text}), opened by {case['opened_by']}", markup=False)
+    members = ", ".join(f"{m['user']} ({m['role']})" for m in case["members"]) or "none"
+    out.print(f"members: {members}", markup=False)
+    out.print(f"{len(case['candidates'])} candidate faces, {len(case['decisions'])} decisions")
+
+
+@cases_app.command("member")
+def cases_member_command(
+    case_id: Annotated[str, typer.Argument(help="The case reference.")],
+    user: Annotated[str, typer.Argument(help="An investigator or reviewer.")],
+    remove: Annotated[bool, typer.Option("--remove", help="Take the user off the case instead.")] = False,
+) -> None:
+    """Add a user to a case (investigators then search under it, reviewers decide on its candidates)."""
+    with state.engine() as engine:
+        try:
+            if remove:
+                engine.cases.remove_member(engine.operator, case_id, user)
+            else:
+                engine.cases.add_member(engine.operator, case_id, user)
+        except (CaseError, LookupError, AuditError) as error:
+            raise fail(str(error)) from error
+    out.print(f"{user} {'taken off' if remove else 'added to'} case {case_id}")
 
 
 def main() -> None:

@@ -65,6 +65,14 @@ class Settings:
     rate_limit_per_minute: int = 600  # requests per API key
     retention_interval_s: float = 3600.0  # how often the server purges what outlived its retention
     cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
+    # Signed audit checkpoints written outside the data folder (see facesearch.governance.witness): a file
+    # appended to, or a command given each line on its standard input; at most every interval of activity.
+    audit_witness: Path | None = None
+    audit_witness_command: str | None = None
+    audit_witness_interval_s: float = 60.0
+    # PostgreSQL: rewrite the tables an erasure deleted rows from (VACUUM FULL), so that the rows are gone from
+    # the database's files when the erasure returns; false only vacuums them (see docs/server.md, Erasure).
+    erasure_rewrite_tables: bool = True
 
     @classmethod
     def load(
@@ -119,6 +127,14 @@ def _governance_settings(file: dict[str, Any]) -> dict[str, Any]:
         values["ingest_roots"] = tuple(Path(str(r)).expanduser().absolute() for r in roots)
     if "cors_origins" in file:
         values["cors_origins"] = tuple(str(o) for o in file["cors_origins"])
+    witness = os.environ.get("FACESEARCH_AUDIT_WITNESS") or file.get("audit_witness")
+    if witness:
+        values["audit_witness"] = Path(str(witness)).expanduser().absolute()
+    witness_command = os.environ.get("FACESEARCH_AUDIT_WITNESS_COMMAND") or file.get("audit_witness_command")
+    if witness_command:
+        values["audit_witness_command"] = str(witness_command)
+    if witness and witness_command:
+        raise ValueError("audit_witness (a file) and audit_witness_command are exclusive: configure one of them")
     for key, kind in (
         ("require_purpose", bool),
         ("max_upload_bytes", int),
@@ -126,6 +142,8 @@ def _governance_settings(file: dict[str, Any]) -> dict[str, Any]:
         ("max_probe_pixels", int),
         ("rate_limit_per_minute", int),
         ("retention_interval_s", float),
+        ("audit_witness_interval_s", float),
+        ("erasure_rewrite_tables", bool),
     ):
         if key in file:
             values[key] = kind(file[key])

@@ -21,15 +21,19 @@ import numpy as np
 
 from facesearch.catalog.store import Catalog
 from facesearch.config import Settings
+from facesearch.governance.access import Principal, require, require_collection, require_unlimited
 from facesearch.governance.accounts import Accounts
 from facesearch.governance.anchor import AuditAnchor
 from facesearch.governance.audit import ANCHOR_FOLDER, AuditTrail
 from facesearch.governance.cases import Cases
+from facesearch.governance.collections import Collections
 from facesearch.governance.context import ActionContext, check_case, check_purpose, local_actor
 from facesearch.governance.erasure import Erasure, ErasureReport
 from facesearch.governance.optout import OptOutError, OptOutList, OptOuts
+from facesearch.governance.reads import FaceReads
 from facesearch.governance.retention import Retention
 from facesearch.governance.subjects import Subjects
+from facesearch.governance.witness import AuditWitness
 from facesearch.index.backends import backend_name, faiss_dir, open_vector_index
 from facesearch.index.base import VectorIndex
 from facesearch.index.faiss_index import FaissIndex, index_file_name
@@ -60,6 +64,18 @@ class IndexRepair:
         return self.added == 0 and self.removed == 0
 
 
+def audit_witness(settings: Settings, anchor: AuditAnchor) -> AuditWitness | None:
+    """The witness the data folder's config names (a file or a command), or ``None``."""
+    if settings.audit_witness is None and settings.audit_witness_command is None:
+        return None
+    return AuditWitness(
+        anchor,
+        path=settings.audit_witness,
+        command=None if settings.audit_witness is not None else settings.audit_witness_command,
+        interval_s=settings.audit_witness_interval_s,
+    )
+
+
 def strict_threshold(threshold: float) -> float:
     """A similarity a quarter of the way from a pack's same-person threshold to 1.
 
@@ -84,13 +100,24 @@ class FaceSearch:
         self._optout_lists: dict[str, tuple[int, OptOutList]] = {}
         self._ingesting: Counter[str] = Counter()
         self._lock = threading.RLock()
-        self.audit = AuditTrail(self.catalog, AuditAnchor(settings.home / ANCHOR_FOLDER))
-        self.accounts = Accounts(self.catalog)
-        self.cases = Cases(self.catalog)
-        self.optouts = OptOuts(self.catalog)
-        self.erasure = Erasure(self.catalog, self.audit, self.uploads_dir, self._remove_vectors)
+        # Whoever holds the data folder (the CLI, a notebook) acts as the local operator, with every permission.
+        self.operator = Principal.operator_as(local_actor(settings.identity))
+        anchor = AuditAnchor(settings.home / ANCHOR_FOLDER)
+        self.audit = AuditTrail(self.catalog, anchor, witness=audit_witness(settings, anchor))
+        self.accounts = Accounts(self.catalog, self.audit)
+        self.cases = Cases(self.catalog, self.audit)
+        self.collections = Collections(self.catalog, self.audit)
+        self.erasure = Erasure(
+            self.catalog,
+            self.audit,
+            self.uploads_dir,
+            self._remove_vectors,
+            rewrite_tables=settings.erasure_rewrite_tables,
+        )
+        self.optouts = OptOuts(self.catalog, self.audit, self.erasure, self._faces_matching)
         self.retention = Retention(self.catalog, self.erasure)
         self.subjects = Subjects(self.catalog, self.audit)
+        self.reads = FaceReads(self.catalog, self.audit, self.cases, max_pixels=settings.max_probe_pixels * 4)
 
     @property
     def uploads_dir(self) -> Path:
@@ -98,11 +125,14 @@ class FaceSearch:
         return self.settings.home / UPLOADS_FOLDER
 
     def close(self) -> None:
-        """Save indexes (after any rebuild running in the background) and release the catalog."""
+        """Save indexes (after any rebuild running in the background), witness the audit log, release the catalog."""
         for index in self._indexes.values():
             index.close()
         self._indexes.clear()
-        self.catalog.close()
+        try:
+            self.audit.close()
+        finally:
+            self.catalog.close()
 
     def __enter__(self) -> FaceSearch:
         return self
@@ -256,24 +286,26 @@ class FaceSearch:
     def context(
         self,
         *,
-        actor: str | None = None,
+        principal: Principal | None = None,
         purpose: str | None = None,
         case_id: str | None = None,
         required: bool | None = None,
     ) -> ActionContext:
         """Who acts, for which purpose and case, checked against the configured purposes.
 
-        ``actor`` defaults to the configured local identity or the OS user. Purpose and case may be left out
-        (purpose recorded as ``unspecified``) unless ``required`` (the API) or ``require_purpose`` is set
-        in the data folder's config. A named case is opened on first use; a closed case is refused.
+        ``principal`` defaults to the local operator (the configured identity or the OS user). Purpose and
+        case may be left out (purpose recorded as ``unspecified``) unless ``required`` (the API) or
+        ``require_purpose`` is set in the data folder's config. A named case is opened on first use (owned by
+        the principal); someone else's case is refused unless the principal was added to it; a closed case is
+        refused.
         """
+        principal = principal or self.operator
         must = self.settings.require_purpose if required is None else required
-        actor = actor or local_actor(self.settings.identity)
         checked_purpose = check_purpose(purpose, self.settings.purposes, required=must)
         case_ref = check_case(case_id, required=must)
         if case_ref is not None:
-            self.cases.open_for_search(case_ref, actor)
-        return ActionContext(actor=actor, purpose=checked_purpose, case_ref=case_ref)
+            self.cases.open_for_search(principal, case_ref)
+        return ActionContext(actor=principal.actor, purpose=checked_purpose, case_ref=case_ref)
 
     def index(
         self,
@@ -289,8 +321,15 @@ class FaceSearch:
         on_progress: Callable[[IngestProgress], None] | None = None,
         model_pack: ModelPack | None = None,
         min_quality: float | None = None,
+        subject: str | None = None,
+        principal: Principal | None = None,
     ) -> IngestSummary:
         """Index every photo under ``paths`` into ``collection`` (resumable; duplicates stored once).
+
+        ``principal`` (default: the local operator) must manage collections and see ``collection``; a
+        collection that does not exist yet is created, which only an unlimited user may do. The ingest is
+        audited (action ``ingest``) in the transaction that creates or updates the collection, before any
+        photo is read. ``subject`` enrols the main face of every photo under that label.
 
         ``min_quality`` sets the collection's quality policy, kept for later runs: faces whose quality score
         is below it are counted but not indexed; 0 indexes every face again (the default policy: every face
@@ -299,6 +338,13 @@ class FaceSearch:
         ``model_pack`` is a loaded pack of its own for a background thread (a server's ingest jobs), so
         that its in-process analysis never shares models with the searches of other threads.
         """
+        principal = principal or self.operator
+        require(principal, "collections.manage")
+        exists = self.catalog.collection_id(collection) is not None
+        if exists:
+            require_collection(principal, collection, exists=True)
+        else:
+            require_unlimited(principal, "creating a collection")
         model_pack = model_pack or self.pack(pack)
         index = self.vector_index(model_pack)
         options = IngestOptions(
@@ -308,7 +354,30 @@ class FaceSearch:
             legal_basis=legal_basis,
             description=description,
             min_quality=min_quality,
+            subject=subject,
         )
+        details = {
+            "collection": collection,
+            "pack": model_pack.key,
+            "paths": len(paths),
+            "subject_from_folder": subject_from_folder,
+            "enrol": subject is not None,
+            "min_quality": min_quality,
+        }
+        audit: list[tuple[int, str]] = []
+        self.catalog.ensure_collection(
+            collection,
+            description=description,
+            legal_basis=legal_basis,
+            source=source_url,
+            min_quality=min_quality,
+            also=lambda session: audit.append(
+                self.audit.append_in(
+                    session, actor=principal.actor, action="enrol" if subject else "ingest", details=details
+                )
+            ),
+        )
+        self.audit.committed(*audit[0])
         with self._lock:
             self._ingesting[model_pack.key] += 1
         try:
@@ -370,9 +439,9 @@ class FaceSearch:
 
     # Governance --------------------------------------------------------------------------------------------
 
-    def erase(self, kind: str, values: Sequence[str | int], *, context: ActionContext | None = None) -> ErasureReport:
+    def erase(self, kind: str, values: Sequence[str | int], *, principal: Principal | None = None) -> ErasureReport:
         """Erase images, faces, subjects, source URLs or collections everywhere (audited, counts only)."""
-        return self.erasure.erase(kind, values, context or ActionContext(actor=local_actor(self.settings.identity)))
+        return self.erasure.erase(principal or self.operator, kind, values)
 
     def forget_threshold(self, pack: str | None = None) -> float:
         """The strict similarity of "forget this person" and opt-outs for a pack (see :func:`strict_threshold`)."""
@@ -384,26 +453,33 @@ class FaceSearch:
         *,
         threshold: float | None = None,
         pack: str | None = None,
-        context: ActionContext | None = None,
+        principal: Principal | None = None,
     ) -> tuple[list[Candidate], str | None]:
         """Every face above a strict threshold for the person in ``image``, to review and then erase.
 
-        Returns ``(candidates, error)``. Erase the confirmed ones with ``erase("face", ids)``.
+        Limited to the principal's collections. Returns ``(candidates, error)``. Erase the confirmed ones with
+        ``erase("face", ids)``.
         """
-        service = self.search_service(pack, context=context)
-        return service.faces_above(image, threshold if threshold is not None else self.forget_threshold(pack))
+        principal = principal or self.operator
+        require(principal, "erase")
+        service = self.search_service(pack, context=ActionContext(actor=principal.actor))
+        limit = threshold if threshold is not None else self.forget_threshold(pack)
+        scope = None if principal.scope is None else sorted(principal.scope)
+        return service.faces_above(image, limit, collections=scope)
 
     def opt_out(
-        self, image: ImageInput, *, note: str | None = None, context: ActionContext | None = None
+        self, image: ImageInput, *, note: str | None = None, principal: Principal | None = None
     ) -> dict[str, Any]:
-        """Put the person in ``image`` (its main face) on the opt-out list; the image itself is not kept.
+        """Put the person in ``image`` (its main face) on the opt-out list and erase their stored faces; the
+        image itself is not kept.
 
         The face is embedded with the active pack and with every other pack that has faces in the catalog
-        (when its models are present), so that it is dropped whichever pack indexes or searches. A face
-        counts as the person's from the pack's strict threshold (:func:`strict_threshold`): the pack's
-        same-person threshold would also hide strangers who resemble them, denying others' searches.
+        (when its models are present), so that it is found whichever pack indexed or searches. A face counts as
+        the person's from the pack's strict threshold (:func:`strict_threshold`): the pack's same-person
+        threshold would also erase strangers who resemble them.
         """
-        context = context or ActionContext(actor=local_actor(self.settings.identity))
+        principal = principal or self.operator
+        OptOuts.check(principal)
         keys = [self.pack().key, *(key for key in self.catalog.stats()["packs"] if key != self.pack().key)]
         embeddings: dict[str, tuple[np.ndarray, float]] = {}
         for key in keys:
@@ -413,32 +489,43 @@ class FaceSearch:
                 continue
             if model_pack.key != key:
                 continue
-            service = self.search_service(model_pack.spec.name, context=context)
+            service = self.search_service(model_pack.spec.name, context=ActionContext(actor=principal.actor))
             faces = service.analyse(image)  # largest first: the person the photo is about
             if not faces:
                 raise OptOutError("no face found in the photo")
             embeddings[key] = (faces[0].embedding, strict_threshold(model_pack.threshold))
-        optout_id = self.optouts.add(embeddings, context.actor, note=note)
-        seq = self.audit.append(
-            actor=context.actor, action="optout_add", details={"optout_id": optout_id, "packs": sorted(embeddings)}
-        )
-        return {"id": optout_id, "packs": sorted(embeddings), "audit_seq": seq}
+        return self.optouts.add(principal, embeddings, note=note)
 
-    def opt_out_remove(self, optout_id: int, *, context: ActionContext | None = None) -> None:
+    def _faces_matching(self, pack_key: str, vector: np.ndarray, threshold: float) -> list[int]:
+        """Ids of the stored faces of ``pack_key`` at or above ``threshold`` to ``vector`` (from its index,
+        caught up with the catalog first)."""
+        if not self.catalog.face_count(pack_key):
+            return []
+        index = self._index_for(pack_key)
+        if index.dim != vector.shape[-1]:
+            return []
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
+        k = min(100, len(index))
+        while True:
+            scores, ids = index.search(query, k)
+            if k >= len(index) or scores[0, -1] < threshold:
+                break
+            k = min(len(index), k * 4)
+        return [int(i) for score, i in zip(scores[0], ids[0], strict=True) if i >= 0 and score >= threshold]
+
+    def opt_out_remove(self, optout_id: int, *, principal: Principal | None = None) -> None:
         """Withdraw an opt-out (audited)."""
-        context = context or ActionContext(actor=local_actor(self.settings.identity))
-        self.optouts.remove(optout_id)
-        self.audit.append(actor=context.actor, action="optout_remove", details={"optout_id": optout_id})
+        self.optouts.remove(principal or self.operator, optout_id)
 
-    def purge(self, *, context: ActionContext | None = None, dry_run: bool = False) -> dict[str, Any]:
+    def purge(self, *, principal: Principal | None = None, dry_run: bool = False) -> dict[str, Any]:
         """Erase every image older than its collection's retention (audited as ``purge``)."""
-        context = context or ActionContext(actor=local_actor(self.settings.identity), purpose="retention")
-        return self.retention.purge(context, dry_run=dry_run)
+        return self.retention.purge(principal or self.operator, dry_run=dry_run)
 
-    def status(self) -> dict[str, Any]:
-        """Counts of images, faces, skipped files, collections and packs."""
+    def status(self, principal: Principal | None = None) -> dict[str, Any]:
+        """Counts of images, faces, skipped files, collections and packs (of the principal's collections)."""
+        principal = principal or self.operator
         stats = self.catalog.stats()
-        return {
+        report = {
             "images": stats["images"],
             "faces": stats["faces"],
             "skipped": stats["skipped"],
@@ -448,9 +535,24 @@ class FaceSearch:
             "packs": [{"pack": key, "faces": count} for key, count in stats["packs"].items()],
             "home": str(self.settings.home),
         }
+        if principal.scope is not None:
+            # A limited user's figures cover their collections only: others' names and sizes are not theirs.
+            visible = [c for c in self.catalog.collections() if principal.may_see(c["name"])]
+            report.update(
+                images=sum(c["images"] for c in visible),
+                faces=sum(c["faces"] for c in visible),
+                skipped=sum(c["skipped"] for c in visible),
+                skipped_by_reason={},
+                subjects=self.catalog.subject_count(collections=[c["name"] for c in visible]),
+                collections=[c["name"] for c in visible],
+            )
+        return report
 
     def doctor(self) -> list[IndexRepair]:
-        """Check every pack's index against the catalog and repair it; returns what was found per pack."""
+        """Check every pack's index against the catalog and repair it; returns what was found per pack.
+
+        Each repair that changed an index is audited (action ``index_repair``, as the local operator).
+        """
         repairs = []
         for pack_key in self.catalog.stats()["packs"]:
             dim = self._stored_dim(pack_key)
@@ -466,6 +568,10 @@ class FaceSearch:
                     repair.problems.append(f"{repair.removed} vectors of a pack with no faces in the catalog (removed)")
                 index.close()
                 repairs.append(repair)
+        for repair in repairs:
+            if not repair.consistent_before:
+                details = {"pack": repair.pack, "added": repair.added, "removed": repair.removed}
+                self.audit.append(actor=self.operator.actor, action="index_repair", details=details)
         return repairs
 
     def _stored_dim(self, pack_key: str) -> int:
@@ -525,6 +631,8 @@ class FaceSearch:
             index.rebuild(factory, wait=True)
             index.save()
             after = index.stats()
+            details = {"pack": pack_key, "factory": after.get("factory"), "requested": factory}
+            self.audit.append(actor=self.operator.actor, action="reindex", details=details)
             report.append(
                 {
                     "pack": pack_key,

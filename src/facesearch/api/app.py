@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 
 from facesearch import __version__
-from facesearch.api.auth import FAILED_AUTH_PER_MINUTE, RateLimiter, engine_of, require
+from facesearch.api.auth import FailedAuthLimiter, RateLimiter, engine_of, require
 from facesearch.api.errors import install_error_handlers
 from facesearch.api.jobs import JobRunner, RetentionScheduler
 from facesearch.api.middleware import BodyLimit, SecurityHeaders
@@ -23,7 +23,7 @@ from facesearch.api.routes import accounts, audit, cases, collections, governanc
 from facesearch.api.schemas import Health
 from facesearch.config import Settings
 from facesearch.engine import FaceSearch
-from facesearch.governance.accounts import Principal
+from facesearch.governance.access import Principal
 
 DESCRIPTION = """Self-hosted, accountable face search.
 
@@ -70,7 +70,7 @@ def create_app(
     app.state.jobs = jobs
     app.state.scheduler = scheduler
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
-    app.state.auth_failures = RateLimiter(FAILED_AUTH_PER_MINUTE)
+    app.state.auth_failures = FailedAuthLimiter()
     install_error_handlers(app)
 
     @app.get("/health", response_model=Health, tags=["system"])
@@ -80,11 +80,11 @@ def create_app(
 
     @app.get("/v1/status", tags=["system"])
     def status(
-        request: Request, _principal: Annotated[Principal, Depends(require("collections.read"))]
+        request: Request, principal: Annotated[Principal, Depends(require("collections.read"))]
     ) -> dict[str, Any]:
-        """What the data folder holds (counts), the pack and the configured purposes."""
+        """What the collections you may see hold (counts), the pack and the configured purposes."""
         current = engine_of(request)
-        report = current.status()
+        report = current.status(principal)
         report.pop("home", None)  # the server's file system layout is nobody's business
         return {**report, "pack": current.pack().key, "purposes": list(current.settings.purposes)}
 

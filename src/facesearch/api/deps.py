@@ -9,9 +9,8 @@ from fastapi import Path, Query, UploadFile
 from facesearch.api.errors import ApiError
 from facesearch.api.schemas import MAX_ID
 from facesearch.engine import FaceSearch
-from facesearch.governance.accounts import Principal
-from facesearch.governance.cases import CaseError
-from facesearch.governance.context import ActionContext, ContextError
+from facesearch.governance.access import Principal
+from facesearch.governance.context import ActionContext
 
 PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
@@ -19,14 +18,9 @@ Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
 
 
 def search_context(engine: FaceSearch, principal: Principal, purpose: str, case_id: str) -> ActionContext:
-    """The audit context of an API search: the caller, a configured purpose and an open case (both required)."""
-    try:
-        return engine.context(actor=principal.actor, purpose=purpose, case_id=case_id, required=True)
-    except ContextError as error:
-        code = "invalid_purpose" if "purpose" in str(error) else "invalid_case"
-        raise ApiError(422, code, str(error)) from error
-    except CaseError as error:
-        raise ApiError(409, "case_closed", str(error)) from error
+    """The audit context of an API search: the caller, a configured purpose and an open case of theirs (both
+    required; the errors become 422, 403 or 409 answers through the exception handlers)."""
+    return engine.context(principal=principal, purpose=purpose, case_id=case_id, required=True)
 
 
 def visible_collections(principal: Principal) -> list[str] | None:

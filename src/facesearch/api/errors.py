@@ -13,7 +13,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from facesearch.governance.access import AccessDenied, NotVisible
+from facesearch.governance.accounts import AccountError
 from facesearch.governance.audit import AuditError
+from facesearch.governance.cases import CaseError
+from facesearch.governance.collections import CollectionError
+from facesearch.governance.context import ContextError
+from facesearch.governance.erasure import ErasureError
+from facesearch.governance.optout import OptOutError
+from facesearch.governance.subjects import SubjectError
 
 log = logging.getLogger("facesearch.api")
 
@@ -94,6 +102,64 @@ def install_error_handlers(app: FastAPI) -> None:
         missing = [d["loc"][-1] for d in details if d["type"] == "missing" and d["loc"]]
         message = f"missing: {', '.join(missing)}" if missing else "the request is not valid"
         return error_response(422, "validation_error", message, details=details)
+
+    # Services raise their own errors; these turn them into answers, so that routes need no try/except.
+    @app.exception_handler(AccessDenied)
+    async def _denied(_request: Request, error: AccessDenied) -> JSONResponse:
+        return error_response(403, error.code, str(error))
+
+    @app.exception_handler(NotVisible)
+    async def _not_visible(_request: Request, error: NotVisible) -> JSONResponse:
+        return error_response(404, error.code, str(error))
+
+    @app.exception_handler(AccountError)
+    async def _account(_request: Request, error: AccountError) -> JSONResponse:
+        text = str(error)
+        if text.startswith("unknown collection"):
+            return error_response(404, "unknown_collection", text)
+        if text.startswith("unknown user"):
+            return error_response(404, "unknown_user", text)
+        if "already exists" in text:
+            return error_response(409, "user_exists", text)
+        return error_response(422, "invalid_account", text)
+
+    @app.exception_handler(CaseError)
+    async def _case(_request: Request, error: CaseError) -> JSONResponse:
+        text = str(error)
+        if "is closed" in text:
+            return error_response(409, "case_closed", text)
+        if "already exists" in text:
+            return error_response(409, "case_exists", text)
+        if "decision must be" in text:
+            return error_response(422, "invalid_decision", text)
+        return error_response(409, "conflict", text)
+
+    @app.exception_handler(CollectionError)
+    async def _collection(_request: Request, error: CollectionError) -> JSONResponse:
+        text = str(error)
+        if "already exists" in text:
+            return error_response(409, "collection_exists", text)
+        return error_response(422, "invalid_retention" if "retention" in text else "validation_error", text)
+
+    @app.exception_handler(ContextError)
+    async def _context(_request: Request, error: ContextError) -> JSONResponse:
+        code = "invalid_purpose" if "purpose" in str(error) else "invalid_case"
+        return error_response(422, code, str(error))
+
+    @app.exception_handler(SubjectError)
+    async def _subject(_request: Request, error: SubjectError) -> JSONResponse:
+        text = str(error)
+        if "is taken" in text:
+            return error_response(409, "label_taken", text)
+        return error_response(422, "invalid_merge" if "merged" in text else "invalid_label", text)
+
+    @app.exception_handler(ErasureError)
+    async def _erasure(_request: Request, error: ErasureError) -> JSONResponse:
+        return error_response(404, "nothing_to_erase", str(error))
+
+    @app.exception_handler(OptOutError)
+    async def _optout(_request: Request, error: OptOutError) -> JSONResponse:
+        return error_response(422, "no_face", str(error))
 
     @app.exception_handler(AuditError)
     async def _audit_error(_request: Request, error: AuditError) -> JSONResponse:

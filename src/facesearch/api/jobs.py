@@ -19,12 +19,14 @@ from sqlalchemy import select, update
 
 from facesearch.catalog.schema import Job, iso_utc, utcnow
 from facesearch.engine import FaceSearch
-from facesearch.governance.context import ActionContext
+from facesearch.governance.access import Principal
 from facesearch.ingest.pipeline import IngestProgress
 from facesearch.vision.packs import ModelPack
 
 log = logging.getLogger("facesearch.jobs")
 PROGRESS_EVERY_S = 1.0
+SERVER_ACTOR = "facesearch-server"
+"""How the server's own scheduled work (retention purges) is named in the audit log."""
 
 
 def job_dict(job: Job) -> dict[str, Any]:
@@ -72,12 +74,12 @@ class JobRunner:
         *,
         collection: str,
         paths: Sequence[str],
-        actor: str,
+        principal: Principal,
         subject_from_folder: bool = False,
         source_url: str | None = None,
         on_done: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
-        """Queue an ingest of ``paths`` into ``collection``; returns the job as queued."""
+        """Queue an ingest of ``paths`` into ``collection`` for ``principal``; returns the job as queued."""
         with self.engine.catalog.session() as session, session.begin():
             job = Job(
                 kind="ingest",
@@ -86,13 +88,13 @@ class JobRunner:
                 files_total=len(paths),
                 files_done=0,
                 faces=0,
-                created_by=actor,
+                created_by=principal.actor,
             )
             session.add(job)
             session.flush()
             queued = job_dict(job)
         self._executor.submit(
-            self._run_ingest, queued["id"], collection, list(paths), actor, subject_from_folder, source_url, on_done
+            self._run_ingest, queued["id"], collection, list(paths), principal, subject_from_folder, source_url, on_done
         )
         return queued
 
@@ -112,7 +114,7 @@ class JobRunner:
         job_id: int,
         collection: str,
         paths: list[str],
-        actor: str,
+        principal: Principal,
         subject_from_folder: bool,
         source_url: str | None,
         on_done: Callable[[], None] | None,
@@ -136,13 +138,9 @@ class JobRunner:
                 source_url=source_url,
                 on_progress=progress,
                 model_pack=self._own_pack(),
+                principal=principal,  # the ingest is audited as them, before any photo is read
             )
             result = summary.to_dict()
-            self.engine.audit.append(
-                actor=actor,
-                action="ingest",
-                details={k: result[k] for k in ("collection", "pack", "files_seen", "images_indexed", "faces")},
-            )
             self._update(
                 job_id,
                 status="done",
@@ -159,16 +157,21 @@ class JobRunner:
             if on_done is not None:
                 on_done()
 
-    def get(self, job_id: int) -> dict[str, Any] | None:
-        """One job, or ``None``."""
+    def get(self, principal: Principal, job_id: int) -> dict[str, Any] | None:
+        """One job of a collection ``principal`` may see, or ``None``."""
         with self.engine.catalog.session() as session:
             job = session.get(Job, job_id)
-            return job_dict(job) if job is not None else None
+            if job is None or (job.collection is not None and not principal.may_see(job.collection)):
+                return None
+            return job_dict(job)
 
-    def list(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Jobs, newest first."""
+    def list(self, principal: Principal, limit: int = 100) -> list[dict[str, Any]]:
+        """Jobs of the collections ``principal`` may see, newest first."""
+        query = select(Job).order_by(Job.id.desc()).limit(limit)
+        if principal.scope is not None:
+            query = query.where(Job.collection.in_(sorted(principal.scope)))
         with self.engine.catalog.session() as session:
-            return [job_dict(j) for j in session.scalars(select(Job).order_by(Job.id.desc()).limit(limit))]
+            return [job_dict(j) for j in session.scalars(query)]
 
 
 class RetentionScheduler:
@@ -193,8 +196,7 @@ class RetentionScheduler:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                context = ActionContext(actor="facesearch-server", purpose="retention")
-                self.last_report = self.engine.purge(context=context)
+                self.last_report = self.engine.purge(principal=Principal.operator_as(SERVER_ACTOR))
             except Exception:  # the schedule goes on; the next round tries again
                 log.exception("scheduled retention purge failed")
             self._stop.wait(self.interval_s)

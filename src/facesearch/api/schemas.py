@@ -269,6 +269,20 @@ class UserOut(Open):
     collections: list[str] | None
 
 
+class GrantIn(BaseModel):
+    """A collection to grant a user."""
+
+    model_config = ConfigDict(extra="forbid")
+    collection: str = Field(min_length=1, max_length=200)
+
+
+class MemberIn(BaseModel):
+    """A user to add to a case (an investigator or a reviewer)."""
+
+    model_config = ConfigDict(extra="forbid")
+    user: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+
+
 class KeyOut(BaseModel):
     """A new API key: shown once, never stored."""
 

@@ -195,6 +195,28 @@ class Case(Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class CaseMember(Base):
+    """A user the case's owner (or an administrator) added to a case: they may read it, and search under it
+    (investigators) or decide on its candidates (reviewers)."""
+
+    __tablename__ = "case_members"
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    added_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CaseCandidate(Base):
+    """A face a search under a case returned (first time and best score): what reviewers of the case may read
+    and decide on. Written in the same transaction as the search's audit record; erased with the face."""
+
+    __tablename__ = "case_candidates"
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True, index=True)
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
+    similarity: Mapped[float] = mapped_column(Float)
+
+
 class Decision(Base):
     """A reviewer's decision on one candidate face of a case (erased with the face)."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Deleted rows are overwritten with zeros, so that an erased face's embedding and a subject's label do not
+    # stay readable in the file's free space (erasure then checkpoints the WAL, see Catalog.forget_deleted).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
@@ -186,6 +189,30 @@ class Catalog:
         """A new ORM session (use as a context manager)."""
         return self._sessions()
 
+    # Tables that hold personal data and lose rows on erasure (PostgreSQL vacuums them after one).
+    _ERASED_TABLES = ("faces", "subjects", "images", "image_files", "image_scans", "decisions", "case_candidates")
+
+    def forget_deleted(self, *, rewrite: bool = True) -> None:
+        """Make the storage forget rows deleted so far (after an erasure has committed).
+
+        SQLite already overwrote them with zeros (``secure_delete``) in pages that reach the main file at the
+        next checkpoint; the write-ahead log still holds copies of the pages from before, so it is checkpointed
+        now and truncated to zero bytes. PostgreSQL leaves deleted rows in its pages: a plain vacuum frees the
+        space but does not overwrite it, so with ``rewrite`` the tables that lose rows on erasure are rewritten
+        (``VACUUM FULL``: new files, the old ones unlinked), which locks each table while it is copied; without,
+        they are only vacuumed. Old row versions may still sit in PostgreSQL's own WAL and backups, which its
+        administrator's retention governs (docs/server.md).
+        """
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            return
+        if self.engine.dialect.name == "postgresql":
+            command = "VACUUM FULL" if rewrite else "VACUUM"
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                for table in self._ERASED_TABLES:
+                    connection.exec_driver_sql(f"{command} {table}")
+
     # Collections -------------------------------------------------------------------------------------------
 
     def ensure_collection(
@@ -196,11 +223,13 @@ class Catalog:
         legal_basis: str | None = None,
         source: str | None = None,
         min_quality: float | None = None,
+        also: Callable[[Session], None] | None = None,
     ) -> int:
         """The id of collection ``name``, creating it if needed; given fields update an existing one.
 
         ``min_quality`` sets the collection's quality policy: faces scoring below it are not indexed from now
-        on; 0 goes back to indexing every face (each marked with its quality).
+        on; 0 goes back to indexing every face (each marked with its quality). ``also(session)`` runs in the
+        same transaction (the audit record of what is about to be done).
         """
         with self.session() as session, session.begin():
             collection = session.scalar(select(Collection).where(Collection.name == name))
@@ -218,6 +247,8 @@ class Catalog:
                         setattr(collection, attribute, value)
             if min_quality is not None:
                 collection.min_quality = min_quality if min_quality > 0 else None
+            if also is not None:
+                also(session)
             return collection.id
 
     def collection_min_quality(self, collection_id: int) -> float | None:
@@ -260,6 +291,7 @@ class Catalog:
                     "source": c.source,
                     "created_at": c.created_at.isoformat() if c.created_at else None,
                     "min_quality": c.min_quality,
+                    "retention_days": c.retention_days,
                     "images": images.get(c.id, 0),
                     "skipped": skipped.get(c.id, 0),
                     "faces": faces.get(c.id, 0),
@@ -590,6 +622,18 @@ class Catalog:
             "packs": {str(k): int(v) for k, v in packs.items()},
             "subjects": int(subjects),
         }
+
+    def subject_count(self, *, collections: Sequence[str] | None = None) -> int:
+        """How many subjects have faces (in ``collections`` when given)."""
+        query = select(func.count(func.distinct(Face.subject_id))).where(Face.subject_id.is_not(None))
+        if collections is not None:
+            query = (
+                query.join(Image, Image.id == Face.image_id)
+                .join(Collection, Collection.id == Image.collection_id)
+                .where(Collection.name.in_(sorted(collections)))
+            )
+        with self.session() as session:
+            return int(session.scalar(query) or 0)
 
     def skipped_files(self, limit: int = 1000) -> list[dict[str, Any]]:
         """Files that could not be used, with the reason, newest first."""

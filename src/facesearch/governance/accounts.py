@@ -4,6 +4,12 @@ A key reads ``fsk_<key id>_<secret>``. The key id is public (it names the key in
 only the argon2 hash of the whole key is stored, so a copy of the database gives no usable key. Verifying an
 argon2 hash is deliberately slow, so a verified key is remembered in memory by its sha256; revocation still
 takes effect on the next request, because the key's and the user's rows are read on every request.
+
+Who may change whom (:mod:`facesearch.governance.access`): an administrator limited to some collections
+manages only users limited to a subset of them (never an auditor, whose work spans every collection), and
+creates no user broader than itself. Nobody mints a key for someone else: a key is created by its owner (or
+by the local operator, who prints it once on the server's machine), so every key acts as the person it names.
+Every change is written to the audit log in the same transaction as the change itself.
 """
 
 from __future__ import annotations
@@ -12,16 +18,28 @@ import hashlib
 import re
 import secrets
 import threading
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Callable
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from facesearch.catalog.schema import ApiKey, Collection, CollectionGrant, User, iso_utc, utcnow
 from facesearch.catalog.store import Catalog
+from facesearch.governance.access import (
+    GLOBAL_ROLES,
+    PERMISSIONS,
+    AccessDenied,
+    NotVisible,
+    Principal,
+    Role,
+    require,
+)
+from facesearch.governance.audit import AuditTrail
+
+__all__ = ["PERMISSIONS", "AccountError", "Accounts", "Principal", "Role"]
 
 KEY_PREFIX = "fsk"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
@@ -30,129 +48,128 @@ _KEY_PATTERN = re.compile(r"^fsk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 
-class Role(StrEnum):
-    """What a user may do (see :data:`PERMISSIONS`)."""
-
-    ADMIN = "admin"
-    INVESTIGATOR = "investigator"
-    REVIEWER = "reviewer"
-    AUDITOR = "auditor"
-
-
-PERMISSIONS: dict[Role, frozenset[str]] = {
-    # Accounts, collections and what is in them (ingest, subjects, erasure, opt-out, retention).
-    Role.ADMIN: frozenset(
-        {
-            "accounts",
-            "collections.read",
-            "collections.manage",
-            "jobs",
-            "subjects.read",
-            "subjects.manage",
-            "faces.read",
-            "erase",
-            "optout",
-            "retention",
-        }
-    ),
-    # Search, verify and cases.
-    Role.INVESTIGATOR: frozenset(
-        {"search", "verify", "cases", "cases.read", "collections.read", "subjects.read", "faces.read"}
-    ),
-    # Decisions on the candidates of cases.
-    Role.REVIEWER: frozenset({"decide", "cases.read", "collections.read", "subjects.read", "faces.read"}),
-    # The audit log, and nothing else.
-    Role.AUDITOR: frozenset({"audit"}),
-}
-
-
 class AccountError(ValueError):
     """An account operation cannot be done (unknown user, bad name, duplicate...)."""
-
-
-@dataclass(frozen=True)
-class Principal:
-    """An authenticated user: who, which role, which key, and which collections they may see."""
-
-    user_id: int
-    name: str
-    role: Role
-    key_id: str | None
-    all_collections: bool
-    collections: frozenset[str] = field(default_factory=frozenset)
-
-    def can(self, permission: str) -> bool:
-        """True when the user's role includes ``permission``."""
-        return permission in PERMISSIONS[self.role]
-
-    def may_see(self, collection: str) -> bool:
-        """True when the user may see the faces of ``collection``."""
-        return self.all_collections or collection in self.collections
-
-    @property
-    def actor(self) -> str:
-        """How the user is named in the audit log."""
-        return self.name
 
 
 def _key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-class Accounts:
-    """Users, keys and grants stored in the catalog."""
+def key_id_of(key: str) -> str | None:
+    """The public key id of a well-formed key (``None`` for anything else); reads nothing, hashes nothing."""
+    match = _KEY_PATTERN.match(key)
+    return match.group(1) if match is not None else None
 
-    def __init__(self, catalog: Catalog) -> None:
+
+class Accounts:
+    """Users, keys and grants stored in the catalog; every change checked against the acting principal and
+    audited in its own transaction."""
+
+    def __init__(self, catalog: Catalog, audit: AuditTrail) -> None:
         self.catalog = catalog
+        self.audit = audit
         self._verified: dict[str, str] = {}  # sha256(key) -> key id, for keys whose argon2 hash verified
         self._lock = threading.Lock()
 
+    def _audited(self, session: Session, actor: Principal, action: str, details: dict[str, Any]) -> tuple[int, str]:
+        return self.audit.append_in(session, actor=actor.actor, action=action, details=details)
+
+    # Scope ----------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _grants(session: Session, user: User) -> frozenset[str]:
+        return frozenset(
+            session.scalars(
+                select(Collection.name)
+                .join(CollectionGrant, CollectionGrant.collection_id == Collection.id)
+                .where(CollectionGrant.user_id == user.id)
+            ).all()
+        )
+
+    def _manages(self, session: Session, actor: Principal, user: User) -> bool:
+        """True when ``actor`` may see and change ``user``: an unlimited administrator any user; a limited one
+        only users limited to a subset of its own collections, and never an auditor."""
+        if actor.operator or actor.unlimited:
+            return True
+        if user.name == actor.name:
+            return True
+        if user.all_collections or Role(user.role) in GLOBAL_ROLES:
+            return False
+        return actor.covers(self._grants(session, user))
+
+    def _managed_user(self, session: Session, actor: Principal, name: str) -> User:
+        """The user ``name`` if ``actor`` may manage them; otherwise "unknown" (outside the scope, absent)."""
+        require(actor, "accounts")
+        user = session.scalar(select(User).where(User.name == name))
+        if user is None or not self._manages(session, actor, user):
+            raise NotVisible(f"unknown user {name!r}", code="unknown_user")
+        return user
+
+    def _check_not_broader(self, actor: Principal, role: Role, collections: list[str] | None) -> None:
+        """Refuse a user that would see or do more than the limited administrator creating it."""
+        if actor.operator or actor.unlimited:
+            return
+        if role in GLOBAL_ROLES:
+            raise AccessDenied(f"a user limited to some collections may not create an {role.value}")
+        if collections is None:
+            raise AccessDenied("a user limited to some collections may only create users limited to them too")
+        outside = sorted(set(collections) - actor.collections)
+        if outside:
+            raise AccessDenied(f"outside your collections: {', '.join(outside)}")
+
     # Users ----------------------------------------------------------------------------------------------------
 
-    def add_user(self, name: str, role: str, *, collections: list[str] | None = None) -> dict[str, Any]:
+    def add_user(
+        self, actor: Principal, name: str, role: str, *, collections: list[str] | None = None
+    ) -> dict[str, Any]:
         """Create a user with ``role``; with ``collections`` they see only those, otherwise every collection."""
+        require(actor, "accounts")
         if not NAME_PATTERN.match(name):
             raise AccountError("a user name is 1-100 letters, digits or . _ @ - (starting with a letter or digit)")
         try:
             role_value = Role(role)
         except ValueError as error:
             raise AccountError(f"unknown role {role!r}; roles: {', '.join(r.value for r in Role)}") from error
+        self._check_not_broader(actor, role_value, collections)
         with self.catalog.session() as session, session.begin():
             if session.scalar(select(User.id).where(User.name == name)) is not None:
                 raise AccountError(f"user {name!r} already exists")
             user = User(name=name, role=role_value.value, all_collections=collections is None)
             session.add(user)
             session.flush()
-            for collection in collections or []:
+            for collection in sorted(set(collections or [])):
                 session.add(CollectionGrant(user_id=user.id, collection_id=self._collection_id(session, collection)))
-        return self.user(name)
+            details = {"user": name, "role": role_value.value, "collections": sorted(set(collections or [])) or None}
+            audit = self._audited(session, actor, "user_add", details)
+            described = self._describe(session, user)
+        self.audit.committed(*audit)
+        return described
 
     @staticmethod
-    def _collection_id(session: Any, name: str) -> int:
+    def _collection_id(session: Session, name: str) -> int:
         collection_id = session.scalar(select(Collection.id).where(Collection.name == name))
         if collection_id is None:
             raise AccountError(f"unknown collection {name!r}")
         return int(collection_id)
 
-    def _user_row(self, session: Any, name: str) -> User:
-        user = session.scalar(select(User).where(User.name == name))
-        if user is None:
-            raise AccountError(f"unknown user {name!r}")
-        return user
-
-    def user(self, name: str) -> dict[str, Any]:
+    def user(self, actor: Principal, name: str) -> dict[str, Any]:
         """One user: name, role, status, collections and keys (ids only)."""
         with self.catalog.session() as session:
-            user = self._user_row(session, name)
-            return self._describe(session, user)
+            return self._describe(session, self._managed_user(session, actor, name))
 
-    def users(self) -> list[dict[str, Any]]:
-        """Every user, by name."""
+    def users(self, actor: Principal) -> list[dict[str, Any]]:
+        """Every user ``actor`` may manage, by name."""
+        require(actor, "accounts")
         with self.catalog.session() as session:
-            return [self._describe(session, user) for user in session.scalars(select(User).order_by(User.name))]
+            return [
+                self._describe(session, user)
+                for user in session.scalars(select(User).order_by(User.name))
+                if self._manages(session, actor, user)
+            ]
 
     @staticmethod
-    def _describe(session: Any, user: User) -> dict[str, Any]:
+    def _describe(session: Session, user: User) -> dict[str, Any]:
         granted = session.scalars(
             select(Collection.name)
             .join(CollectionGrant, CollectionGrant.collection_id == Collection.id)
@@ -174,62 +191,103 @@ class Accounts:
             ],
         }
 
-    def revoke_user(self, name: str) -> dict[str, Any]:
+    def revoke_user(self, actor: Principal, name: str) -> dict[str, Any]:
         """Disable a user and revoke every key they hold (rows stay, for the audit log's sake)."""
         now = utcnow()
         with self.catalog.session() as session, session.begin():
-            user = self._user_row(session, name)
+            user = self._managed_user(session, actor, name)
             user.disabled_at = user.disabled_at or now
             for key in session.scalars(select(ApiKey).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))):
                 key.revoked_at = now
-        return self.user(name)
+            audit = self._audited(session, actor, "user_revoke", {"user": name})
+            described = self._describe(session, user)
+        self.audit.committed(*audit)
+        self._forget_verified_of(name)
+        return described
 
-    def grant(self, name: str, collection: str) -> dict[str, Any]:
+    def grant(self, actor: Principal, name: str, collection: str) -> dict[str, Any]:
         """Let a user see ``collection``; a user who saw every collection now sees only the granted ones."""
-        with self.catalog.session() as session, session.begin():
-            user = self._user_row(session, name)
-            collection_id = self._collection_id(session, collection)
-            user.all_collections = False
-            exists = session.get(CollectionGrant, (user.id, collection_id))
-            if exists is None:
-                session.add(CollectionGrant(user_id=user.id, collection_id=collection_id))
-        return self.user(name)
+        return self._change_grant(actor, name, collection, add=True)
 
-    def ungrant(self, name: str, collection: str) -> dict[str, Any]:
+    def ungrant(self, actor: Principal, name: str, collection: str) -> dict[str, Any]:
         """Take ``collection`` away from a user limited to granted collections."""
+        return self._change_grant(actor, name, collection, add=False)
+
+    def _change_grant(self, actor: Principal, name: str, collection: str, *, add: bool) -> dict[str, Any]:
+        if not actor.may_see(collection):
+            raise NotVisible(f"unknown collection {collection!r}", code="unknown_collection")
         with self.catalog.session() as session, session.begin():
-            user = self._user_row(session, name)
+            user = self._managed_user(session, actor, name)
+            if user.name == actor.name and not (actor.operator or actor.unlimited):
+                raise AccessDenied("a user limited to some collections may not change their own grants")
             collection_id = self._collection_id(session, collection)
-            session.execute(
-                delete(CollectionGrant).where(
-                    CollectionGrant.user_id == user.id, CollectionGrant.collection_id == collection_id
-                )
-            )
             user.all_collections = False
-        return self.user(name)
+            if add:
+                if session.get(CollectionGrant, (user.id, collection_id)) is None:
+                    session.add(CollectionGrant(user_id=user.id, collection_id=collection_id))
+            else:
+                session.execute(
+                    delete(CollectionGrant).where(
+                        CollectionGrant.user_id == user.id, CollectionGrant.collection_id == collection_id
+                    )
+                )
+            action = "user_grant" if add else "user_ungrant"
+            audit = self._audited(session, actor, action, {"user": name, "collection": collection})
+            described = self._describe(session, user)
+        self.audit.committed(*audit)
+        return described
 
     # Keys -----------------------------------------------------------------------------------------------------
 
-    def create_key(self, name: str) -> tuple[str, str]:
-        """A new key for user ``name``: returns ``(key_id, key)``; the key is shown once and never stored."""
+    def create_key(self, actor: Principal, name: str) -> tuple[str, str]:
+        """A new key for user ``name``: returns ``(key_id, key)``; the key is shown once and never stored.
+
+        Only the user themself (or the local operator, on the server's machine) may create it: a key made for
+        someone else would let its maker act, and be recorded, as them.
+        """
+        if not actor.operator and actor.name != name:
+            raise AccessDenied("a key is created by its owner: nobody may obtain a key that acts as someone else")
         key_id = secrets.token_hex(6)
         key = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
         with self.catalog.session() as session, session.begin():
-            user = self._user_row(session, name)
+            user = session.scalar(select(User).where(User.name == name))
+            if user is None:
+                raise AccountError(f"unknown user {name!r}")
             if user.disabled_at is not None:
                 raise AccountError(f"user {name!r} is revoked")
             session.add(ApiKey(key_id=key_id, user_id=user.id, secret_hash=_HASHER.hash(key)))
+            audit = self._audited(session, actor, "key_create", {"user": name, "key_id": key_id})
+        self.audit.committed(*audit)
         return key_id, key
 
-    def revoke_key(self, key_id: str) -> None:
-        """Revoke one key by its id (takes effect on the next request)."""
+    def revoke_key(self, actor: Principal, key_id: str) -> None:
+        """Revoke one key by its id (takes effect on the next request): its owner's, or an administrator's
+        act on a user they manage."""
         with self.catalog.session() as session, session.begin():
-            key = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
-            if key is None:
-                raise AccountError(f"unknown key {key_id!r}")
+            row = session.execute(
+                select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.key_id == key_id)
+            ).one_or_none()
+            if row is None:
+                raise NotVisible(f"unknown key {key_id!r}", code="unknown_key")
+            key, owner = row
+            if not actor.operator and owner.name != actor.name:
+                if not actor.can("accounts"):
+                    raise AccessDenied("only the key's owner or an administrator may revoke it")
+                if not self._manages(session, actor, owner):
+                    raise NotVisible(f"unknown key {key_id!r}", code="unknown_key")
             key.revoked_at = key.revoked_at or utcnow()
+            audit = self._audited(session, actor, "key_revoke", {"key_id": key_id, "user": owner.name})
+        self.audit.committed(*audit)
         with self._lock:
             self._verified = {digest: kid for digest, kid in self._verified.items() if kid != key_id}
+
+    def _forget_verified_of(self, name: str) -> None:
+        with self.catalog.session() as session:
+            ids = set(
+                session.scalars(select(ApiKey.key_id).join(User, User.id == ApiKey.user_id).where(User.name == name))
+            )
+        with self._lock:
+            self._verified = {digest: kid for digest, kid in self._verified.items() if kid not in ids}
 
     def key_owner(self, key_id: str) -> str | None:
         """The name of the user holding key ``key_id`` (``None`` if there is no such key)."""
@@ -239,13 +297,23 @@ class Accounts:
             )
             return str(owner) if owner is not None else None
 
-    def authenticate(self, key: str) -> Principal | None:
-        """The user holding ``key`` if it is valid, unrevoked and its user active; ``None`` otherwise."""
-        match = _KEY_PATTERN.match(key)
-        if match is None:
+    def authenticate(self, key: str, *, before_hash: Callable[[str], None] | None = None) -> Principal | None:
+        """The user holding ``key`` if it is valid, unrevoked and its user active; ``None`` otherwise.
+
+        A key verified before is recognised by its sha256 without hashing again (and without asking
+        ``before_hash``). For any other key, ``before_hash`` is called with its key id before the database is
+        read and before the deliberately slow argon2 hash is computed, so that a caller counting failures can
+        refuse (raise) first: a flood of wrong secrets then costs a dictionary lookup each, and a valid client's
+        requests are not queued behind a thousand hashes.
+        """
+        key_id = key_id_of(key)
+        if key_id is None:
             return None
-        key_id = match.group(1)
         digest = _key_digest(key)
+        with self._lock:
+            known = self._verified.get(digest) == key_id
+        if not known and before_hash is not None:
+            before_hash(key_id)
         with self.catalog.session() as session:
             row = session.execute(
                 select(ApiKey.secret_hash, ApiKey.revoked_at, User)
@@ -257,8 +325,6 @@ class Accounts:
             secret_hash, revoked_at, user = row
             if revoked_at is not None or user.disabled_at is not None:
                 return None
-            with self._lock:
-                known = self._verified.get(digest) == key_id
             if not known:
                 try:
                     _HASHER.verify(secret_hash, key)
@@ -266,18 +332,11 @@ class Accounts:
                     return None
                 with self._lock:
                     self._verified[digest] = key_id
-            granted = frozenset(
-                session.scalars(
-                    select(Collection.name)
-                    .join(CollectionGrant, CollectionGrant.collection_id == Collection.id)
-                    .where(CollectionGrant.user_id == user.id)
-                ).all()
-            )
             return Principal(
                 user_id=user.id,
                 name=user.name,
                 role=Role(user.role),
                 key_id=key_id,
                 all_collections=bool(user.all_collections),
-                collections=granted,
+                collections=self._grants(session, user),
             )

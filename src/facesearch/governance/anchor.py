@@ -9,10 +9,13 @@ Two things kept in the data folder (``<home>/audit/``), not in the database, mak
 - ``checkpoint.json``: the newest record's sequence number and hash, signed with the key, rewritten after
   every append. Removing the last records (or all of them) leaves the chain shorter than the checkpoint.
 
+- ``public-key.pem``: the public half, written beside the key, for verifiers (``facesearch audit public-key``).
+
 Threat model: this detects changes by someone who can write the database but not the data folder (a database
 administrator, a leaked database password, a restored old backup). Someone who controls both the database
-and the data folder can rewrite everything; against them, keep signed exports (``facesearch audit export``)
-somewhere they cannot reach.
+and the data folder can rewrite everything the folder vouches for; against them, the data folder also writes
+signed checkpoints to a witness outside it (:mod:`facesearch.governance.witness`) and signed exports can be
+kept where they cannot reach.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 KEY_FILE = "signing-key.pem"
+PUBLIC_KEY_FILE = "public-key.pem"
 CHECKPOINT_FILE = "checkpoint.json"
 LOCK_FILE = "checkpoint.lock"
 _SEAL_CONTEXT = b"facesearch audit seal v1"
@@ -49,6 +53,28 @@ class Checkpoint:
 def public_key_pem(key: Ed25519PublicKey) -> str:
     """A public key as PEM text (how exports carry it)."""
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def key_fingerprint(public_pem: str) -> str:
+    """A short, stable name of a public key: the first 16 hex digits of the sha256 of its PEM text."""
+    return hashlib.sha256(public_pem.strip().encode()).hexdigest()[:16]
+
+
+def read_public_key(folder: Path) -> str | None:
+    """The public key (PEM) of the audit anchor in ``folder``, or ``None``; creates nothing.
+
+    Read from ``public-key.pem``, or derived from the private key in folders written before that file existed.
+    """
+    public = Path(folder) / PUBLIC_KEY_FILE
+    if public.is_file():
+        return public.read_text(encoding="ascii")
+    private = Path(folder) / KEY_FILE
+    if not private.is_file():
+        return None
+    loaded = serialization.load_pem_private_key(private.read_bytes(), password=None)
+    if not isinstance(loaded, Ed25519PrivateKey):
+        raise ValueError(f"{private} is not an Ed25519 key")
+    return public_key_pem(loaded.public_key())
 
 
 def verify_signature(public_pem: str, message: bytes, signature_b64: str) -> bool:
@@ -111,10 +137,23 @@ class AuditAnchor:
             pass
         finally:
             temporary.unlink(missing_ok=True)
+        self._write_public_key()
+
+    def _write_public_key(self) -> None:
+        """Write ``public-key.pem`` beside the key (atomically), for whoever verifies exports and witnesses."""
+        loaded = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
+        if not isinstance(loaded, Ed25519PrivateKey):
+            raise ValueError(f"{self.key_path} is not an Ed25519 key")
+        temporary = self.folder / f".{PUBLIC_KEY_FILE}.{os.getpid()}"
+        temporary.write_text(public_key_pem(loaded.public_key()), encoding="ascii")
+        os.replace(temporary, self.folder / PUBLIC_KEY_FILE)
 
     def public_key_pem(self) -> str:
-        """The public half, as PEM, for verifying exports elsewhere."""
-        return public_key_pem(self.private_key().public_key())
+        """The public half, as PEM, for verifying exports elsewhere (creates the key pair on first use)."""
+        key = public_key_pem(self.private_key().public_key())
+        if not (self.folder / PUBLIC_KEY_FILE).is_file():
+            self._write_public_key()  # a folder from before public-key.pem existed
+        return key
 
     def sign(self, message: bytes) -> str:
         """Base64 Ed25519 signature of ``message``."""
@@ -146,16 +185,17 @@ class AuditAnchor:
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
-    def advance(self, seq: int, record_hash: str) -> None:
+    def advance(self, seq: int, record_hash: str, *, force: bool = False) -> None:
         """Move the checkpoint to record ``seq`` unless it already stands at or beyond it.
 
         Appends from several processes commit in sequence order but may reach this point in any order; the
-        file lock and the comparison keep the checkpoint from ever moving back. The file is replaced
-        atomically but not flushed to disk (an fsync per search would double its cost): after a power loss
-        the checkpoint may lag behind the last records, which stay chained and sealed.
+        file lock and the comparison keep the checkpoint from ever moving back (``force``, for a re-anchoring
+        only, replaces it whatever it says). The file is replaced atomically but not flushed to disk (an fsync
+        per search would double its cost): after a power loss the checkpoint may lag behind the last records,
+        which stay chained and sealed.
         """
         with self._locked():
-            if self._stored_seq() >= seq:
+            if not force and self._stored_seq() >= seq:
                 return
             body = {"seq": seq, "hash": record_hash}
             document = {**body, "signature": self.sign(_checkpoint_message(seq, record_hash))}

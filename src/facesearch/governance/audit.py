@@ -6,6 +6,13 @@ sha256 of all of these, so changing, removing or reordering any record breaks th
 seal and the checkpoint of :mod:`facesearch.governance.anchor` catch what a hash chain alone cannot (a chain
 recomputed after an edit, and records removed from its end).
 
+Removing records from the end and then letting normal use append new ones would leave a chain that verifies
+from end to end, once the checkpoint has moved past the gap. So every append first checks that the record the
+checkpoint names is still there, unchanged, and not beyond the chain's head, and refuses (raises
+:class:`AuditError`, so the action it was for does not happen) otherwise: a shortened chain stops the data
+folder's use until an operator looks at it (``facesearch audit verify``) and, having understood what
+happened, re-anchors it (``facesearch audit reanchor``), which is itself recorded.
+
 Appends from several processes (a server and the CLI on one data folder) are serialised by the row lock of
 the ``audit_head`` row, updated first in every append's transaction, on SQLite and PostgreSQL alike.
 """
@@ -15,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +33,8 @@ from sqlalchemy.orm import Session
 
 from facesearch.catalog.schema import AuditHead, AuditRecord
 from facesearch.catalog.store import Catalog
-from facesearch.governance.anchor import AuditAnchor, verify_signature
+from facesearch.governance.anchor import AuditAnchor, Checkpoint, key_fingerprint, verify_signature
+from facesearch.governance.witness import AuditWitness, WitnessCheckpoint, WitnessError
 
 GENESIS = "0" * 64
 """The ``prev_hash`` of the first record."""
@@ -106,9 +114,10 @@ def _record_dict(record: AuditRecord) -> dict[str, Any]:
 class AuditTrail:
     """The audit log of one catalog, anchored in one data folder."""
 
-    def __init__(self, catalog: Catalog, anchor: AuditAnchor) -> None:
+    def __init__(self, catalog: Catalog, anchor: AuditAnchor, *, witness: AuditWitness | None = None) -> None:
         self.catalog = catalog
         self.anchor = anchor
+        self.witness = witness
 
     @classmethod
     def beside(cls, catalog: Catalog) -> AuditTrail:
@@ -133,10 +142,13 @@ class AuditTrail:
         purpose: str | None = None,
         case_ref: str | None = None,
         probe_sha256: str | None = None,
+        also: Callable[[Session, int], None] | None = None,
     ) -> int:
         """Write one record at the end of the chain and move the checkpoint; returns its sequence number.
 
-        Raises :class:`AuditError` when it cannot be written: callers must then not hand out what it was for.
+        ``also(session, seq)`` runs in the same transaction (what must be stored with the record, such as the
+        candidates a search returned under a case). Raises :class:`AuditError` when it cannot be written:
+        callers must then not hand out what it was for.
         """
         try:
             with self.catalog.session() as session, session.begin():
@@ -149,6 +161,8 @@ class AuditTrail:
                     case_ref=case_ref,
                     probe_sha256=probe_sha256,
                 )
+                if also is not None:
+                    also(session, seq)
         except AuditError:
             raise
         except Exception as error:  # any storage failure: the caller must refuse, never go on unaudited
@@ -166,10 +180,13 @@ class AuditTrail:
         purpose: str | None = None,
         case_ref: str | None = None,
         probe_sha256: str | None = None,
+        guard: bool = True,
     ) -> tuple[int, str]:
         """Add a record inside the caller's transaction (so that it commits with the change it records).
 
         Returns ``(seq, hash)``; after the commit, call :meth:`committed` with them to move the checkpoint.
+        Raises :class:`AuditError` (and the caller's transaction must roll back) when the chain no longer holds
+        the record its checkpoint names; ``guard=False`` is for :meth:`reanchor` only.
         """
         details_text = canonical_json(details)
         at = datetime.now(UTC).isoformat(timespec="microseconds")
@@ -179,6 +196,8 @@ class AuditTrail:
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             raise AuditError("the audit chain's head row is missing: the catalog was tampered with")
         seq, prev_hash = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one()
+        if guard:
+            self._check_anchored(session, int(seq) - 1)
         digest = record_hash(seq, at, actor, action, purpose, case_ref, probe_sha256, details_text, prev_hash)
         session.add(
             AuditRecord(
@@ -199,12 +218,100 @@ class AuditTrail:
         session.flush()
         return int(seq), digest
 
+    def _check_anchored(self, session: Session, head_seq: int) -> None:
+        """Refuse to extend a chain that lost the record its signed checkpoint names (see the module's doc)."""
+        try:
+            checkpoint = self.anchor.read_checkpoint()
+        except ValueError as error:
+            raise AuditError(f"refusing to append to the audit log: {error}") from error
+        if checkpoint is None:
+            if head_seq > 0:
+                raise AuditError(
+                    f"refusing to append to the audit log: its checkpoint {self.anchor.checkpoint_path} is missing "
+                    f"while the chain holds {head_seq} records (run `facesearch audit verify`)"
+                )
+            return
+        problem = self._checkpoint_problem(session, checkpoint, head_seq)
+        if problem is not None:
+            raise AuditError(f"refusing to append to the audit log: {problem} (run `facesearch audit verify`)")
+
+    @staticmethod
+    def _checkpoint_problem(session: Session, checkpoint: Checkpoint, head_seq: int) -> str | None:
+        if checkpoint.seq > head_seq:
+            return f"records {head_seq + 1} to {checkpoint.seq} were removed from the end of the chain"
+        stored = session.scalar(select(AuditRecord.hash).where(AuditRecord.seq == checkpoint.seq))
+        if stored is None:
+            return f"record {checkpoint.seq}, named by the signed checkpoint, was removed"
+        if stored != checkpoint.hash:
+            return f"record {checkpoint.seq} differs from the signed checkpoint"
+        return None
+
     def committed(self, seq: int, digest: str) -> None:
-        """Move the signed checkpoint to a committed record."""
+        """Move the signed checkpoint to a committed record (and write it to the witness when one is due)."""
         try:
             self.anchor.advance(seq, digest)
         except Exception as error:
             raise AuditError(f"could not write the audit checkpoint: {error}") from error
+        if self.witness is not None:
+            try:
+                self.witness.committed(seq, digest)
+            except WitnessError as error:
+                raise AuditError(str(error)) from error
+
+    def head(self) -> tuple[int, str]:
+        """The chain's head: the newest record's sequence number and hash (``(0, GENESIS)`` when empty)."""
+        with self.catalog.session() as session:
+            row = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one_or_none()
+        if row is None:
+            raise AuditError("the audit chain's head row is missing: the catalog was tampered with")
+        return int(row[0]), str(row[1])
+
+    def witness_now(self) -> str:
+        """Write a checkpoint of the chain's head to the configured witness now; returns the line written."""
+        if self.witness is None:
+            raise AuditError("no audit witness is configured (audit_witness or audit_witness_command in config.toml)")
+        seq, digest = self.head()
+        if seq == 0:
+            raise AuditError("the audit log is empty: nothing to witness yet")
+        try:
+            return self.witness.write(seq, digest)
+        except WitnessError as error:
+            raise AuditError(str(error)) from error
+
+    def close(self) -> None:
+        """Witness the newest committed record, if the witness has not seen it yet."""
+        if self.witness is not None:
+            try:
+                self.witness.flush()
+            except WitnessError as error:
+                raise AuditError(str(error)) from error
+
+    def reanchor(self, *, actor: str) -> dict[str, Any]:
+        """Accept the chain as it stands after an operator checked it, and record that this was done.
+
+        For a chain whose checkpoint no longer matches (records lost from its end, a checkpoint lost in a
+        crash): every record must still be intact, sealed and in sequence; the checkpoint then moves to a new
+        record, ``audit_reanchored``, which names the checkpoint it replaces. The gap stays visible in the chain
+        (and in any witness), so this cannot hide a removal, only end the refusal to append.
+        """
+        result = self.verify(check_checkpoint=False)
+        if not result.ok:
+            raise AuditError(f"the chain itself is broken, re-anchoring would not help: {result.problem}")
+        try:
+            previous = self.anchor.read_checkpoint()
+            previous_text: dict[str, Any] | str | None = (
+                {"seq": previous.seq, "hash": previous.hash} if previous is not None else None
+            )
+        except ValueError as error:
+            previous_text = f"unreadable: {error}"
+        details = {"previous_checkpoint": previous_text, "records": result.records}
+        with self.catalog.session() as session, session.begin():
+            seq, digest = self.append_in(session, actor=actor, action="audit_reanchored", details=details, guard=False)
+        # The checkpoint may stand beyond the new record (records removed from the end): replace it outright.
+        self.anchor.advance(seq, digest, force=True)
+        if self.witness is not None:
+            self.witness.write(seq, digest)
+        return {"seq": seq, **details}
 
     # Reading --------------------------------------------------------------------------------------------------
 
@@ -243,18 +350,28 @@ class AuditTrail:
 
     # Verifying ------------------------------------------------------------------------------------------------
 
-    def verify(self) -> Verification:
+    def verify(self, *, witness: list[WitnessCheckpoint] | None = None, check_checkpoint: bool = True) -> Verification:
         """Recompute the chain and compare it with its seals, head row and the signed checkpoint.
 
         Names the first record that was changed, removed or reordered, whoever did it and however (the API,
-        or someone editing the database directly).
+        or someone editing the database directly). ``witness`` adds checkpoints read from a witness
+        (:func:`facesearch.governance.witness.read_witness`): each record they name must still hold the hash
+        they name.
         """
         expected, previous, count = 1, GENESIS, 0
         checkpoint_error = None
-        try:
-            checkpoint = self.anchor.read_checkpoint()
-        except ValueError as error:
-            checkpoint, checkpoint_error = None, str(error)
+        checkpoint = None
+        if check_checkpoint:
+            try:
+                checkpoint = self.anchor.read_checkpoint()
+            except ValueError as error:
+                checkpoint_error = str(error)
+        witnessed: dict[int, WitnessCheckpoint] = {}
+        for entry in witness or []:
+            witnessed.setdefault(entry.seq, entry)
+            if witnessed[entry.seq].hash != entry.hash:
+                problem = f"the witness names two hashes for record {entry.seq} (lines {witnessed[entry.seq].line}"
+                return Verification(False, 0, entry.seq, f"{problem} and {entry.line}): history was rewritten")
         hash_at_checkpoint = None
         for record in self._iter_records():
             if record.seq != expected:
@@ -269,19 +386,42 @@ class AuditTrail:
                 )
             if checkpoint is not None and record.seq == checkpoint.seq:
                 hash_at_checkpoint = record.hash
+            seen = witnessed.get(record.seq)
+            if seen is not None and seen.hash != record.hash:
+                problem = f"record {record.seq} differs from the witness checkpoint of {seen.at} (line {seen.line})"
+                return Verification(False, count, record.seq, problem)
             previous, expected, count = record.hash, expected + 1, count + 1
         last = expected - 1
+        beyond = [entry for entry in witnessed.values() if entry.seq > last]
+        if beyond:
+            entry = max(beyond, key=lambda e: e.seq)
+            removed = f"records {last + 1} to {entry.seq} were removed (the witness saw {entry.seq} on {entry.at})"
+            return Verification(False, count, last + 1, f"record {last + 1} was removed ({removed})")
         if checkpoint_error is not None:
             return Verification(False, count, None, checkpoint_error)
         with self.catalog.session() as session:
             head = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one_or_none()
         if head is None:
             return Verification(False, count, None, "the audit chain's head row was removed")
+        if check_checkpoint:
+            failed = self._verify_checkpoint(checkpoint, count, last, hash_at_checkpoint)
+            if failed is not None:
+                return failed
+        if head.seq > last:
+            removed = f"record {last + 1} was removed (the chain's head says {head.seq})"
+            return Verification(False, count, last + 1, removed)
+        if head.seq < last or head.hash != previous:
+            return Verification(False, count, None, "the audit chain's head row was altered")
+        return Verification(True, count)
+
+    def _verify_checkpoint(
+        self, checkpoint: Checkpoint | None, count: int, last: int, hash_at_checkpoint: str | None
+    ) -> Verification | None:
         if checkpoint is None:
             if count or self.anchor.has_key():
                 missing = f"the audit checkpoint {self.anchor.checkpoint_path} is missing"
                 return Verification(False, count, None, missing)
-            return Verification(True, 0)
+            return None
         if checkpoint.seq > last:
             first = last + 1
             what = "every record was removed" if last == 0 else f"records {first} to {checkpoint.seq} were removed"
@@ -290,12 +430,7 @@ class AuditTrail:
             return Verification(
                 False, count, checkpoint.seq, f"record {checkpoint.seq} differs from the signed checkpoint"
             )
-        if head.seq > last:
-            removed = f"record {last + 1} was removed (the chain's head says {head.seq})"
-            return Verification(False, count, last + 1, removed)
-        if head.seq < last or head.hash != previous:
-            return Verification(False, count, None, "the audit chain's head row was altered")
-        return Verification(True, count)
+        return None
 
     # Export ---------------------------------------------------------------------------------------------------
 
@@ -338,8 +473,10 @@ def _signed_message(summary: dict[str, Any]) -> bytes:
 def verify_export(lines: list[str], *, public_key_pem: str | None = None) -> Verification:
     """Check a signed export: the signature, every record's hash, and the chain between records.
 
-    ``public_key_pem`` (the data folder's public key) makes sure the export was signed by that data folder
-    and not by anyone who re-signed an edited file with a key of their own.
+    ``public_key_pem`` is the key the verifier trusts (the data folder's, or one its operator published).
+    Without it, an export is never accepted: its own embedded key proves only that *someone* signed it, and
+    whoever edited it could have re-signed it with a key of their own. The records are still checked, so the
+    answer says whether the file is intact as well as that its signer is unknown.
     """
     if not lines:
         return Verification(False, 0, None, "the export is empty")
@@ -353,10 +490,10 @@ def verify_export(lines: list[str], *, public_key_pem: str | None = None) -> Ver
     digest = hashlib.sha256("".join(line if line.endswith("\n") else line + "\n" for line in lines[:-1]).encode())
     if digest.hexdigest() != summary.get("sha256") or summary.get("records") != len(records):
         return Verification(False, len(records), None, "the export's records do not match its signature line")
-    key = public_key_pem or summary.get("public_key", "")
-    if public_key_pem is not None and summary.get("public_key", "").strip() != public_key_pem.strip():
+    embedded = str(summary.get("public_key", ""))
+    if public_key_pem is not None and embedded.strip() != public_key_pem.strip():
         return Verification(False, len(records), None, "the export was signed by another key")
-    if not verify_signature(key, _signed_message(summary), str(summary.get("signature", ""))):
+    if not verify_signature(public_key_pem or embedded, _signed_message(summary), str(summary.get("signature", ""))):
         return Verification(False, len(records), None, "the export's signature is invalid")
     previous = None
     for count, record in enumerate(records):
@@ -377,4 +514,10 @@ def verify_export(lines: list[str], *, public_key_pem: str | None = None) -> Ver
         if previous is not None and (record["seq"] != previous["seq"] + 1 or record["prev_hash"] != previous["hash"]):
             return Verification(False, count, record["seq"], f"record {record['seq']} does not follow its predecessor")
         previous = record
+    if public_key_pem is None:
+        unknown = (
+            "the records are intact and signed, but nothing says by whom: give the signer's public key "
+            f"(its fingerprint in the file is {key_fingerprint(embedded)})"
+        )
+        return Verification(False, len(records), None, unknown)
     return Verification(True, len(records))

@@ -43,6 +43,9 @@ class IngestOptions:
     # Sets the collection's quality policy (kept for later runs): faces scoring below it are not indexed;
     # 0 indexes every face again. None keeps the collection's policy as it is.
     min_quality: float | None = None
+    # Enrol the main face of every photo under this label (the server's enrolment: the label never becomes a
+    # folder name, so no path ever carries it).
+    subject: str | None = None
 
 
 @dataclass
@@ -110,7 +113,7 @@ def _pending_tasks(
         tasks.append(
             FileTask(
                 path=source.path,
-                subject=source.folder_name if options.subject_from_folder else None,
+                subject=options.subject or (source.folder_name if options.subject_from_folder else None),
                 source_url=options.source_url,
             )
         )

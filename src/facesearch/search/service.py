@@ -17,19 +17,23 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from facesearch.catalog.store import Catalog
 from facesearch.config import UNSPECIFIED_PURPOSE
 from facesearch.governance.audit import AuditTrail
+from facesearch.governance.cases import Cases
 from facesearch.governance.context import ActionContext, local_actor
 from facesearch.governance.optout import OptOutList
 from facesearch.index.base import VectorIndex
 from facesearch.search.calibration import DEFAULT_VERIFY_FMR, Calibration, find_calibration
 from facesearch.vision.image import DEFAULT_MAX_PIXELS, ImageRejected, load_image, read_image_bytes
 from facesearch.vision.packs import AnalysedFace, ModelPack
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 ImageInput = str | os.PathLike[str] | bytes | np.ndarray
 
@@ -235,16 +239,30 @@ class SearchService:
             return self.pack.analyse([rgb])[0]
 
     def _record(
-        self, action: str, context: ActionContext | None, probe_sha256: str | None, details: dict[str, Any]
+        self,
+        action: str,
+        context: ActionContext | None,
+        probe_sha256: str | None,
+        details: dict[str, Any],
+        returned: Sequence[tuple[int, float]] = (),
     ) -> int:
+        """Write the call's audit record; the faces ``returned`` under a case become that case's candidates
+        in the same transaction (what its reviewers may then read and decide on)."""
         context = context or self.context
+        case_ref = context.case_ref
+
+        def remember(session: Session, seq: int) -> None:
+            if case_ref is not None and returned:
+                Cases.record_candidates(session, case_ref, seq, list(returned))
+
         return self.audit.append(
             actor=context.actor,
             action=action,
             purpose=context.purpose,
-            case_ref=context.case_ref,
+            case_ref=case_ref,
             probe_sha256=probe_sha256,
             details={"pack": self.pack.key, **details},
+            also=remember,
         )
 
     def _allowed_ids(self, collection: str | None, collections: Sequence[str] | None) -> np.ndarray | str | None:
@@ -326,8 +344,14 @@ class SearchService:
         all_subjects = [
             None if row is None else self._calibrate(row, searched, max_fmr, _mean_similarity) for row in all_subjects
         ]
+        returned = [(c.face_id, c.similarity) for row in all_candidates for c in row]
+        returned += [(s.best_face_id, s.best_similarity) for row in all_subjects if row for s in row]
         self._record(
-            "search", context, probe_sha256, {**details, "faces": len(faces), "results": _results(all_candidates)}
+            "search",
+            context,
+            probe_sha256,
+            {**details, "faces": len(faces), "results": _results(all_candidates)},
+            returned,
         )
         for face, candidates, subjects in zip(faces, all_candidates, all_subjects, strict=True):
             result.faces.append(
@@ -426,16 +450,24 @@ class SearchService:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         candidates = self._candidates(vectors, top_k=top_k, allowed_ids=allowed_ids)
         probe_sha256 = hashlib.sha256(vectors.tobytes()).hexdigest()
-        self._record("search_vectors", context, probe_sha256, {"top_k": top_k, "results": _results(candidates)})
+        returned = [(c.face_id, c.similarity) for row in candidates for c in row]
+        self._record(
+            "search_vectors", context, probe_sha256, {"top_k": top_k, "results": _results(candidates)}, returned
+        )
         return candidates
 
     def faces_above(
-        self, image: ImageInput, threshold: float, *, context: ActionContext | None = None
+        self,
+        image: ImageInput,
+        threshold: float,
+        *,
+        context: ActionContext | None = None,
+        collections: Sequence[str] | None = None,
     ) -> tuple[list[Candidate], str | None]:
         """Every stored face at or above ``threshold`` for the largest face of a photo, opted-out ones included.
 
-        For "forget this person": the list to review before erasing. Returns ``(candidates, error)``;
-        audited (action ``forget_search``).
+        For "forget this person": the list to review before erasing, limited to ``collections`` (the acting
+        user's) when given. Returns ``(candidates, error)``; audited (action ``forget_search``).
         """
         try:
             rgb, probe_sha256 = _read_probe(image, self.max_pixels)
@@ -447,13 +479,16 @@ class SearchService:
             self._record("forget_search", context, probe_sha256, {"faces": 0, "results": []})
             return [], "no face found in the photo"
         vector = faces[0].embedding[None, :]
+        allowed = self._allowed_ids(None, collections)
+        if isinstance(allowed, str):  # a grant to a collection since erased: nothing to list
+            allowed = np.zeros(0, dtype=np.int64)
         k = 100
-        while True:
-            scores, _ids = self.index.search(vector, k)
+        while allowed is None or allowed.size:
+            scores, _ids = self.index.search(vector, k, allowed)
             if scores[0, -1] < threshold or k >= len(self.index):
                 break
             k = min(len(self.index), k * 4)
-        found = self._candidates(vector, top_k=k, allowed_ids=None, include_opted_out=True)[0]
+        found = self._candidates(vector, top_k=k, allowed_ids=allowed, include_opted_out=True)[0]
         kept = [c for c in found if c.similarity >= threshold]
         self._record("forget_search", context, probe_sha256, {"threshold": threshold, "results": _results([kept])})
         return kept, None

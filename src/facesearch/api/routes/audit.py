@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from facesearch.api.auth import engine_of, require
 from facesearch.api.deps import Limit, Offset
 from facesearch.api.schemas import ErrorBody, VerificationOut
-from facesearch.governance.accounts import Principal
+from facesearch.governance.access import Principal
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorBody} for s in (401, 403, 422, 429)}

@@ -22,10 +22,7 @@ from facesearch.api.schemas import (
     RetentionIn,
 )
 from facesearch.api.uploads import confine, confined_files, new_upload_folder, remove_folder, store_upload
-from facesearch.engine import FaceSearch
-from facesearch.governance.accounts import Principal
-from facesearch.governance.context import ActionContext
-from facesearch.governance.retention import RetentionError
+from facesearch.governance.access import Principal
 
 router = APIRouter(prefix="/v1", tags=["collections"])
 # The issue names job progress ``GET /jobs/{id}``: the same answer without the version prefix.
@@ -38,53 +35,28 @@ def _jobs(request: Request) -> JobRunner:
     return runner
 
 
-def _collections(engine: FaceSearch, principal: Principal) -> list[dict[str, Any]]:
-    retention = engine.retention.policies()
-    return [
-        {**row, "retention_days": retention.get(row["name"])}
-        for row in engine.catalog.collections()
-        if principal.may_see(row["name"])
-    ]
-
-
-def _visible(engine: FaceSearch, principal: Principal, name: str) -> dict[str, Any]:
-    for row in _collections(engine, principal):
-        if row["name"] == name:
-            return row
-    raise ApiError(404, "unknown_collection", f"unknown collection {name!r}")
-
-
 @router.get("/collections", response_model=list[CollectionOut], responses=ERRORS)
 def list_collections(
     request: Request, principal: Annotated[Principal, Depends(require("collections.read"))]
 ) -> list[dict[str, Any]]:
     """The collections you may see, with legal basis, retention and counts."""
-    return _collections(engine_of(request), principal)
+    return engine_of(request).collections.list(principal)
 
 
 @router.post("/collections", status_code=201, response_model=CollectionOut, responses=ERRORS)
 def create_collection(
     request: Request, body: CollectionIn, principal: Annotated[Principal, Depends(require("collections.manage"))]
 ) -> dict[str, Any]:
-    """Create a collection; its legal basis is required, its retention (days) optional."""
-    engine = engine_of(request)
-    if engine.catalog.collection_id(body.name) is not None:
-        raise ApiError(409, "collection_exists", f"collection {body.name!r} already exists")
-    engine.catalog.ensure_collection(
+    """Create a collection (administrators who see every collection); its legal basis is required."""
+    return engine_of(request).collections.create(
+        principal,
         body.name,
-        description=body.description,
         legal_basis=body.legal_basis,
+        description=body.description,
         source=body.source,
+        retention_days=body.retention_days,
         min_quality=body.min_quality,
     )
-    if body.retention_days is not None:
-        engine.retention.set(body.name, body.retention_days)
-    engine.audit.append(
-        actor=principal.actor,
-        action="collection_create",
-        details={"collection": body.name, "retention_days": body.retention_days, "min_quality": body.min_quality},
-    )
-    return _visible(engine, principal, body.name)
 
 
 @router.get("/collections/{name}", response_model=CollectionOut, responses=ERRORS)
@@ -92,7 +64,7 @@ def get_collection(
     request: Request, name: str, principal: Annotated[Principal, Depends(require("collections.read"))]
 ) -> dict[str, Any]:
     """One collection."""
-    return _visible(engine_of(request), principal, name)
+    return engine_of(request).collections.get(principal, name)
 
 
 @router.delete("/collections/{name}", response_model=ErasureOut, responses=ERRORS)
@@ -101,8 +73,8 @@ def delete_collection(
 ) -> dict[str, Any]:
     """Erase a collection: every image, face, vector and uploaded file in it (audited)."""
     engine = engine_of(request)
-    _visible(engine, principal, name)
-    return engine.erase("collection", [name], context=ActionContext(actor=principal.actor)).to_dict()
+    engine.collections.get(principal, name)
+    return engine.erase("collection", [name], principal=principal).to_dict()
 
 
 @router.put("/collections/{name}/quality-policy", response_model=CollectionOut, responses=ERRORS)
@@ -113,15 +85,7 @@ def set_quality_policy(
     principal: Annotated[Principal, Depends(require("collections.manage"))],
 ) -> dict[str, Any]:
     """Set the quality below which the collection's later ingests do not index faces (faces already in stay)."""
-    engine = engine_of(request)
-    _visible(engine, principal, name)
-    engine.catalog.ensure_collection(name, min_quality=body.min_quality or 0.0)
-    engine.audit.append(
-        actor=principal.actor,
-        action="quality_policy_set",
-        details={"collection": name, "min_quality": body.min_quality or None},
-    )
-    return _visible(engine, principal, name)
+    return engine_of(request).collections.set_quality_policy(principal, name, body.min_quality)
 
 
 @router.put("/collections/{name}/retention", response_model=CollectionOut, responses=ERRORS)
@@ -129,14 +93,7 @@ def set_retention(
     request: Request, name: str, body: RetentionIn, principal: Annotated[Principal, Depends(require("retention"))]
 ) -> dict[str, Any]:
     """Set how many days the collection keeps its images (``null``: until erased)."""
-    engine = engine_of(request)
-    _visible(engine, principal, name)
-    try:
-        engine.retention.set(name, body.days)
-    except RetentionError as error:
-        raise ApiError(422, "invalid_retention", str(error)) from error
-    engine.audit.append(actor=principal.actor, action="retention_set", details={"collection": name, "days": body.days})
-    return _visible(engine, principal, name)
+    return engine_of(request).collections.set_retention(principal, name, body.days)
 
 
 @router.post("/collections/{name}/uploads", status_code=202, response_model=JobOut, responses=ERRORS)
@@ -150,7 +107,7 @@ def upload_images(
 ) -> JSONResponse:
     """Upload pictures (or zip archives) into a collection; they are ingested by a background job."""
     engine = engine_of(request)
-    _visible(engine, principal, name)
+    engine.collections.get(principal, name)
     if not files:
         raise ApiError(422, "validation_error", "no file was uploaded")
     folder = new_upload_folder(engine.uploads_dir, name)
@@ -168,7 +125,7 @@ def upload_images(
     job = _jobs(request).submit_ingest(
         collection=name,
         paths=[str(folder)] if subject_from_folder else stored,
-        actor=principal.actor,
+        principal=principal,
         subject_from_folder=subject_from_folder,
         source_url=source_url,
     )
@@ -185,7 +142,7 @@ def ingest_path(
 ) -> JSONResponse:
     """Ingest a folder or file on the server; it must lie inside the configured ingest roots."""
     engine = engine_of(request)
-    _visible(engine, principal, name)
+    engine.collections.get(principal, name)
     roots = engine.settings.ingest_roots
     path = confine(body.path, roots)
     files = list(confined_files(path, roots))
@@ -194,7 +151,7 @@ def ingest_path(
     job = _jobs(request).submit_ingest(
         collection=name,
         paths=files,
-        actor=principal.actor,
+        principal=principal,
         subject_from_folder=body.subject_from_folder,
         source_url=body.source_url,
     )
@@ -202,18 +159,18 @@ def ingest_path(
 
 
 @router.get("/jobs", response_model=list[JobOut], tags=["jobs"], responses=ERRORS)
-def list_jobs(request: Request, _principal: Annotated[Principal, Depends(require("jobs"))]) -> list[dict[str, Any]]:
-    """Jobs, newest first."""
-    return _jobs(request).list()
+def list_jobs(request: Request, principal: Annotated[Principal, Depends(require("jobs"))]) -> list[dict[str, Any]]:
+    """Jobs of the collections you may see, newest first."""
+    return _jobs(request).list(principal)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"], responses=ERRORS)
 @aliases.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="Get Job (same as /v1/jobs/{job_id})")
 def get_job(
-    request: Request, job_id: PathId, _principal: Annotated[Principal, Depends(require("jobs"))]
+    request: Request, job_id: PathId, principal: Annotated[Principal, Depends(require("jobs"))]
 ) -> dict[str, Any]:
     """One job and its progress."""
-    job = _jobs(request).get(job_id)
+    job = _jobs(request).get(principal, job_id)
     if job is None:
         raise ApiError(404, "unknown_job", f"unknown job {job_id}")
     return job

@@ -1,4 +1,5 @@
-"""Erasure, "forget this person", the opt-out list and retention purges (admins only; all audited)."""
+"""Erasure, "forget this person", the opt-out list and retention purges (administrators; all audited by the
+services, which also keep an administrator limited to some collections inside them)."""
 
 from __future__ import annotations
 
@@ -12,31 +13,22 @@ from facesearch.api.deps import PathId, read_upload
 from facesearch.api.errors import ApiError
 from facesearch.api.schemas import ErasureIn, ErasureOut, ErrorBody, ForgetEraseIn, ForgetOut, OptOutOut
 from facesearch.api.uploads import check_image_bytes
-from facesearch.governance.accounts import Principal
-from facesearch.governance.context import ActionContext
-from facesearch.governance.erasure import ErasureError
-from facesearch.governance.optout import OptOutError
+from facesearch.governance.access import Principal
+from facesearch.governance.optout import OptOuts
 
 router = APIRouter(prefix="/v1", tags=["erasure and opt-out"])
 ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorBody} for s in (401, 403, 404, 413, 415, 422, 429)}
-
-
-def _context(principal: Principal) -> ActionContext:
-    return ActionContext(actor=principal.actor)
 
 
 @router.post("/erasure", response_model=ErasureOut, responses=ERRORS)
 def erase(
     request: Request, body: ErasureIn, principal: Annotated[Principal, Depends(require("erase"))]
 ) -> dict[str, Any]:
-    """Erase images (id or path), faces, subjects (label), source URLs or collections, everywhere.
+    """Erase images (id or path), faces, subjects (label), source URLs or collections, in your collections.
 
     Rows, vectors, crops and uploaded files go; the audit record keeps counts, never what was erased.
     """
-    try:
-        return engine_of(request).erase(body.kind, body.values, context=_context(principal)).to_dict()
-    except ErasureError as error:
-        raise ApiError(404, "nothing_to_erase", str(error)) from error
+    return engine_of(request).erase(body.kind, body.values, principal=principal).to_dict()
 
 
 @router.post("/forget/candidates", response_model=ForgetOut, responses=ERRORS)
@@ -46,12 +38,12 @@ def forget_candidates(
     image: Annotated[UploadFile, File(description="A photo of the person who asked to be forgotten.")],
     threshold: Annotated[float | None, Form(ge=-1, le=1, description="Default: strict, per pack.")] = None,
 ) -> dict[str, Any]:
-    """Every face at or above a strict threshold for the person in the photo: review, then erase."""
+    """Every face (of your collections) at or above a strict threshold for the person in the photo."""
     engine = engine_of(request)
     data = read_upload(image, engine.settings.max_upload_bytes, "image")
     check_image_bytes(data, "image")
     limit = threshold if threshold is not None else engine.forget_threshold()
-    candidates, error = engine.forget_candidates(data, threshold=limit, context=_context(principal))
+    candidates, error = engine.forget_candidates(data, threshold=limit, principal=principal)
     if error:
         raise ApiError(422, "image_rejected", error)
     return {"threshold": limit, "candidates": [dataclasses.asdict(c) for c in candidates]}
@@ -62,18 +54,13 @@ def forget_erase(
     request: Request, body: ForgetEraseIn, principal: Annotated[Principal, Depends(require("erase"))]
 ) -> dict[str, Any]:
     """Erase the faces confirmed after review."""
-    try:
-        return engine_of(request).erase("face", body.face_ids, context=_context(principal)).to_dict()
-    except ErasureError as error:
-        raise ApiError(404, "nothing_to_erase", str(error)) from error
+    return engine_of(request).erase("face", body.face_ids, principal=principal).to_dict()
 
 
 @router.get("/optouts", responses=ERRORS)
-def list_optouts(
-    request: Request, _principal: Annotated[Principal, Depends(require("optout"))]
-) -> list[dict[str, Any]]:
-    """Opt-outs: ids, dates, notes (never faces)."""
-    return engine_of(request).optouts.list()
+def list_optouts(request: Request, principal: Annotated[Principal, Depends(require("optout"))]) -> list[dict[str, Any]]:
+    """Opt-outs: ids, dates, notes (never faces). Administrators who see every collection."""
+    return engine_of(request).optouts.list(principal)
 
 
 @router.post("/optouts", status_code=201, response_model=OptOutOut, responses=ERRORS)
@@ -83,25 +70,20 @@ def add_optout(
     image: Annotated[UploadFile, File(description="A photo of the person; it is not kept.")],
     note: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> dict[str, Any]:
-    """Put a person on the opt-out list: from the next request on, ingests drop them and searches hide them."""
+    """Put a person on the opt-out list and erase their stored faces; from now on ingests drop them."""
+    OptOuts.check(principal)  # before the upload is read and analysed
     engine = engine_of(request)
     data = read_upload(image, engine.settings.max_upload_bytes, "image")
     check_image_bytes(data, "image")
-    try:
-        return engine.opt_out(data, note=note, context=_context(principal))
-    except OptOutError as error:
-        raise ApiError(422, "no_face", str(error)) from error
+    return engine.opt_out(data, note=note, principal=principal)
 
 
 @router.delete("/optouts/{optout_id}", status_code=204, response_class=Response, responses=ERRORS)
 def remove_optout(
     request: Request, optout_id: PathId, principal: Annotated[Principal, Depends(require("optout"))]
 ) -> Response:
-    """Withdraw an opt-out."""
-    try:
-        engine_of(request).opt_out_remove(optout_id, context=_context(principal))
-    except OptOutError as error:
-        raise ApiError(404, "unknown_optout", str(error)) from error
+    """Withdraw an opt-out (what was erased stays erased)."""
+    engine_of(request).opt_out_remove(optout_id, principal=principal)
     return Response(status_code=204)
 
 
@@ -109,6 +91,5 @@ def remove_optout(
 def purge(
     request: Request, principal: Annotated[Principal, Depends(require("retention"))], dry_run: bool = False
 ) -> dict[str, Any]:
-    """Erase now every image older than its collection's retention (the server also does it on a schedule)."""
-    context = ActionContext(actor=principal.actor, purpose="retention")
-    return engine_of(request).purge(context=context, dry_run=dry_run)
+    """Erase now every image (of your collections) older than its collection's retention."""
+    return engine_of(request).purge(principal=principal, dry_run=dry_run)

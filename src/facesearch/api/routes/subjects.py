@@ -1,22 +1,24 @@
-"""Subjects (enrol, list, rename, merge) and face crops."""
+"""Subjects (enrol, list, read, rename, merge), face metadata, crops and whole photos.
+
+Reads are authorized per collection and audited by the services (who read which face, under which case); a
+reviewer names the case whose candidate they read. Labels never become folder names: an enrolment's photo is
+stored under a neutral name and its label given to the ingest directly.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from facesearch.api.auth import engine_of, require
-from facesearch.api.crops import face_crop_jpeg
-from facesearch.api.deps import Limit, Offset, PathId, read_upload, visible_collections
+from facesearch.api.deps import Limit, Offset, PathId, read_upload
 from facesearch.api.errors import ApiError
 from facesearch.api.schemas import ErrorBody, SubjectMergeIn, SubjectOut, SubjectRenameIn
 from facesearch.api.uploads import check_image_bytes, new_upload_folder, remove_folder, safe_name
-from facesearch.governance.accounts import Principal
-from facesearch.governance.context import ActionContext
-from facesearch.governance.subjects import SubjectError
+from facesearch.governance.access import Principal
 from facesearch.search.service import analysis_lock
 from facesearch.vision.image import ImageRejected
 
@@ -24,12 +26,17 @@ router = APIRouter(prefix="/v1", tags=["subjects"])
 # The issue names crops ``GET /faces/{id}/crop.jpg``: the same answer without the version prefix.
 aliases = APIRouter(tags=["faces"])
 ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorBody} for s in (401, 403, 404, 409, 413, 415, 422, 429)}
-# A label becomes a folder name for the enrolment ingest: no separators, no NUL, not "." or "..".
+# A label is a person's name, not a path: no separators and no control characters.
 _LABEL = re.compile(r"^(?!\.{1,2}$)[^/\\\x00-\x1f]{1,200}$")
-
-
-def _not_found(what: str, ident: int) -> ApiError:
-    return ApiError(404, f"unknown_{what}", f"unknown {what} {ident}")
+CaseQuery = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:#-]{0,199}$",
+        description="The case you read this for (required of reviewers: a case you were assigned).",
+    ),
+]
+JPEG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/jpeg": {}}}}
 
 
 @router.get("/subjects", response_model=list[SubjectOut], responses=ERRORS)
@@ -38,20 +45,21 @@ def list_subjects(
     principal: Annotated[Principal, Depends(require("subjects.read"))],
     limit: Limit = 1000,
     offset: Offset = 0,
+    case_id: CaseQuery = None,
 ) -> list[dict[str, Any]]:
-    """Subjects with faces in the collections you may see."""
-    return engine_of(request).subjects.list(collections=visible_collections(principal), limit=limit, offset=offset)
+    """Subjects with faces in the collections you may see (audited)."""
+    return engine_of(request).subjects.list(principal, limit=limit, offset=offset, case_ref=case_id)
 
 
 @router.get("/subjects/{subject_id}", response_model=SubjectOut, responses=ERRORS)
 def get_subject(
-    request: Request, subject_id: PathId, principal: Annotated[Principal, Depends(require("subjects.read"))]
+    request: Request,
+    subject_id: PathId,
+    principal: Annotated[Principal, Depends(require("subjects.read"))],
+    case_id: CaseQuery = None,
 ) -> dict[str, Any]:
-    """One subject."""
-    try:
-        return engine_of(request).subjects.get(subject_id, collections=visible_collections(principal))
-    except SubjectError as error:
-        raise _not_found("subject", subject_id) from error
+    """One subject (audited)."""
+    return engine_of(request).subjects.get(principal, subject_id, case_ref=case_id)
 
 
 @router.post("/subjects", status_code=201, response_model=SubjectOut, responses=ERRORS)
@@ -67,23 +75,20 @@ def enrol_subject(
     label = label.strip()
     if not _LABEL.match(label):
         raise ApiError(422, "invalid_label", "a label is 1-200 characters without slashes or control characters")
-    if engine.catalog.collection_id(collection) is None or not principal.may_see(collection):
-        raise ApiError(404, "unknown_collection", f"unknown collection {collection!r}")
+    engine.collections.get(principal, collection)
     data = read_upload(image, engine.settings.max_upload_bytes, "image")
     check_image_bytes(data, "image")
     folder = new_upload_folder(engine.uploads_dir, collection)
-    target = folder / label / safe_name(image.filename, "photo.jpg")
-    target.parent.mkdir(parents=True)
+    target = folder / safe_name(image.filename, "photo.jpg")
     target.write_bytes(data)
     with analysis_lock(engine.pack()):  # one file: analysed in this process, on the pack searches use
-        summary = engine.index([str(target)], collection=collection, subject_from_folder=True, workers=1)
+        summary = engine.index([str(target)], collection=collection, subject=label, workers=1, principal=principal)
     if summary.faces == 0:
         remove_folder(folder)
+        if summary.duplicates:
+            raise ApiError(409, "not_enrolled", "the photo was already in the collection; nothing new was enrolled")
         raise ApiError(422, "no_face", "no face was found in the photo")
-    engine.audit.append(
-        actor=principal.actor, action="enrol", details={"collection": collection, "faces": summary.faces}
-    )
-    for subject in engine.subjects.list(limit=10_000):
+    for subject in engine.subjects.list(principal, limit=10_000):
         if subject["label"] == label:
             return subject
     raise ApiError(409, "not_enrolled", "the photo was already in the collection; nothing new was enrolled")
@@ -97,11 +102,7 @@ def rename_subject(
     principal: Annotated[Principal, Depends(require("subjects.manage"))],
 ) -> dict[str, Any]:
     """Give a subject another label (a label already taken is refused: merge instead)."""
-    try:
-        return engine_of(request).subjects.rename(subject_id, body.label, ActionContext(actor=principal.actor))
-    except SubjectError as error:
-        status, code = (404, "unknown_subject") if "unknown" in str(error) else (409, "label_taken")
-        raise ApiError(status, code, str(error)) from error
+    return engine_of(request).subjects.rename(principal, subject_id, body.label)
 
 
 @router.post("/subjects/{subject_id}/merge", response_model=SubjectOut, responses=ERRORS)
@@ -112,27 +113,18 @@ def merge_subject(
     principal: Annotated[Principal, Depends(require("subjects.manage"))],
 ) -> dict[str, Any]:
     """Move every face of this subject to subject ``into``, and remove this one."""
-    try:
-        return engine_of(request).subjects.merge(subject_id, body.into, ActionContext(actor=principal.actor))
-    except SubjectError as error:
-        status, code = (404, "unknown_subject") if "unknown" in str(error) else (422, "invalid_merge")
-        raise ApiError(status, code, str(error)) from error
-
-
-def _face(request: Request, principal: Principal, face_id: int) -> Any:
-    details = engine_of(request).catalog.face_details([face_id])
-    face = details.get(face_id)
-    if face is None or not principal.may_see(face.collection):
-        raise _not_found("face", face_id)
-    return face
+    return engine_of(request).subjects.merge(principal, subject_id, body.into)
 
 
 @router.get("/faces/{face_id}", tags=["faces"], responses=ERRORS)
 def get_face(
-    request: Request, face_id: PathId, principal: Annotated[Principal, Depends(require("faces.read"))]
+    request: Request,
+    face_id: PathId,
+    principal: Annotated[Principal, Depends(require("faces.read"))],
+    case_id: CaseQuery = None,
 ) -> dict[str, Any]:
-    """A stored face: image, collection, subject, source, box, quality and pack."""
-    face = _face(request, principal, face_id)
+    """A stored face: image, collection, subject, source, box, quality and pack (audited)."""
+    face = engine_of(request).reads.face(principal, face_id, case_ref=case_id)
     return {
         "face_id": face.face_id,
         "image_id": face.image_id,
@@ -146,25 +138,38 @@ def get_face(
     }
 
 
-@router.get(
-    "/faces/{face_id}/crop.jpg",
-    tags=["faces"],
-    response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}}, **ERRORS},
-)
+def _jpeg(read: Any) -> Response:
+    try:
+        return Response(read(), media_type="image/jpeg")
+    except ImageRejected as error:
+        raise ApiError(404, "image_unavailable", f"the face's image can no longer be read ({error.reason})") from error
+
+
+@router.get("/faces/{face_id}/crop.jpg", tags=["faces"], response_class=Response, responses={**JPEG, **ERRORS})
 @aliases.get(
     "/faces/{face_id}/crop.jpg",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}}, **ERRORS},
+    responses={**JPEG, **ERRORS},
     summary="Face Crop (same as /v1/faces/{face_id}/crop.jpg)",
 )
 def face_crop(
-    request: Request, face_id: PathId, principal: Annotated[Principal, Depends(require("faces.read"))]
+    request: Request,
+    face_id: PathId,
+    principal: Annotated[Principal, Depends(require("faces.read"))],
+    case_id: CaseQuery = None,
 ) -> Response:
-    """The face cut from its image (with a margin), as JPEG; cut on request, never stored."""
-    face = _face(request, principal, face_id)
-    try:
-        jpeg = face_crop_jpeg(face.image_path, face.bbox, max_pixels=engine_of(request).settings.max_probe_pixels * 4)
-    except ImageRejected as error:
-        raise ApiError(404, "image_unavailable", f"the face's image can no longer be read ({error.reason})") from error
-    return Response(jpeg, media_type="image/jpeg")
+    """The face cut from its image (with a margin), as JPEG; cut on request, never stored (audited)."""
+    reads = engine_of(request).reads
+    return _jpeg(lambda: reads.crop(principal, face_id, case_ref=case_id))
+
+
+@router.get("/faces/{face_id}/image.jpg", tags=["faces"], response_class=Response, responses={**JPEG, **ERRORS})
+def face_image(
+    request: Request,
+    face_id: PathId,
+    principal: Annotated[Principal, Depends(require("faces.read"))],
+    case_id: CaseQuery = None,
+) -> Response:
+    """The whole photo the face was found in, re-encoded as JPEG, at most 2048 pixels a side (audited)."""
+    reads = engine_of(request).reads
+    return _jpeg(lambda: reads.image(principal, face_id, case_ref=case_id))

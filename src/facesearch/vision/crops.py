@@ -11,6 +11,7 @@ from facesearch.vision.image import ImageRejected, load_image, read_image_bytes
 
 CROP_SIZE = 256
 MARGIN = 0.25  # of the face box's size on each side: the hair and chin a reviewer needs to see
+IMAGE_SIZE = 2048  # the longest side of a whole source photo shown on demand
 
 
 def face_crop_jpeg(image_path: str, bbox: tuple[float, float, float, float], *, max_pixels: int) -> bytes:
@@ -31,4 +32,18 @@ def face_crop_jpeg(image_path: str, bbox: tuple[float, float, float, float], *, 
     crop.thumbnail((CROP_SIZE, CROP_SIZE))
     buffer = io.BytesIO()
     crop.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def image_jpeg(image_path: str, *, max_pixels: int, size: int = IMAGE_SIZE) -> bytes:
+    """The whole image as a JPEG, at most ``size`` pixels a side: decoded and re-encoded, so that what is
+    sent is always a plain picture, whatever the stored file holds besides (metadata, other frames).
+
+    Raises :class:`ImageRejected` when the image can no longer be read.
+    """
+    rgb = load_image(read_image_bytes(image_path), max_pixels=max_pixels)
+    picture = Image.fromarray(np.ascontiguousarray(rgb))
+    picture.thumbnail((size, size))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()

@@ -1,0 +1,111 @@
+"""Collections as users see and manage them: listing within one's grants, creation under a legal basis,
+retention and quality policy; every change audited in its own transaction.
+
+Creating a collection concerns every collection's users (it is a new place to put faces), so a user limited
+to some collections may not do it; the check comes before anything is written, so a refused creation leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from facesearch.catalog.schema import Collection
+from facesearch.catalog.store import Catalog
+from facesearch.governance.access import Principal, require, require_collection, require_unlimited
+from facesearch.governance.audit import AuditTrail
+
+
+class CollectionError(ValueError):
+    """A collection cannot be created or changed as asked (it exists, a bad value...)."""
+
+
+class Collections:
+    """Collections of the catalog, seen and changed through a principal's grants."""
+
+    def __init__(self, catalog: Catalog, audit: AuditTrail) -> None:
+        self.catalog = catalog
+        self.audit = audit
+
+    def list(self, principal: Principal) -> list[dict[str, Any]]:
+        """The collections ``principal`` may see, with legal basis, retention, quality policy and counts."""
+        require(principal, "collections.read")
+        return [row for row in self.catalog.collections() if principal.may_see(row["name"])]
+
+    def get(self, principal: Principal, name: str) -> dict[str, Any]:
+        """One collection (404 when it does not exist or lies outside the principal's grants)."""
+        require(principal, "collections.read")
+        for row in self.list(principal):
+            if row["name"] == name:
+                return row
+        require_collection(principal, name, exists=False)
+        raise AssertionError("unreachable")
+
+    def _visible_for_change(self, principal: Principal, name: str) -> None:
+        require(principal, "collections.manage")
+        require_collection(principal, name, exists=self.catalog.collection_id(name) is not None)
+
+    def create(
+        self,
+        principal: Principal,
+        name: str,
+        *,
+        legal_basis: str | None,
+        description: str | None = None,
+        source: str | None = None,
+        retention_days: int | None = None,
+        min_quality: float | None = None,
+    ) -> dict[str, Any]:
+        """Create a collection (an unlimited administrator only); refused if it exists."""
+        require(principal, "collections.manage")
+        require_unlimited(principal, "creating a collection")
+        if retention_days is not None and retention_days < 1:
+            raise CollectionError("retention is at least 1 day (or none)")
+        with self.catalog.session() as session, session.begin():
+            if session.scalar(select(Collection.id).where(Collection.name == name)) is not None:
+                raise CollectionError(f"collection {name!r} already exists")
+            session.add(
+                Collection(
+                    name=name,
+                    description=description,
+                    legal_basis=legal_basis,
+                    source=source,
+                    retention_days=retention_days,
+                    min_quality=min_quality if min_quality else None,
+                )
+            )
+            details = {"collection": name, "retention_days": retention_days, "min_quality": min_quality}
+            audit = self.audit.append_in(session, actor=principal.actor, action="collection_create", details=details)
+        self.audit.committed(*audit)
+        return self.get(principal, name)
+
+    def set_quality_policy(self, principal: Principal, name: str, min_quality: float | None) -> dict[str, Any]:
+        """Faces below ``min_quality`` are not indexed by later ingests (``None`` or 0: every face is)."""
+        self._visible_for_change(principal, name)
+        value = min_quality if min_quality else None
+        self._change(principal, name, "quality_policy_set", {"min_quality": value}, min_quality=value)
+        return self.get(principal, name)
+
+    def set_retention(self, principal: Principal, name: str, days: int | None) -> dict[str, Any]:
+        """Keep the collection's images at most ``days`` days (``None``: until erased)."""
+        require(principal, "retention")
+        require_collection(principal, name, exists=self.catalog.collection_id(name) is not None)
+        if days is not None and days < 1:
+            raise CollectionError("retention is at least 1 day (or none)")
+        self._change(principal, name, "retention_set", {"days": days}, retention_days=days)
+        return self.get(principal, name)
+
+    def _change(self, principal: Principal, name: str, action: str, details: dict[str, Any], **values: Any) -> None:
+        with self.catalog.session() as session, session.begin():
+            row = session.scalar(select(Collection).where(Collection.name == name))
+            if row is None:
+                require_collection(principal, name, exists=False)
+                return
+            for attribute, value in values.items():
+                setattr(row, attribute, value)
+            audit = self.audit.append_in(
+                session, actor=principal.actor, action=action, details={"collection": name, **details}
+            )
+        self.audit.committed(*audit)

@@ -1,0 +1,81 @@
+"""Reading stored faces: metadata, crops and whole source photos, each authorized and audited.
+
+A face is read only by a user whose grants reach its collection; anything else is answered as absent. A
+reviewer reads only the faces that a search under one of the cases they were assigned returned, and names
+that case; an investigator who names a case must be its owner or a member. Every read writes an audit record
+(``face_read``, ``face_crop``, ``image_read``) naming who read which face under which case, before anything
+is handed out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from facesearch.catalog.store import Catalog, FaceDetails
+from facesearch.governance.access import AccessDenied, NotVisible, Principal, Role, require
+from facesearch.governance.audit import AuditTrail
+from facesearch.governance.cases import Cases
+from facesearch.vision.crops import face_crop_jpeg, image_jpeg
+
+
+class FaceReads:
+    """Authorized, audited reads of stored faces."""
+
+    def __init__(self, catalog: Catalog, audit: AuditTrail, cases: Cases, *, max_pixels: int) -> None:
+        self.catalog = catalog
+        self.audit = audit
+        self.cases = cases
+        self.max_pixels = max_pixels
+
+    def _authorized(self, principal: Principal, face_id: int, case_ref: str | None) -> FaceDetails:
+        require(principal, "faces.read")
+        face = self.catalog.face_details([face_id]).get(face_id)
+        if face is None or not principal.may_see(face.collection):
+            raise NotVisible(f"unknown face {face_id}", code="unknown_face")
+        if not principal.operator and principal.role is Role.REVIEWER:
+            if case_ref is None:
+                raise AccessDenied("a reviewer reads faces under a case they were assigned: name it (case_id)")
+            if not self.cases.is_candidate(principal, case_ref, face_id):
+                raise NotVisible(f"unknown face {face_id}", code="unknown_face")
+        elif case_ref is not None and not principal.can("cases.manage") and not self.cases.may_use(principal, case_ref):
+            raise NotVisible(f"unknown case {case_ref!r}", code="unknown_case")
+        return face
+
+    def _read(
+        self,
+        principal: Principal,
+        face_id: int,
+        case_ref: str | None,
+        action: str,
+        make: Callable[[FaceDetails], bytes],
+    ) -> bytes:
+        face = self._authorized(principal, face_id, case_ref)
+        data = make(face)
+        self.audit.append(actor=principal.actor, action=action, details={"face_id": face_id}, case_ref=case_ref)
+        return data
+
+    def face(self, principal: Principal, face_id: int, *, case_ref: str | None = None) -> FaceDetails:
+        """A stored face's metadata (image, collection, subject, source, box, quality, pack)."""
+        face = self._authorized(principal, face_id, case_ref)
+        self.audit.append(actor=principal.actor, action="face_read", details={"face_id": face_id}, case_ref=case_ref)
+        return face
+
+    def crop(self, principal: Principal, face_id: int, *, case_ref: str | None = None) -> bytes:
+        """The face cut from its image with a margin, as JPEG (cut on request, never stored)."""
+        return self._read(
+            principal,
+            face_id,
+            case_ref,
+            "face_crop",
+            lambda face: face_crop_jpeg(face.image_path, face.bbox, max_pixels=self.max_pixels),
+        )
+
+    def image(self, principal: Principal, face_id: int, *, case_ref: str | None = None) -> bytes:
+        """The whole photo the face was found in, re-encoded as JPEG (at most 2048 pixels a side)."""
+        return self._read(
+            principal,
+            face_id,
+            case_ref,
+            "image_read",
+            lambda face: image_jpeg(face.image_path, max_pixels=self.max_pixels),
+        )
