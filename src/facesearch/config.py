@@ -35,6 +35,30 @@ def _env_list(name: str, separator: str) -> list[str] | None:
     return [item.strip() for item in value.split(separator) if item.strip()]
 
 
+PRIVATE_UMASK = 0o077
+"""Files and folders created while a data folder is open are private to the account that runs facesearch."""
+
+
+def make_private(home: Path) -> None:
+    """Create ``home`` (mode 0700) and make what is created from now on private to this account.
+
+    The data folder holds faces, embeddings, names and the audit key: nobody else on the machine may read it.
+    Setting the process's umask (to 077) is the one way that also covers files that libraries create
+    (SQLite's journal, FAISS's files, uploads); it applies to the whole process, which, for the CLI and the
+    server, does nothing else. A data folder made by an older version is tightened: the folder itself and the
+    files and folders directly in it.
+    """
+    os.umask(PRIVATE_UMASK)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for path in (home, *home.iterdir()):
+        try:
+            mode = path.stat().st_mode & 0o777
+            if mode & PRIVATE_UMASK:
+                os.chmod(path, mode & ~PRIVATE_UMASK)
+        except OSError:  # a file of another account, or gone meanwhile: leave it
+            continue
+
+
 def default_home() -> Path:
     """``$FACESEARCH_HOME`` if set, else the platform's user data folder for facesearch."""
     env = os.environ.get("FACESEARCH_HOME")

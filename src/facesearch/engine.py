@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from facesearch.catalog.store import Catalog
-from facesearch.config import Settings
+from facesearch.config import Settings, make_private
 from facesearch.governance.access import Principal, require, require_collection, require_unlimited
 from facesearch.governance.accounts import Accounts
 from facesearch.governance.anchor import AuditAnchor
@@ -91,7 +91,7 @@ class FaceSearch:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        settings.home.mkdir(parents=True, exist_ok=True)
+        make_private(settings.home)
         self.catalog = Catalog(settings.catalog_url)
         self._packs: dict[str, ModelPack] = {}
         self._indexes: dict[str, VectorIndex] = {}

@@ -230,6 +230,11 @@ class AuditTrail:
                     f"refusing to append to the audit log: its checkpoint {self.anchor.checkpoint_path} is missing "
                     f"while the chain holds {head_seq} records (run `facesearch audit verify`)"
                 )
+            # The first record: a checkpoint naming no record is written before it commits, so that from then on
+            # a missing checkpoint always means one was removed (never one still being written).
+            self.anchor.advance(0, GENESIS, force=True)
+            return
+        if checkpoint.seq == 0:
             return
         problem = self._checkpoint_problem(session, checkpoint, head_seq)
         if problem is not None:
@@ -422,6 +427,8 @@ class AuditTrail:
                 missing = f"the audit checkpoint {self.anchor.checkpoint_path} is missing"
                 return Verification(False, count, None, missing)
             return None
+        if checkpoint.seq == 0:
+            return None  # written before the first record: names none
         if checkpoint.seq > last:
             first = last + 1
             what = "every record was removed" if last == 0 else f"records {first} to {checkpoint.seq} were removed"

@@ -572,7 +572,9 @@ def pull_model(
                 f"sha256 mismatch for {model.name} from {source}: expected {model.sha256}, got {got}; "
                 "the file was not installed"
             )
-        os.chmod(final_tmp, 0o644)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(final_tmp, 0o644 & ~umask)  # public weights, but private like the rest inside a data folder
         os.replace(final_tmp, dest)
         return dest
     finally:
