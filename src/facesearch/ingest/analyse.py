@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
+import signal
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +28,30 @@ class FileTask:
 
 
 _worker_pack: ModelPack | None = None
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-def init_worker(spec: PackSpec, models_dir: Path) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this worker when the process that started it dies, however it dies.
+
+    Without it, a ``facesearch index`` killed with SIGKILL (or by the out-of-memory killer) leaves its workers
+    running, each finishing its queue of chunks at full speed with nobody to record the results. Linux's
+    ``PR_SET_PDEATHSIG`` is tied to the thread that started the process, which for the ingest's pool is a
+    thread that lives as long as the ingest; elsewhere the workers still end when their task pipe closes.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return
+    if os.getppid() != parent_pid:  # the parent died before the request above was made
+        os._exit(1)
+
+
+def init_worker(spec: PackSpec, models_dir: Path, parent_pid: int | None = None) -> None:
     """Load the pack once per worker process; single-threaded, since the processes already use every core."""
     global _worker_pack
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     import cv2
 
     # Each worker is one process per core: letting OpenCV spawn its own threads too would oversubscribe.

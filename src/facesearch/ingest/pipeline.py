@@ -217,7 +217,7 @@ def _run_in_workers(
         max_workers=workers,
         mp_context=get_context("spawn"),
         initializer=init_worker,
-        initargs=(pack.spec, models_dir),
+        initargs=(pack.spec, models_dir, os.getpid()),
     ) as executor:
         pending: set[Future[list[FileOutcome]]] = set()
         chunks = _chunks(tasks, chunk_size)
