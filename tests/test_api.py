@@ -269,6 +269,53 @@ def test_upload_a_zip_with_hostile_members_runs_a_job(api: Api) -> None:
     assert answer.status_code == 415
 
 
+def _uploaded_files(api: Api) -> set[Path]:
+    return {p for p in (api.home / "uploads").rglob("*") if p.is_file()}
+
+
+def test_upload_archives_whose_names_clash_are_handled_or_refused_never_a_500(api: Api) -> None:
+    api.post("/v1/collections", json={"name": "clashes", "legal_basis": "consent"})
+    faces = [probe_bytes(), probe_bytes("JPEG")]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        zf.writestr("same.jpg", faces[1])
+        zf.writestr("same.jpg/inner.png", faces[0])  # a folder named like the file before it
+        zf.writestr("dir.png/inner.png", faces[0])
+        zf.writestr("dir.png", faces[0])  # a file named like the folder before it
+        zf.writestr("twice.png", faces[0])
+        zf.writestr("twice.png", faces[0])  # the same name twice
+        zf.writestr("Case.PNG", faces[0])
+        zf.writestr("case.png", faces[0])  # names that differ only in case
+        zf.writestr("odd?.png", faces[0])
+        zf.writestr("odd*.png", faces[0])  # names that become the same safe name
+        zf.writestr(("x" * 300) + ".png", faces[0])
+        zf.writestr(("x" * 301) + ".png", faces[0])  # names cut to the same length
+    before = _uploaded_files(api)
+    files = [("files", ("clash.zip", archive.getvalue(), "application/zip"))]
+    answer = api.post("/v1/collections/clashes/uploads", files=files)
+    assert answer.status_code == 202, answer.text
+    job = wait_for_job(api, answer.json()["id"])
+    assert job["status"] == "done" and job["result"]["files_seen"] == 12, job
+    assert len(_uploaded_files(api) - before) == 12  # every member kept, under a name of its own
+
+    # An archive that fails halfway is refused as a whole, and nothing of it stays behind.
+    broken = io.BytesIO()
+    with zipfile.ZipFile(broken, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("first.png", faces[0])
+        zf.writestr("second.png", faces[0])
+    data = bytearray(broken.getvalue())
+    second = data.find(b"second.png")  # its local header: the compressed bytes follow
+    data[second + 40 : second + 60] = b"\xff" * 20  # corrupt the second member's compressed bytes
+    before = _uploaded_files(api)
+    answer = api.post(
+        "/v1/collections/clashes/uploads", files=[("files", ("broken.zip", bytes(data), "application/zip"))]
+    )
+    assert answer.status_code in (413, 422), answer.text
+    assert answer.json()["code"] in ("bad_archive", "payload_too_large")
+    assert _uploaded_files(api) == before
+    assert not [p for p in (api.home / "uploads" / "clashes").iterdir() if not any(p.rglob("*.*"))]
+
+
 def test_server_side_ingest_is_confined_to_the_roots(api: Api, tmp_path: Path) -> None:
     api.post("/v1/collections", json={"name": "bypath", "legal_basis": "consent"})
     outside = tmp_path / "outside"

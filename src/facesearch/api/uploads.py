@@ -8,6 +8,7 @@ inside one of the configured ingest roots.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -42,7 +43,10 @@ def check_image_bytes(data: bytes, what: str = "image") -> None:
 def safe_name(name: str | None, fallback: str = "file") -> str:
     """A plain file name from a client-supplied one: no folders, no odd characters, not hidden, not empty."""
     base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
-    base = _SAFE_NAME.sub("_", base).strip(" .")[:120]
+    base = _SAFE_NAME.sub("_", base).strip(" .")
+    if len(base) > 120:  # cut the stem, never the extension (it says what the file is)
+        suffix = Path(base).suffix if len(Path(base).suffix) <= 10 else ""
+        base = base[: 120 - len(suffix)].rstrip(" .") + suffix
     return base or fallback
 
 
@@ -70,8 +74,18 @@ def _copy_limited(source: BinaryIO, target: Path, limit: int) -> int:
 def store_upload(source: BinaryIO, name: str | None, folder: Path, *, limit: int) -> list[Path]:
     """Store one uploaded file in ``folder``: a picture as itself, a zip archive unpacked (pictures only).
 
-    Returns the pictures stored. Anything else is refused with 415.
+    Returns the pictures stored. Anything else is refused with 415; a full disk with 507 and an archive whose
+    members cannot be written with 422 (the caller removes the folder: nothing half-stored stays).
     """
+    try:
+        return _store(source, name, folder, limit=limit)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise ApiError(507, "storage_full", "the server's disk is full; nothing was stored") from error
+        raise ApiError(422, "bad_archive", f"the upload could not be stored: {error.strerror}") from error
+
+
+def _store(source: BinaryIO, name: str | None, folder: Path, *, limit: int) -> list[Path]:
     head = source.read(4096)
     source.seek(0)
     kind = sniff_format(head)
@@ -86,11 +100,36 @@ def store_upload(source: BinaryIO, name: str | None, folder: Path, *, limit: int
 
 
 def _unique(path: Path) -> Path:
+    """``path``, or the first ``stem-N.ext`` beside it that nothing (file or folder) occupies yet."""
     candidate, number = path, 1
-    while candidate.exists():
+    while candidate.exists() or _taken_ignoring_case(candidate):
         candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
         number += 1
     return candidate
+
+
+def _taken_ignoring_case(path: Path) -> bool:
+    """True when a sibling's name equals this one but for case: kept apart so that the folder can be copied to
+    a file system that ignores case (macOS, Windows) without one photo replacing another."""
+    try:
+        names = {entry.name.casefold() for entry in path.parent.iterdir()} if path.parent.is_dir() else set()
+    except OSError:
+        return False
+    return path.name.casefold() in names
+
+
+def _folder(root: Path, parts: list[str]) -> Path:
+    """The folder ``root/parts...``, created; a part that a file (or a differently-cased name) already holds
+    gets a name of its own (``part-1``...), so that a file and a folder of the same name can both be kept."""
+    current = root
+    for part in parts:
+        candidate, number = current / part, 1
+        while not candidate.is_dir() and (candidate.exists() or _taken_ignoring_case(candidate)):
+            candidate = current / f"{part}-{number}"
+            number += 1
+        candidate.mkdir(exist_ok=True)
+        current = candidate
+    return current
 
 
 def extract_zip(source: BinaryIO, folder: Path, *, limit: int) -> list[Path]:
@@ -120,8 +159,8 @@ def extract_zip(source: BinaryIO, folder: Path, *, limit: int) -> list[Path]:
                 continue
             if member.compress_size and member.file_size / max(1, member.compress_size) > MAX_ZIP_RATIO:
                 raise ApiError(413, "payload_too_large", f"{'/'.join(parts)} expands too much (a zip bomb?)")
-            target = _unique(folder.joinpath(*parts[-3:]))  # keep at most two folder levels
-            target.parent.mkdir(parents=True, exist_ok=True)
+            kept = parts[-3:]  # keep at most two folder levels
+            target = _unique(_folder(folder, kept[:-1]) / kept[-1])
             try:
                 with archive.open(member) as data:
                     total += _copy_limited(data, target, max(0, limit - total))  # type: ignore[arg-type]

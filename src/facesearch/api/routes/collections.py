@@ -27,7 +27,9 @@ from facesearch.governance.access import Principal
 router = APIRouter(prefix="/v1", tags=["collections"])
 # The issue names job progress ``GET /jobs/{id}``: the same answer without the version prefix.
 aliases = APIRouter(tags=["jobs"])
-ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorBody} for s in (401, 403, 404, 409, 413, 415, 422, 429)}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorBody} for s in (401, 403, 404, 409, 413, 415, 422, 429, 507)
+}
 
 
 def _jobs(request: Request) -> JobRunner:
@@ -116,7 +118,7 @@ def upload_images(
         for upload in files:
             limit = engine.settings.max_ingest_upload_bytes
             stored.extend(str(p) for p in store_upload(upload.file, upload.filename, folder, limit=limit))
-    except ApiError:
+    except BaseException:  # refused or failed: nothing of this request stays on disk
         remove_folder(folder)
         raise
     if not stored:
