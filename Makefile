@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/accuracy.py
 	$(PY) benchmarks/calibration.py --pack yunet-mobilefacenet
 	$(PY) benchmarks/load_api.py
+	$(PY) benchmarks/auth_flood.py
 	$(PY) benchmarks/scale.py --faces 1000000
 	$(PY) benchmarks/catalog_scale.py --faces 1000000 --crossmatch 100000
 	$(PY) benchmarks/templates.py

@@ -431,3 +431,40 @@ def test_rate_limit_per_key(tmp_path: Path) -> None:
             limited = client.get("/v1/me", headers=auth(keys["reviewer"]))
             assert limited.json()["code"] == "rate_limited" and int(limited.headers["retry-after"]) >= 1
             assert client.get("/v1/me", headers=auth(keys["auditor"])).status_code == 200  # per key
+
+
+def test_a_flood_of_wrong_secrets_is_refused_before_hashing_and_spares_the_key_owner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facesearch.governance import accounts
+
+    hashed = []
+    real = accounts._HASHER
+
+    class CountingHasher:
+        def hash(self, secret: str) -> str:
+            return real.hash(secret)
+
+        def verify(self, stored: str, key: str) -> bool:
+            hashed.append(key)
+            return real.verify(stored, key)
+
+    monkeypatch.setattr(accounts, "_HASHER", CountingHasher())
+    with catalog_url("sqlite", tmp_path) as url:
+        config = settings(tmp_path / "home", url, rate_limit_per_minute=100_000)
+        with FaceSearch(config) as engine:
+            keys = make_users(engine)
+        with TestClient(create_app(config, schedule=False)) as client:
+            valid = keys["investigator"]
+            assert client.get("/v1/me", headers=auth(valid)).status_code == 200  # verified once
+            wrong = valid[:-4] + ("AAAA" if not valid.endswith("AAAA") else "BBBB")
+            codes = [client.get("/v1/me", headers=auth(wrong)).status_code for _ in range(5)]
+            assert codes == [401] * 5
+            started = time.monotonic()
+            refused = client.post("/v1/search", headers=auth(wrong), files={"image": ("p.png", probe_bytes())})
+            assert refused.status_code == 429 and refused.json()["code"] == "rate_limited"
+            assert int(refused.headers["retry-after"]) >= 1 and time.monotonic() - started >= 0.5  # held back
+            assert len(hashed) == 6  # the first verification and five wrong secrets; the refused one: none
+            # The key's owner is not refused: their key was verified before, and is recognised without a hash.
+            assert client.get("/v1/me", headers=auth(valid)).status_code == 200
+            assert len(hashed) == 6

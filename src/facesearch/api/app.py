@@ -18,7 +18,7 @@ from facesearch import __version__
 from facesearch.api.auth import FailedAuthLimiter, RateLimiter, engine_of, require
 from facesearch.api.errors import install_error_handlers
 from facesearch.api.jobs import JobRunner, RetentionScheduler
-from facesearch.api.middleware import BodyLimit, SecurityHeaders
+from facesearch.api.middleware import BodyLimit, FailedAuthGate, SecurityHeaders
 from facesearch.api.routes import accounts, audit, cases, collections, governance, search, subjects
 from facesearch.api.schemas import Health
 from facesearch.config import Settings
@@ -102,5 +102,6 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes, ingest_limit=settings.max_ingest_upload_bytes)
+    app.add_middleware(FailedAuthGate, limiter=app.state.auth_failures, is_verified=engine.accounts.is_verified)
     app.add_middleware(SecurityHeaders)
     return app

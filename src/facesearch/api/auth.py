@@ -65,6 +65,13 @@ class FailedAuthLimiter:
         self.by_address = RateLimiter(per_minute)
         self.by_key = RateLimiter(per_minute)
 
+    def refusal(self, client: str, key_id: str | None) -> float:
+        """Seconds until the address and the key id both have budget left again (0: neither is spent)."""
+        wait = self.by_address.peek(client)
+        if key_id is not None:
+            wait = max(wait, self.by_key.peek(key_id))
+        return wait
+
     def check(self, client: str, key_id: str | None) -> None:
         """Raise 429 when the address or the key id has used its budget of failures."""
         wait = self.by_address.peek(client)

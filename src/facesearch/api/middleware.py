@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from facesearch.governance.accounts import key_id_of
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -55,6 +59,56 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+TARPIT_S = 2.0
+"""The longest a refused flood request is held before its 429 goes out (asleep: it costs no CPU)."""
+
+
+class FailedAuthGate:
+    """Refuses, before anything else is done, requests whose address or key id used up its failure budget.
+
+    A flood of wrong secrets would otherwise make the server route each request, read its body (a multipart
+    upload is parsed before any dependency runs) and look the key up. Here a request bearing a key that this
+    process has verified before goes on whatever the budgets say (the attacker shares the victim's key id and
+    perhaps their address, not their secret); any other request from an address or for a key id past its
+    budget is answered 429 after a pause (``TARPIT_S`` at most), so that each flooding connection is slowed to a
+    request every few seconds instead of being answered as fast as the server can.
+    """
+
+    def __init__(self, app: ASGIApp, *, limiter: Any, is_verified: Callable[[str], bool]) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.is_verified = is_verified
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        key = None
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                scheme, _, credentials = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer":
+                    key = credentials.strip()
+                break
+        if key is None or self.is_verified(key):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        wait = self.limiter.refusal(client[0] if client else "unknown", key_id_of(key))
+        if not wait:
+            await self.app(scope, receive, send)
+            return
+        await asyncio.sleep(min(wait, TARPIT_S))
+        body = json.dumps({"code": "rate_limited", "message": "too many invalid keys; try again later"}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(max(1, math.ceil(wait))).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimit:

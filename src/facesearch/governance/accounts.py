@@ -289,6 +289,16 @@ class Accounts:
         with self._lock:
             self._verified = {digest: kid for digest, kid in self._verified.items() if kid not in ids}
 
+    def is_verified(self, key: str) -> bool:
+        """True when ``key`` was verified before by this process (a cheap, in-memory check; revocation is still
+        checked on every request by :meth:`authenticate`)."""
+        key_id = key_id_of(key)
+        if key_id is None:
+            return False
+        digest = _key_digest(key)
+        with self._lock:
+            return self._verified.get(digest) == key_id
+
     def key_owner(self, key_id: str) -> str | None:
         """The name of the user holding key ``key_id`` (``None`` if there is no such key)."""
         with self.catalog.session() as session:
