@@ -87,6 +87,7 @@ class Settings:
     max_ingest_upload_bytes: int = 2 * 2**30  # an ingest upload (images or a zip)
     max_probe_pixels: int = 40_000_000  # probes decoded by the server; bigger is refused before decoding
     rate_limit_per_minute: int = 600  # requests per API key
+    failed_auth_per_minute: int = 30  # invalid keys per client address and per key id, before refusals unhashed
     retention_interval_s: float = 3600.0  # how often the server purges what outlived its retention
     cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
     # Signed audit checkpoints written outside the data folder (see facesearch.governance.witness): a file
@@ -165,6 +166,7 @@ def _governance_settings(file: dict[str, Any]) -> dict[str, Any]:
         ("max_ingest_upload_bytes", int),
         ("max_probe_pixels", int),
         ("rate_limit_per_minute", int),
+        ("failed_auth_per_minute", int),
         ("retention_interval_s", float),
         ("audit_witness_interval_s", float),
         ("erasure_rewrite_tables", bool),

@@ -19,8 +19,9 @@ from facesearch.api.auth import FailedAuthLimiter, RateLimiter, engine_of, requi
 from facesearch.api.errors import install_error_handlers
 from facesearch.api.jobs import JobRunner, RetentionScheduler
 from facesearch.api.middleware import BodyLimit, FailedAuthGate, SecurityHeaders
+from facesearch.api.openapi import install_openapi
 from facesearch.api.routes import accounts, audit, cases, collections, governance, search, subjects
-from facesearch.api.schemas import Health
+from facesearch.api.schemas import ErrorBody, Health
 from facesearch.config import Settings
 from facesearch.engine import FaceSearch
 from facesearch.governance.access import Principal
@@ -65,12 +66,15 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         redoc_url=None,
+        # Every operation may meet a body it cannot parse (400) and the failed-key limit (429).
+        responses={400: {"model": ErrorBody}, 429: {"model": ErrorBody}},
     )
+    install_openapi(app, settings.purposes)
     app.state.engine = engine
     app.state.jobs = jobs
     app.state.scheduler = scheduler
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
-    app.state.auth_failures = FailedAuthLimiter()
+    app.state.auth_failures = FailedAuthLimiter(settings.failed_auth_per_minute)
     install_error_handlers(app)
 
     @app.get("/health", response_model=Health, tags=["system"])
@@ -78,7 +82,7 @@ def create_app(
         """Liveness: 200 when the server answers (no key needed)."""
         return {"status": "ok"}
 
-    @app.get("/v1/status", tags=["system"])
+    @app.get("/v1/status", tags=["system"], responses={s: {"model": ErrorBody} for s in (401, 403)})
     def status(
         request: Request, principal: Annotated[Principal, Depends(require("collections.read"))]
     ) -> dict[str, Any]:

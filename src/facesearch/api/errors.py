@@ -99,6 +99,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
         details = _validation_details(error)
+        if details and all(d["loc"][-1:] == ["case_id"] and d["type"] != "missing" for d in details):
+            # The code clients already branch on for a malformed case reference (before it was in the schema).
+            message = "case_id must be 1-200 letters, digits or . _ : # - (starting with a letter or digit)"
+            return error_response(422, "invalid_case", message, details=details)
         missing = [d["loc"][-1] for d in details if d["type"] == "missing" and d["loc"]]
         message = f"missing: {', '.join(missing)}" if missing else "the request is not valid"
         return error_response(422, "validation_error", message, details=details)

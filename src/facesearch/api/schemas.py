@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MAX_ID = 2**62
-"""Ids are positive 63-bit integers in every database; anything larger is refused as invalid (422)."""
+MAX_ID = 2**53 - 1
+"""The largest id the API takes: the largest integer that every JSON reader, and the OpenAPI document's numbers,
+hold exactly (ids are 63-bit in the databases, far from either limit); anything larger is invalid (422)."""
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 

@@ -131,8 +131,10 @@ class Subjects:
     def merge(self, principal: Principal, subject_id: int, into: int) -> dict[str, Any]:
         """Move every face of subject ``subject_id`` to subject ``into`` and remove the first."""
         require(principal, "subjects.manage")
-        if subject_id == into:
-            raise SubjectError("a subject cannot be merged into itself")
+        if subject_id == into:  # nothing to move: an answer, not an error, and no change to record
+            with self.catalog.session() as session:
+                self._changeable(session, principal, subject_id)
+                return self._describe(session, principal, subject_id)
         with self.catalog.session() as session, session.begin():
             source = self._changeable(session, principal, subject_id)
             self._changeable(session, principal, into)

@@ -14,6 +14,7 @@ from facesearch.api.errors import ApiError
 from facesearch.api.schemas import ErrorBody, SearchOut, VerifyOut
 from facesearch.api.uploads import check_image_bytes, safe_name
 from facesearch.governance.access import Principal
+from facesearch.governance.context import CASE_PATTERN
 from facesearch.search.service import SearchService
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -24,7 +25,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 _SUPPORTS_MAX_FMR = "max_fmr" in inspect.signature(SearchService.search).parameters
 
 PURPOSE = Form(description="Why you search: one of the configured purposes (e.g. humanitarian).")
-CASE = Form(description="The case this search is for (a reference; opened on first use, refused once closed).")
+CASE = Form(
+    pattern=CASE_PATTERN.pattern,
+    max_length=200,
+    description="The case this search is for (a reference; opened on first use, refused once closed).",
+)
 
 
 def _rejected(error: str) -> ApiError:

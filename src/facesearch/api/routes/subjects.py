@@ -26,8 +26,9 @@ router = APIRouter(prefix="/v1", tags=["subjects"])
 # The issue names crops ``GET /faces/{id}/crop.jpg``: the same answer without the version prefix.
 aliases = APIRouter(tags=["faces"])
 ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorBody} for s in (401, 403, 404, 409, 413, 415, 422, 429)}
-# A label is a person's name, not a path: no separators and no control characters.
-_LABEL = re.compile(r"^(?!\.{1,2}$)[^/\\\x00-\x1f]{1,200}$")
+# A label is a person's name, not a path: no separators, no control characters, not only spaces.
+LABEL_PATTERN = r"^[^/\\\x00-\x1f]*[^/\\\x00-\x1f\s][^/\\\x00-\x1f]*$"
+_LABEL = re.compile(LABEL_PATTERN)
 CaseQuery = Annotated[
     str | None,
     Query(
@@ -67,14 +68,16 @@ def enrol_subject(
     request: Request,
     principal: Annotated[Principal, Depends(require("subjects.manage"))],
     image: Annotated[UploadFile, File(description="A photo of the person (their face the largest).")],
-    label: Annotated[str, Form(max_length=200)],
-    collection: Annotated[str, Form(max_length=200)],
+    label: Annotated[str, Form(max_length=200, pattern=LABEL_PATTERN)],
+    collection: Annotated[str, Form(min_length=1, max_length=200)],
 ) -> dict[str, Any]:
     """Enrol a person: index the photo into ``collection`` with its main face under ``label``."""
     engine = engine_of(request)
     label = label.strip()
     if not _LABEL.match(label):
-        raise ApiError(422, "invalid_label", "a label is 1-200 characters without slashes or control characters")
+        raise ApiError(
+            422, "invalid_label", "a label is 1-200 characters, not only spaces, without slashes or control characters"
+        )
     engine.collections.get(principal, collection)
     data = read_upload(image, engine.settings.max_upload_bytes, "image")
     check_image_bytes(data, "image")
