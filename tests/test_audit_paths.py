@@ -141,3 +141,77 @@ def test_every_path_fails_closed_when_the_audit_cannot_be_written(indexed: tuple
         )
     assert answer.status_code == 503 and answer.json()["code"] == "audit_unavailable"
     assert "candidates" not in answer.text
+
+
+def test_every_cli_state_change_is_audited_and_a_refused_one_leaves_no_record(tmp_path: Path) -> None:
+    """index, users, keys, grants, retention, purge, erase, forget, opt-out, reindex, doctor --repair, cases:
+    each leaves its audit record (as the local identity), in the transaction that makes the change."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from facesearch.catalog.schema import Image, utcnow
+
+    photos = write_photos(tmp_path / "photos")
+    home = tmp_path / "home"
+    base = ["--home", str(home), "--pack", "dlib"]
+
+    def cli(*args: str, code: int = 0) -> str:
+        result = runner.invoke(cli_app, [*base, *args], env={"FACESEARCH_IDENTITY": "operator-1"})
+        assert result.exit_code == code, result.output
+        return result.output
+
+    def actions() -> list[str]:
+        with open_engine(home) as fs:
+            return [r["action"] for r in fs.audit.records(limit=1000)]
+
+    steps = [
+        (("index", str(photos), "--collection", "demo", "--subject-from-folder", "--workers", "1"), "ingest"),
+        (("users", "add", "ann", "--role", "investigator"), "user_add"),
+        (("users", "grant", "ann", "demo"), "user_grant"),
+        (("users", "grant", "ann", "demo", "--remove"), "user_ungrant"),
+        (("keys", "create", "ann"), "key_create"),
+        (("retention", "set", "demo", "--days", "30"), "retention_set"),
+        (("search", str(photos / "Eileen_Collins" / "crop.png"), "--case", "C-1"), "search"),
+        (("cases", "member", "C-1", "ann"), "case_member_add"),
+        (("cases", "close", "C-1"), "case_close"),
+        (("reindex", "--factory", "Flat"), "reindex"),
+        (("erase", "--face", "1"), "erase"),
+        (("optout", "add", str(photos / "Eileen_Collins" / "portrait.jpg")), "optout_add"),
+        (("optout", "remove", "1"), "optout_remove"),
+    ]
+    for args, action in steps:
+        before = actions()
+        cli(*args)
+        added = actions()[len(before) :]
+        assert action in added, (args, added)
+    key_id = cli("users", "list", "--json").split('"key_id": "')[1].split('"')[0]
+    cli("keys", "revoke", key_id)
+    cli("users", "revoke", "ann")
+    # A purge with something past its retention, and a repair of a damaged index.
+    with open_engine(home) as fs, fs.catalog.session() as session, session.begin():
+        session.execute(update(Image).values(created_at=utcnow() - timedelta(days=31)))
+    cli("purge")
+    cli("index", str(photos), "--collection", "again", "--workers", "1")
+    for path in (home / "index").glob("*.faiss"):
+        path.unlink()
+    cli("doctor", "--check-only")
+    checked = actions()
+    cli("doctor", "--repair")
+    repaired = actions()[len(checked) :]
+    assert "index_repair" not in checked and repaired == ["index_repair"]
+    every = actions()
+    for action in ("key_revoke", "user_revoke", "purge", "case_open"):
+        assert action in every, action
+    with open_engine(home) as fs:
+        assert {r["actor"] for r in fs.audit.records(limit=1000)} == {"operator-1"}
+        assert fs.audit.verify().ok
+
+    # Refused changes leave neither the change nor a record.
+    count = len(actions())
+    cli("users", "add", "ann", "--role", "investigator", code=2)  # exists
+    cli("users", "grant", "nobody", "demo", code=2)
+    cli("retention", "set", "no-such-collection", "--days", "3", code=2)
+    cli("erase", "--face", "999999", code=1)
+    cli("cases", "close", "NO-SUCH", code=2)
+    assert len(actions()) == count

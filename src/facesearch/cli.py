@@ -707,11 +707,15 @@ def skipped_command(
 
 @app.command("doctor")
 def doctor_command(
+    repair: Annotated[
+        bool,
+        typer.Option("--repair/--check-only", help="Repair what differs (the default; audited) or only report it."),
+    ] = True,
     json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Check that every index matches the catalog, and repair it from the catalog if not."""
     with state.engine() as engine:
-        repairs = engine.doctor()
+        repairs = engine.doctor(repair=repair)
     report: list[dict[str, Any]] = [
         {
             "pack": r.pack,

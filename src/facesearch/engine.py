@@ -57,6 +57,7 @@ class IndexRepair:
     added: int = 0
     removed: int = 0
     problems: list[str] = field(default_factory=list)
+    repaired: bool = False  # False when only checked (or nothing was wrong)
 
     @property
     def consistent_before(self) -> bool:
@@ -206,12 +207,13 @@ class FaceSearch:
             self._optout_lists[pack_key] = (generation, optouts)
         return optouts
 
-    def sync_index(self, pack_key: str, dim: int) -> IndexRepair:
-        """Compare a pack's index with the catalog and repair it from the catalog's stored embeddings."""
+    def sync_index(self, pack_key: str, dim: int, *, repair: bool = True) -> IndexRepair:
+        """Compare a pack's index with the catalog and (unless ``repair`` is false) repair it from the catalog's
+        stored embeddings."""
         with self._lock:
             if pack_key not in self._indexes:
                 self._indexes[pack_key] = self._open_index(pack_key, dim)
-            return self._sync(pack_key, self._indexes[pack_key], full=True)
+            return self._sync(pack_key, self._indexes[pack_key], full=True, repair=repair)
 
     @contextlib.contextmanager
     def _index_file_lock(self, pack_key: str) -> Iterator[None]:
@@ -230,32 +232,35 @@ class FaceSearch:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def _sync(self, pack_key: str, index: VectorIndex, *, full: bool) -> IndexRepair:
+    def _sync(self, pack_key: str, index: VectorIndex, *, full: bool, repair: bool = True) -> IndexRepair:
         with self._index_file_lock(pack_key):
-            return self._sync_locked(pack_key, index, full=full)
+            return self._sync_locked(pack_key, index, full=full, repair=repair)
 
-    def _sync_locked(self, pack_key: str, index: VectorIndex, *, full: bool) -> IndexRepair:
+    def _sync_locked(self, pack_key: str, index: VectorIndex, *, full: bool, repair: bool = True) -> IndexRepair:
         # Start from what other processes committed (their additions need not be added twice); what this
         # process had added but not saved is in the catalog and comes back below.
         index.refresh()
         catalog_ids = self.catalog.face_ids(pack_key)
-        repair = IndexRepair(pack=pack_key, catalog_faces=len(catalog_ids), index_vectors_before=len(index))
+        report = IndexRepair(pack=pack_key, catalog_faces=len(catalog_ids), index_vectors_before=len(index))
         index_ids = index.ids()
         if not full and len(index_ids) == len(catalog_ids) and np.array_equal(np.sort(index_ids), catalog_ids):
-            return repair
+            return report
         missing = np.setdiff1d(catalog_ids, index_ids)
         extra = np.setdiff1d(index_ids, catalog_ids)
+        verb = "" if repair else "not "
         if extra.size:
-            repair.removed = index.remove(extra)
-            repair.problems.append(f"{extra.size} vectors in the index had no face in the catalog (removed)")
+            report.removed = index.remove(extra) if repair else int(extra.size)
+            report.problems.append(f"{extra.size} vectors in the index had no face in the catalog ({verb}removed)")
         if missing.size:
-            for ids, vectors in self.catalog.iter_embeddings(pack_key, missing.tolist()):
-                index.add(ids, vectors)
-            repair.added = int(missing.size)
-            repair.problems.append(f"{missing.size} catalog faces were missing from the index (added)")
-        if repair.added or repair.removed:
+            if repair:
+                for ids, vectors in self.catalog.iter_embeddings(pack_key, missing.tolist()):
+                    index.add(ids, vectors)
+            report.added = int(missing.size)
+            report.problems.append(f"{missing.size} catalog faces were missing from the index ({verb}added)")
+        report.repaired = repair and bool(report.added or report.removed)
+        if report.repaired:
             index.save()
-        return repair
+        return report
 
     # Services ----------------------------------------------------------------------------------------------
 
@@ -548,29 +553,32 @@ class FaceSearch:
             )
         return report
 
-    def doctor(self) -> list[IndexRepair]:
-        """Check every pack's index against the catalog and repair it; returns what was found per pack.
+    def doctor(self, *, repair: bool = True) -> list[IndexRepair]:
+        """Check every pack's index against the catalog and (unless ``repair`` is false) repair it; returns what
+        was found per pack.
 
         Each repair that changed an index is audited (action ``index_repair``, as the local operator).
         """
         repairs = []
         for pack_key in self.catalog.stats()["packs"]:
             dim = self._stored_dim(pack_key)
-            repairs.append(self.sync_index(pack_key, dim))
+            repairs.append(self.sync_index(pack_key, dim, repair=repair))
         folder = self._faiss_dir()
         orphans = sorted(folder.glob("*.faiss")) if backend_name(self.settings.index_url) == "faiss" else []
         for path in orphans if folder.exists() else []:
             if not any(path.name == index_file_name(r.pack) for r in repairs):
                 index = FaissIndex.open_existing(path)
-                repair = IndexRepair(pack=path.stem, catalog_faces=0, index_vectors_before=len(index))
+                orphan = IndexRepair(pack=path.stem, catalog_faces=0, index_vectors_before=len(index))
                 if len(index):
-                    repair.removed = index.remove(index.ids())
-                    repair.problems.append(f"{repair.removed} vectors of a pack with no faces in the catalog (removed)")
+                    orphan.removed = index.remove(index.ids()) if repair else len(index)
+                    orphan.repaired = repair
+                    what = "removed" if repair else "not removed"
+                    orphan.problems.append(f"{orphan.removed} vectors of a pack with no faces in the catalog ({what})")
                 index.close()
-                repairs.append(repair)
-        for repair in repairs:
-            if not repair.consistent_before:
-                details = {"pack": repair.pack, "added": repair.added, "removed": repair.removed}
+                repairs.append(orphan)
+        for repair_report in repairs:
+            if repair_report.repaired:
+                details = {"pack": repair_report.pack, "added": repair_report.added, "removed": repair_report.removed}
                 self.audit.append(actor=self.operator.actor, action="index_repair", details=details)
         return repairs
 

@@ -207,9 +207,16 @@ class Cases:
 
     # Changing ---------------------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _require_management(principal: Principal) -> None:
+        """Only investigators (their own cases) and administrators manage cases: close them, change members."""
+        if not (principal.can("cases") or principal.can("cases.manage")):
+            raise AccessDenied(f"the {principal.role.value} role may not manage cases")
+
     def close(self, principal: Principal, reference: str) -> dict[str, Any]:
         """Close a case (its owner or an administrator): it keeps its history, and no search can be made for
         it any more."""
+        self._require_management(principal)
         with self.catalog.session() as session, session.begin():
             case = self._readable(session, reference, principal)
             if not self._may_manage(case, principal):
@@ -231,6 +238,7 @@ class Cases:
         return self._change_member(principal, reference, user, add=False)
 
     def _change_member(self, principal: Principal, reference: str, name: str, *, add: bool) -> dict[str, Any]:
+        self._require_management(principal)
         with self.catalog.session() as session, session.begin():
             case = self._readable(session, reference, principal)
             if not self._may_manage(case, principal):
