@@ -113,6 +113,44 @@ def test_server_contract_and_cross_process_freshness(deployment: tuple[Path, str
     assert broken.returncode != 0 and "record 3" in broken.stdout
 
 
+def test_a_truncated_audit_tail_stops_the_server_until_an_operator_reanchors(
+    deployment: tuple[Path, str, Path], tmp_path: Path
+) -> None:
+    """The attack: someone with the database password deletes the newest audit records (the searches that
+    would embarrass them) and rewinds the chain's head, so that later records chain on seamlessly. The
+    server refuses to hand out results from then on (fail-closed), the auditor sees which records went,
+    and the chain only moves on after the operator re-anchors it, on record."""
+    from sqlalchemy import create_engine, text
+
+    home, url, _photos = deployment
+    probe = tmp_path / "probe.png"
+    Image.fromarray(astronaut()[10:430, 50:470]).save(probe)
+    key = new_key(home, url, "alice", "investigator")
+    auditor = new_key(home, url, "ada", "auditor")
+    with server(home, url) as base:
+        for _ in range(3):
+            assert search(base, key, probe).status_code == 200
+        last = httpx.get(f"{base}/v1/audit/verify", headers=auth(auditor)).json()["records"]
+        engine = create_engine(url)
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM audit_log WHERE seq > :keep"), {"keep": last - 2})
+            kept = connection.execute(text("SELECT hash FROM audit_log WHERE seq = :keep"), {"keep": last - 2})
+            connection.execute(
+                text("UPDATE audit_head SET seq = :seq, hash = :hash"), {"seq": last - 2, "hash": kept.scalar_one()}
+            )
+        engine.dispose()
+        refused = search(base, key, probe)
+        assert refused.status_code == 503 and refused.json()["code"] == "audit_unavailable"
+        report = httpx.get(f"{base}/v1/audit/verify", headers=auth(auditor))
+        assert report.status_code == 200 and report.json()["ok"] is False
+        assert report.json()["first_bad_seq"] == last - 1
+        assert search(base, key, probe).status_code == 503  # and it stays refused, however often it is tried
+        run_cli(home, url, "audit", "reanchor", "--yes")
+        assert search(base, key, probe).status_code == 200
+        records = httpx.get(f"{base}/v1/audit", headers=auth(auditor), params={"action": "audit_reanchored"}).json()
+        assert records[0]["details"]["previous_checkpoint"]["seq"] == last
+
+
 def variants(folder: Path, count: int) -> Path:
     """``count`` distinct real photos (crops and scales of the astronaut) in ``folder/Eileen_Collins``."""
     person = folder / "Eileen_Collins"

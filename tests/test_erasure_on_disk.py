@@ -123,10 +123,11 @@ def test_an_erased_subject_leaves_no_label_nor_embedding_on_disk(kind: str, tmp_
             assert again.faces == 0 and embeddings_of(fs, LABEL) == []
 
 
-def test_an_opt_out_leaves_nothing_of_the_person_readable(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_an_opt_out_leaves_nothing_of_the_person_readable(kind: str, tmp_path: Path) -> None:
     photos = person_photos(tmp_path / "photos")
     home = tmp_path / "home"
-    with FaceSearch(settings(home, f"sqlite:///{home / 'catalog.sqlite3'}")) as fs:
+    with catalog_url(kind, tmp_path) as url, FaceSearch(settings(home, url)) as fs:
         fs.index([photos], collection="own", subject_from_folder=True, workers=1)
         vectors = embeddings_of(fs, LABEL)
         faces = fs.search(photos / LABEL / "crop.png", top_k=10).faces[0].candidates
@@ -139,7 +140,7 @@ def test_an_opt_out_leaves_nothing_of_the_person_readable(tmp_path: Path) -> Non
         added = fs.opt_out(request_photo, note="request 1")
         assert added["faces_erased"] == 3
         needles = {"label": LABEL.encode(), **{f"embedding {i}": v[:64] for i, v in enumerate(vectors)}}
-        assert leaks(list(files_under(home)), needles) == []
+        assert leaks([*files_under(home), *catalog_files(url)], needles) == []
         assert all(fs.catalog.face_details(ids).get(i) is None for i in ids)
         assert LABEL not in {s["label"] for s in fs.subjects.list(fs.operator)}
         assert not [c for c in fs.search(photos / LABEL / "crop.png", top_k=10).faces[0].candidates if c.face_id in ids]
