@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -496,6 +497,10 @@ def prepare(world: World) -> None:
         job = http.post("/v1/collections/other/uploads", headers=admin, **picture_upload())
         assert job.status_code == 202, job.text
         world.other_job = job.json()["id"]
+        deadline = time.monotonic() + 120
+        while http.get(f"/v1/jobs/{world.other_job}", headers=admin).json()["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, "the upload job did not finish"
+            time.sleep(0.2)
 
 
 def test_every_endpoint_answers_every_role_and_grant_as_documented(world: World) -> None:
@@ -531,3 +536,27 @@ def test_a_limited_administrators_erasure_stays_inside_its_collections(world: Wo
     left = world.engine.subjects.get(world.operator, subject_id)
     assert left["label"] == label and left["faces"] == 1  # the face in other, and the label with it, stay
     assert re.fullmatch(r"s-[0-9a-f]{10}", label)
+
+
+def test_a_refused_change_leaves_nothing_behind(world: World) -> None:
+    """A limited administrator's collection, broader user, auditor, out-of-scope grant, another's key: each
+    refused before anything is written, so there is neither the thing nor an audit record of it."""
+    count = len(world.engine.audit.records(limit=100_000))
+    headers = {"Authorization": f"Bearer {world.keys['admin·demo']}"}
+    refused = [
+        ("POST", "/v1/collections", {"json": {"name": "sneaky", "legal_basis": "none"}}),
+        ("POST", "/v1/users", {"json": {"name": "broad", "role": "investigator"}}),
+        ("POST", "/v1/users", {"json": {"name": "watcher", "role": "auditor"}}),
+        ("POST", "/v1/users", {"json": {"name": "wider", "role": "admin", "collections": ["demo", "other"]}}),
+        ("POST", "/v1/users/demo-user/grants", {"json": {"collection": "other"}}),
+        ("POST", "/v1/users/demo-user/keys", {}),
+    ]
+    with httpx.Client(base_url=world.base, timeout=60) as http:
+        for method, url, options in refused:
+            answer = http.request(method, url, headers=headers, **options)
+            assert answer.status_code in (403, 404), (url, answer.text)
+    assert world.engine.catalog.collection_id("sneaky") is None
+    assert {u["name"] for u in world.engine.accounts.users(world.operator)} & {"broad", "watcher", "wider"} == set()
+    assert world.engine.accounts.user(world.operator, "demo-user")["collections"] == ["demo"]
+    assert world.engine.accounts.user(world.operator, "demo-user")["keys"] == []
+    assert len(world.engine.audit.records(limit=100_000)) == count

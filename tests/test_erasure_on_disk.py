@@ -156,12 +156,16 @@ def test_an_opt_out_leaves_nothing_of_the_person_readable(kind: str, tmp_path: P
         assert not {p.face_id for p in pairs.pairs} & set(ids) and pairs.probe_faces == 2
 
 
-def test_the_data_folder_is_private_to_the_service_account(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_the_data_folder_is_private_to_the_service_account(kind: str, tmp_path: Path) -> None:
     photos = person_photos(tmp_path / "photos")
     home = tmp_path / "home"
-    old = os.umask(0o022)
+    old = os.umask(0o022)  # a usual umask: the data folder must be private whatever the process had
     try:
-        with FaceSearch(settings(home, f"sqlite:///{home / 'catalog.sqlite3'}")) as fs:
+        with (
+            catalog_url(kind, home if kind == "sqlite" else tmp_path) as url,  # SQLite: the catalog in home
+            FaceSearch(settings(home, url)) as fs,
+        ):
             fs.index([photos], collection="own", subject_from_folder=True, workers=1)
             fs.search(photos / LABEL / "crop.png")
             fs.erase("face", [1])

@@ -7,13 +7,17 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
 
 from tests.conftest import LFW, require_shared
+from tests.test_api_support import catalog_url
 
 
 def children_of(pid: int) -> set[int]:
@@ -42,30 +46,44 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def images_recorded(catalog: Path) -> int:
-    if not catalog.exists():
-        return 0
+def query(url: str, sql: str) -> tuple[Any, ...]:
+    """One row of a query on the catalog, read by a connection of its own (the tables may not exist yet)."""
+    engine = create_engine(url)
     try:
-        with sqlite3.connect(f"file:{catalog}?mode=ro", uri=True, timeout=5) as connection:
-            return int(connection.execute("SELECT count(*) FROM images").fetchone()[0])
-    except sqlite3.Error:
+        with engine.connect() as connection:
+            return tuple(connection.execute(text(sql)).one())
+    finally:
+        engine.dispose()
+
+
+def images_recorded(url: str) -> int:
+    try:
+        return int(query(url, "SELECT count(*) FROM images")[0])
+    except Exception:  # no catalog yet, or its tables are being created
         return 0
 
 
-def test_sigkill_leaves_no_worker_and_a_rerun_completes_without_loss_or_double(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_sigkill_leaves_no_worker_and_a_rerun_completes_without_loss_or_double(kind: str, tmp_path: Path) -> None:
     people = sorted(p for p in require_shared(LFW).iterdir() if p.is_dir())[:70]
     photos = tmp_path / "photos"
     for person in people:
         shutil.copytree(person, photos / person.name)
     files = sorted(photos.rglob("*.jpg"))
     assert len(files) >= 120
-    home = tmp_path / "home"
+    with catalog_url(kind, tmp_path) as url:
+        interrupt_and_resume(tmp_path / "home", url, photos, files)
+
+
+def interrupt_and_resume(home: Path, url: str, photos: Path, files: list[Path]) -> None:
     command = [
         sys.executable,
         "-m",
         "facesearch.cli",
         "--home",
         str(home),
+        "--catalog-url",
+        url,
         "--pack",
         "dlib",
         "index",
@@ -80,7 +98,7 @@ def test_sigkill_leaves_no_worker_and_a_rerun_completes_without_loss_or_double(t
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while images_recorded(home / "catalog.sqlite3") == 0:
+        while images_recorded(url) == 0:
             assert process.poll() is None, "the ingest ended before it could be interrupted"
             assert time.monotonic() < deadline
             time.sleep(0.1)
@@ -91,7 +109,7 @@ def test_sigkill_leaves_no_worker_and_a_rerun_completes_without_loss_or_double(t
     finally:
         if process.poll() is None:
             process.kill()
-    done_before = images_recorded(home / "catalog.sqlite3")
+    done_before = images_recorded(url)
     assert 0 < done_before < len(files)
     deadline = time.monotonic() + 15
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
@@ -102,18 +120,18 @@ def test_sigkill_leaves_no_worker_and_a_rerun_completes_without_loss_or_double(t
     assert finished.returncode == 0, finished.stderr
     summary = json.loads(finished.stdout.strip().splitlines()[-1])
     assert summary["already_done"] >= done_before and summary["files_seen"] == len(files)
-    with sqlite3.connect(home / "catalog.sqlite3") as connection:
-        images = connection.execute("SELECT count(*), count(DISTINCT sha256) FROM images").fetchone()
-        locations = connection.execute("SELECT count(*), count(DISTINCT path) FROM image_files").fetchone()
-        scans = connection.execute("SELECT count(*), count(DISTINCT image_id) FROM image_scans").fetchone()
-        doubled = connection.execute(
-            "SELECT count(*) FROM image_scans s WHERE s.faces != (SELECT count(*) FROM faces f "
-            "WHERE f.image_id = s.image_id AND f.pack = s.pack)"
-        ).fetchone()[0]
+    images = query(url, "SELECT count(*), count(DISTINCT sha256) FROM images")
+    locations = query(url, "SELECT count(*), count(DISTINCT path) FROM image_files")
+    scans = query(url, "SELECT count(*), count(DISTINCT image_id) FROM image_scans")
+    doubled = query(
+        url,
+        "SELECT count(*) FROM image_scans s WHERE s.faces != (SELECT count(*) FROM faces f "
+        "WHERE f.image_id = s.image_id AND f.pack = s.pack)",
+    )[0]
     assert locations == (len(files), len(files))  # every file once
     assert images[0] == images[1] == scans[0] == scans[1]  # every content stored and scanned once
     assert doubled == 0  # no image holds more (or fewer) faces than its one scan found
     doctor = subprocess.run(
-        [*command[:7], "doctor", "--json"], capture_output=True, text=True, timeout=300, check=False
+        [*command[:9], "doctor", "--json"], capture_output=True, text=True, timeout=300, check=False
     )
     assert json.loads(doctor.stdout.strip().splitlines()[-1])["ok"] is True
