@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from facesearch.errors import AccessDenied, NotVisible
+
 
 class Role(StrEnum):
     """What a user may do (see :data:`PERMISSIONS`)."""
@@ -57,22 +59,6 @@ PERMISSIONS: dict[Role, frozenset[str]] = {
 
 GLOBAL_ROLES = frozenset({Role.AUDITOR})
 """Roles whose work is not bounded by collections: only an unlimited user may create or manage them."""
-
-
-class AccessDenied(PermissionError):
-    """The principal may not do this (HTTP 403). Nothing was changed."""
-
-    def __init__(self, message: str, code: str = "forbidden") -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class NotVisible(LookupError):
-    """The thing does not exist, or lies outside what the principal may see: the same answer (HTTP 404)."""
-
-    def __init__(self, message: str, code: str = "not_found") -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)

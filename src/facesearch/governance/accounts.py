@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from facesearch.catalog.schema import ApiKey, Collection, CollectionGrant, User, iso_utc, utcnow
 from facesearch.catalog.store import Catalog
+from facesearch.errors import AccountError
 from facesearch.governance.access import (
     GLOBAL_ROLES,
     PERMISSIONS,
@@ -46,10 +47,6 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 _KEY_PATTERN = re.compile(r"^fsk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 # OWASP's minimum for argon2id: about 20 ms here, a few for an attacker's GPU per guess of a 256-bit secret.
 _HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
-
-
-class AccountError(ValueError):
-    """An account operation cannot be done (unknown user, bad name, duplicate...)."""
 
 
 def _key_digest(key: str) -> str:

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from facesearch.catalog.schema import AuditHead, AuditRecord
 from facesearch.catalog.store import Catalog
+from facesearch.errors import AuditError
 from facesearch.governance.anchor import AuditAnchor, Checkpoint, key_fingerprint, verify_signature
 from facesearch.governance.witness import AuditWitness, WitnessCheckpoint, WitnessError
 
@@ -41,10 +42,6 @@ GENESIS = "0" * 64
 
 ANCHOR_FOLDER = "audit"
 _VERIFY_CHUNK = 5000
-
-
-class AuditError(RuntimeError):
-    """The audit record could not be written; the action it was for must not go ahead."""
 
 
 def canonical_json(value: Any) -> str:

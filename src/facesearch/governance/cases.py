@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from facesearch.catalog.schema import Case, CaseCandidate, CaseMember, Decision, Face, User, iso_utc, utcnow
 from facesearch.catalog.store import Catalog
+from facesearch.errors import CaseError
 from facesearch.governance.access import AccessDenied, NotVisible, Principal, Role, require
 from facesearch.governance.audit import AuditTrail
 from facesearch.governance.context import check_case
@@ -27,10 +28,6 @@ DECISIONS = ("match", "no_match", "unsure")
 
 MEMBER_ROLES = frozenset({Role.INVESTIGATOR, Role.REVIEWER})
 """Who can be added to a case: investigators (who then search under it) and reviewers (who decide)."""
-
-
-class CaseError(ValueError):
-    """A case operation cannot be done (a closed case, a decision that is not one...)."""
 
 
 def _case_dict(case: Case) -> dict[str, Any]:

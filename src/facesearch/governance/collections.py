@@ -14,12 +14,9 @@ from sqlalchemy import select
 
 from facesearch.catalog.schema import Collection
 from facesearch.catalog.store import Catalog
+from facesearch.errors import CollectionError
 from facesearch.governance.access import Principal, require, require_collection, require_unlimited
 from facesearch.governance.audit import AuditTrail
-
-
-class CollectionError(ValueError):
-    """A collection cannot be created or changed as asked (it exists, a bad value...)."""
 
 
 class Collections:

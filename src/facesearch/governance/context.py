@@ -8,13 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from facesearch.config import UNSPECIFIED_PURPOSE
+from facesearch.errors import ContextError
 
 CASE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:#-]{0,199}$")
 """What a ``case_id`` may look like: a reference, not free text (it is stored in every audit record)."""
-
-
-class ContextError(ValueError):
-    """A purpose or case is missing or not allowed."""
 
 
 @dataclass(frozen=True)

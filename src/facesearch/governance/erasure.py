@@ -49,6 +49,7 @@ from facesearch.catalog.schema import (
     Subject,
 )
 from facesearch.catalog.store import Catalog, bump_generation
+from facesearch.errors import ErasureError
 from facesearch.governance.access import Principal, require
 from facesearch.governance.audit import AuditTrail
 
@@ -64,10 +65,6 @@ _MAX_ID = 2**62  # ids are 63-bit integers in every database
 
 RemoveVectors = Callable[[str, int, Sequence[int]], None]
 """Called after the commit with (pack key, dimension, face ids) to take vectors out of that pack's index."""
-
-
-class ErasureError(ValueError):
-    """The erasure target does not exist (or lies outside the acting user's collections) or is malformed."""
 
 
 @dataclass

@@ -23,6 +23,7 @@ from sqlalchemy import delete, func, select
 
 from facesearch.catalog.schema import Face, OptOut, OptOutEmbedding, iso_utc
 from facesearch.catalog.store import Catalog, bump_generation
+from facesearch.errors import OptOutError
 from facesearch.governance.access import NotVisible, Principal, require, require_unlimited
 from facesearch.governance.audit import AuditTrail
 from facesearch.governance.erasure import Erasure
@@ -32,10 +33,6 @@ SAME_FACE_IOU = 0.5
 
 FindFaces = Callable[[str, np.ndarray, float], list[int]]
 """(pack key, embedding, threshold) -> ids of the stored faces of that pack at or above the threshold."""
-
-
-class OptOutError(ValueError):
-    """An opt-out cannot be added or removed."""
 
 
 @dataclass(frozen=True)

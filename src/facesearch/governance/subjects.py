@@ -14,15 +14,12 @@ from sqlalchemy.orm import Session
 
 from facesearch.catalog.schema import Collection, Face, Image, Subject
 from facesearch.catalog.store import Catalog
+from facesearch.errors import SubjectError
 from facesearch.governance.access import AccessDenied, NotVisible, Principal, require
 from facesearch.governance.audit import AuditTrail
 
 LIST_AUDIT_IDS = 1000
 """At most this many subject ids are named in the audit record of one listing (the count is always there)."""
-
-
-class SubjectError(ValueError):
-    """A subject operation cannot be done (a label taken, a merge into itself...)."""
 
 
 def _unknown(subject_id: int) -> NotVisible:

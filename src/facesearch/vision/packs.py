@@ -17,14 +17,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from facesearch.errors import PackError
 from facesearch.vision.align import align_face, warp_crop
 from facesearch.vision.landmarks import LandmarkRefiner, joint_alignment
 from facesearch.vision.quality import FaceQuality, assess_quality
 from facesearch.vision.types import DetectedFace
-
-
-class PackError(Exception):
-    """A pack is unknown or its model files are missing."""
 
 
 @dataclass(frozen=True)

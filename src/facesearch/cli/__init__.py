@@ -1,0 +1,39 @@
+"""The ``facesearch`` command line: a complete product on its own. One module per command group; a command
+parses, calls one service and prints.
+
+The command names, flags and JSON fields documented in the README are relied on by scripts: extend them,
+never change them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from facesearch.cli import (  # noqa: F401 - each module registers its commands on ``app``
+    accounts,
+    audit,
+    cases,
+    evaluation,
+    governance,
+    indexing,
+    models,
+    searching,
+    serve,
+)
+from facesearch.cli._app import app, hoist_global_options
+
+app.add_typer(models.models_app, name="models")
+app.add_typer(evaluation.eval_app, name="eval")
+app.add_typer(accounts.users_app, name="users")
+app.add_typer(accounts.keys_app, name="keys")
+app.add_typer(audit.audit_app, name="audit")
+app.add_typer(governance.optout_app, name="optout")
+app.add_typer(governance.retention_app, name="retention")
+app.add_typer(cases.cases_app, name="cases")
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point of the ``facesearch`` command."""
+    app(args=hoist_global_options(sys.argv[1:]), prog_name="facesearch")
