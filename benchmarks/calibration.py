@@ -42,10 +42,10 @@ def embeddings(pack: str, cache: Path | None) -> tuple[np.ndarray, str]:
     if cached is not None and cached.is_file():
         return np.load(cached), f"cached {cached}"
     import facesearch
-    from facesearch.search.calibration import embed_people
+    from facesearch.eval.calibrate import embed_people
 
     with tempfile.TemporaryDirectory(prefix="facesearch-calib-") as home, facesearch.open(home, pack=pack) as engine:
-        _names, vectors = embed_people(engine, LFW, pack)
+        _names, vectors = embed_people(engine.packs, LFW, pack)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         np.save(cached, vectors)
@@ -53,12 +53,8 @@ def embeddings(pack: str, cache: Path | None) -> tuple[np.ndarray, str]:
 
 
 def run_pack(pack: str, seeds: int, write: bool, cache: Path | None) -> dict[str, Any]:
-    from facesearch.search.calibration import (
-        SHIPPED_DIR,
-        calibration_filename,
-        calibration_from_embeddings,
-        holdout_check,
-    )
+    from facesearch.eval.calibrate import calibration_from_embeddings, holdout_check
+    from facesearch.search.calibration import SHIPPED_DIR, calibration_filename
     from facesearch.vision.packs import BUILTIN_PACKS
 
     key = BUILTIN_PACKS[pack].key

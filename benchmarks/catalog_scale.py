@@ -301,9 +301,9 @@ def crossmatch(home: Path, url: str, probes: int) -> dict[str, Any]:
 
     with FaceSearch(Settings.load(home, pack="dlib", catalog_url=url)) as engine:
         t0 = time.perf_counter()
-        engine.sync_index(PACK_KEY, DIM)
+        engine.indexes.sync(PACK_KEY, DIM)
         index_s = time.perf_counter() - t0
-        result = engine.crossmatch("missing", "registered", top_k=5, min_similarity=0.5)
+        result = engine.crossmatch.run("missing", "registered", top_k=5, min_similarity=0.5)
         summary = result.summary()
     return {
         "crossmatch_probes": summary["probe_faces"],

@@ -55,8 +55,8 @@ def build(home: Path, faces: int, pack: str | None, photo: bytes) -> tuple[str, 
     # The benchmark measures throughput, not the per-key rate limit (600 a minute by default).
     (home / "config.toml").write_text("rate_limit_per_minute = 1000000\n")
     with FaceSearch(Settings.load(home, pack=pack)) as engine:
-        model_pack = engine.pack()
-        index = engine.vector_index(model_pack)
+        model_pack = engine.packs.pack()
+        index = engine.indexes.of(model_pack.key, model_pack.dim)
         collection = engine.catalog.ensure_collection("gallery", legal_basis="benchmark (synthetic)")
         rng = np.random.default_rng(0)
         for start in range(0, faces, 5000):

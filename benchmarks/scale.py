@@ -85,7 +85,7 @@ def lfw_embeddings(pack: str = PACK, cache: Path = CACHE) -> dict[str, np.ndarra
             FaceSearch(Settings.load(home, pack=pack)) as engine,
         ):
             engine.index([LFW], collection="lfw", subject_from_folder=True)
-            faces = labelled_faces(engine.catalog, "lfw", engine.pack().key)
+            faces = labelled_faces(engine.catalog, "lfw", engine.packs.pack().key)
         items = sorted(faces.items())
         temporary = path.with_name(path.name + ".tmp.npz")
         np.savez(

@@ -117,13 +117,13 @@ class World:
 
     def faces(self, collection: str, count: int = 1, subject: str | None = None) -> list[int]:
         """New faces (random embeddings, a made-up path) stored in ``collection`` through the catalog."""
-        pack = self.engine.pack().key
+        pack = self.engine.packs.pack().key
         collection_id = self.engine.catalog.collection_id(collection)
         assert collection_id is not None
         rng = np.random.default_rng()
         outcomes = []
         for _ in range(count):
-            vector = rng.normal(size=self.engine.pack().dim).astype(np.float32)
+            vector = rng.normal(size=self.engine.packs.pack().dim).astype(np.float32)
             vector /= np.linalg.norm(vector)
             face = NewFace((10.0, 10.0, 80.0, 80.0), None, 0.9, 0.9, [], vector, subject)
             token = uuid.uuid4().hex
@@ -440,9 +440,9 @@ def member_case(world: World) -> str:
 
 
 def new_optout(world: World) -> int:
-    vector = np.random.default_rng().normal(size=world.engine.pack().dim).astype(np.float32)
+    vector = np.random.default_rng().normal(size=world.engine.packs.pack().dim).astype(np.float32)
     vector /= np.linalg.norm(vector)
-    added = world.engine.optouts.add(world.operator, {world.engine.pack().key: (vector, 0.999)})
+    added = world.engine.optouts.add(world.operator, {world.engine.packs.pack().key: (vector, 0.999)})
     return int(added["id"])
 
 

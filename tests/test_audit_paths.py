@@ -47,8 +47,8 @@ def test_python_api_search_verify_and_vector_search_are_audited(indexed: tuple[P
     with open_engine(home) as fs:
         result = fs.search(portrait, top_k=3)
         fs.verify(portrait, crop, purpose="verification", case_id="V-1")
-        vectors = np.stack([f.embedding for f in fs.search_service().analyse(crop)])
-        found = fs.search_service().search_vectors(vectors, top_k=2)
+        vectors = np.stack([f.embedding for f in fs.searching.service().analyse(crop)])
+        found = fs.searching.service().search_vectors(vectors, top_k=2)
         missing = fs.search(photos / "missing.jpg")
         everything = fs.audit.records()
         with pytest.raises(ContextError):
@@ -128,7 +128,7 @@ def test_every_path_fails_closed_when_the_audit_cannot_be_written(indexed: tuple
         with pytest.raises(AuditError):
             fs.verify(portrait, portrait)
         with pytest.raises(AuditError):
-            fs.search_service().search_vectors(np.ones((1, 128), dtype=np.float32) / np.sqrt(128))
+            fs.searching.service().search_vectors(np.ones((1, 128), dtype=np.float32) / np.sqrt(128))
     result = runner.invoke(cli_app, ["--home", str(home), "--pack", "dlib", "search", str(portrait), "--json"])
     assert result.exit_code != 0 and not result.stdout.strip()
     app = create_app(settings(home, f"sqlite:///{home / 'catalog.sqlite3'}"), schedule=False)

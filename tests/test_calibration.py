@@ -12,15 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from facesearch.cli import app
+from facesearch.eval.calibrate import calibration_from_embeddings, holdout_check, split_people
 from facesearch.search import calibration as calibration_module
 from facesearch.search.calibration import (
     SHIPPED_DIR,
     Calibration,
     calibration_filename,
-    calibration_from_embeddings,
     find_calibration,
-    holdout_check,
-    split_people,
     user_calibration_path,
     wilson_interval,
 )

@@ -109,7 +109,7 @@ def test_an_erased_subject_leaves_no_label_nor_embedding_on_disk(kind: str, tmp_
             before = leaks(files, needles)
             assert any("label" in leak for leak in before) and any("embedding" in leak for leak in before)
 
-            report = fs.erase("subject", [LABEL])
+            report = fs.erasure.erase(fs.operator, "subject", [LABEL])
             assert (report.faces, report.subjects) == (4, 1)
 
             files = [*files_under(home), *catalog_files(url)]
@@ -137,7 +137,7 @@ def test_an_opt_out_leaves_nothing_of_the_person_readable(kind: str, tmp_path: P
         # then none of theirs.
         request_photo = tmp_path / "request.jpg"
         Image_.open(photos / LABEL / "portrait.jpg").resize((400, 400)).save(request_photo, quality=80)
-        added = fs.opt_out(request_photo, note="request 1")
+        added = fs.optouts.add_photo(fs.operator, request_photo, note="request 1")
         assert added["faces_erased"] == 3
         needles = {"label": LABEL.encode(), **{f"embedding {i}": v[:64] for i, v in enumerate(vectors)}}
         assert leaks([*files_under(home), *catalog_files(url)], needles) == []
@@ -152,7 +152,7 @@ def test_an_opt_out_leaves_nothing_of_the_person_readable(kind: str, tmp_path: P
         fs.index([photos / LABEL], collection="other-source", workers=1)
         optout = fs.optouts.for_pack("dlib@2")
         assert not any(optout.matches(vectors).any() for _, vectors in fs.catalog.iter_embeddings("dlib@2"))
-        pairs = fs.crossmatch("other-source", "own", min_similarity=-1.0)
+        pairs = fs.crossmatch.run("other-source", "own", min_similarity=-1.0)
         assert not {p.face_id for p in pairs.pairs} & set(ids) and pairs.probe_faces == 2
 
 
@@ -168,8 +168,8 @@ def test_the_data_folder_is_private_to_the_service_account(kind: str, tmp_path: 
         ):
             fs.index([photos], collection="own", subject_from_folder=True, workers=1)
             fs.search(photos / LABEL / "crop.png")
-            fs.erase("face", [1])
-            assert np.isfinite(fs.forget_threshold())
+            fs.erasure.erase(fs.operator, "face", [1])
+            assert np.isfinite(fs.searching.forget_threshold())
     finally:
         os.umask(old)
     entries = [home, *home.rglob("*")]

@@ -40,7 +40,7 @@ def test_erase_subject_leaves_nothing_that_search_can_find(catalog_url: str, tmp
         before = fs.search(probe_bytes(), top_k=20)
         erased = {c.face_id for f in before.faces for c in f.candidates if c.subject == "Eileen_Collins"}
         assert len(erased) == 3
-        report = fs.erase("subject", ["Eileen_Collins"])
+        report = fs.erasure.erase(fs.operator, "subject", ["Eileen_Collins"])
         assert (report.faces, report.subjects, report.images) == (3, 1, 0)
         after = fs.search(probe_bytes(), top_k=20)
         assert not returned_ids(after) & erased
@@ -59,7 +59,7 @@ def test_erase_subject_leaves_nothing_that_search_can_find(catalog_url: str, tmp
         assert "Eileen" not in json.dumps(record)  # what was erased is not kept
         assert fs.audit.verify().ok
         with pytest.raises(ErasureError):
-            fs.erase("subject", ["Eileen_Collins"])
+            fs.erasure.erase(fs.operator, "subject", ["Eileen_Collins"])
 
 
 def test_erase_image_source_url_and_collection(catalog_url: str, tmp_path: Path) -> None:
@@ -72,13 +72,13 @@ def test_erase_image_source_url_and_collection(catalog_url: str, tmp_path: Path)
         fs.index([managed], collection="managed", subject_from_folder=True, workers=1)
         fs.index([photos / "Eileen_Collins"], collection="web", source_url="https://example.org/page", workers=1)
         fs.index([photos / "other"], collection="demo", workers=1)
-        report = fs.erase("image", [str(managed / "Eileen_Collins" / "portrait.jpg")])
+        report = fs.erasure.erase(fs.operator, "image", [str(managed / "Eileen_Collins" / "portrait.jpg")])
         assert report.images == 1 and report.files == 1
         assert not (managed / "Eileen_Collins" / "portrait.jpg").exists()
         assert (photos / "Eileen_Collins" / "portrait.jpg").exists()
-        report = fs.erase("source_url", ["https://example.org/page"])
+        report = fs.erasure.erase(fs.operator, "source_url", ["https://example.org/page"])
         assert report.images == 3 and report.files == 0
-        report = fs.erase("collection", ["managed"])
+        report = fs.erasure.erase(fs.operator, "collection", ["managed"])
         assert report.collections == 1 and report.images == 2 and report.files == 2
         assert not (fs.uploads_dir / "demo").exists()  # emptied upload folders go too
         assert [c["name"] for c in fs.catalog.collections()] == ["demo", "web"]
@@ -92,17 +92,17 @@ def test_forget_this_person_lists_then_erases_the_confirmed(tmp_path: Path) -> N
     home = tmp_path / "home"
     with FaceSearch(settings(home, f"sqlite:///{home / 'c.sqlite3'}")) as fs:
         fs.index([photos], collection="demo", subject_from_folder=True, workers=1)
-        threshold = fs.forget_threshold()
+        threshold = fs.searching.forget_threshold()
         pack_threshold = BUILTIN_PACKS["dlib"].threshold
         assert threshold == pytest.approx(pack_threshold + (1 - pack_threshold) / 4)
-        candidates, error = fs.forget_candidates(probe_bytes())
+        candidates, error = fs.searching.forget_candidates(probe_bytes())
         assert error is None
         labelled = [c.face_id for c in candidates if c.subject == "Eileen_Collins"]
         assert len(labelled) == 3 and all(c.similarity >= threshold for c in candidates)
         assert [c.rank for c in candidates] == list(range(1, len(candidates) + 1))
         # The reviewer confirms the three photos of her; anything else listed stays for them to judge.
-        fs.erase("face", labelled)
-        left, _ = fs.forget_candidates(probe_bytes())
+        fs.erasure.erase(fs.operator, "face", labelled)
+        left, _ = fs.searching.forget_candidates(probe_bytes())
         assert [c.face_id for c in left] == [c.face_id for c in candidates if c.face_id not in labelled]
         assert [r["action"] for r in fs.audit.records()] == ["ingest", "forget_search", "erase", "forget_search"]
 
@@ -128,7 +128,7 @@ def test_opt_out_an_lfw_person_from_ingest_and_search(tmp_path: Path) -> None:
         found = fs.search(own[3], top_k=5)
         assert found.faces[0].candidates[0].subject == name  # found before the opt-out
         before = {int(i) for ids, _ in fs.catalog.iter_embeddings("dlib@2") for i in ids}
-        added = fs.opt_out(own[2], note="request 17")
+        added = fs.optouts.add_photo(fs.operator, own[2], note="request 17")
         assert added["packs"] == ["dlib@2"] and added["faces_erased"] == 2 and added["subjects_erased"] == 1
         hidden = fs.search(own[3], top_k=20)
         assert all(c.subject != name for f in hidden.faces for c in f.candidates)
@@ -144,7 +144,7 @@ def test_opt_out_an_lfw_person_from_ingest_and_search(tmp_path: Path) -> None:
         later = fs.search(own[3], top_k=5, collection="later")
         assert summary.images_indexed == 1 and all(not f.candidates for f in later.faces)
         assert fs.optouts.list(fs.operator)[0]["note"] == "request 17"
-        fs.opt_out_remove(added["id"])
+        fs.optouts.remove(fs.operator, added["id"])
         # Withdrawn: the person may be indexed again, but what was erased stays erased.
         assert all(c.subject != name for f in fs.search(own[3], top_k=20).faces for c in f.candidates)
         fs.index([own[1]], collection="again", subject_from_folder=True, workers=1)
@@ -161,10 +161,10 @@ def test_retention_purge_by_command_and_on_the_server_schedule(catalog_url: str,
         fs.index([photos / "Eileen_Collins"], collection="short", workers=1)
         fs.index([photos / "other"], collection="long", workers=1)
         fs.collections.set_retention(fs.operator, "short", 1)
-        assert fs.purge(dry_run=True)["collections"] == {}  # nothing is a day old yet
+        assert fs.retention.purge(fs.operator, dry_run=True)["collections"] == {}  # nothing is a day old yet
         with fs.catalog.session() as session, session.begin():
             session.execute(update(Image).values(created_at=utcnow() - timedelta(days=2)))
-        assert fs.purge(dry_run=True)["collections"] == {"short": {"images": 3}}
+        assert fs.retention.purge(fs.operator, dry_run=True)["collections"] == {"short": {"images": 3}}
         fs.index([photos / "Eileen_Collins"], collection="short2", workers=1)
         fs.collections.set_retention(fs.operator, "short2", 1)
         with fs.catalog.session() as session, session.begin():

@@ -43,8 +43,8 @@ def test_catch_up_through_a_background_rebuild_neither_deadlocks_nor_loses_faces
         with FaceSearch(settings) as engine:
             # The catch-up adds 6,000 faces, 900 at a time, while holding the index's file lock; past 1,000 a
             # rebuild starts, and past 1,500 additions wait for it: the rebuild must not need that lock.
-            repairs.append(engine.sync_index("synthetic@1", 32))
-            stats = engine.index_stats()[0]
+            repairs.append(engine.indexes.sync("synthetic@1", 32))
+            stats = engine.indexes.stats()[0]
             repairs.append(stats)
 
     worker = threading.Thread(target=repair, daemon=True)
@@ -54,6 +54,6 @@ def test_catch_up_through_a_background_rebuild_neither_deadlocks_nor_loses_faces
     assert repairs[0].added == 6000
     assert repairs[1]["vectors"] == 6000 and repairs[1]["kind"] == "compressed"
     with FaceSearch(settings) as engine:
-        index = engine._index_for("synthetic@1")
+        index = engine.indexes.stored("synthetic@1")
         _, found = index.search(vectors[:20], 1)
         np.testing.assert_array_equal(found[:, 0], np.arange(1, 21))

@@ -17,7 +17,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from facesearch import __version__
 from facesearch.api.auth import FailedAuthLimiter, RateLimiter, engine_of, require
 from facesearch.api.errors import install_error_handlers
-from facesearch.api.jobs import JobRunner, RetentionScheduler
 from facesearch.api.middleware import BodyLimit, FailedAuthGate, SecurityHeaders
 from facesearch.api.openapi import install_openapi
 from facesearch.api.routes import accounts, audit, cases, collections, governance, search, subjects
@@ -25,6 +24,8 @@ from facesearch.api.schemas import ErrorBody, Health
 from facesearch.config import Settings
 from facesearch.engine import FaceSearch
 from facesearch.governance.access import Principal
+from facesearch.governance.retention import RetentionSchedule
+from facesearch.ingest.jobs import JobRunner
 
 DESCRIPTION = """Self-hosted, accountable face search.
 
@@ -46,9 +47,9 @@ def create_app(
     engine = engine or FaceSearch(settings)
     if warm:
         # Load the pack and catch the index up now, so that the first request is not the slow one.
-        engine.vector_index(engine.pack())
-    jobs = JobRunner(engine)
-    scheduler = RetentionScheduler(engine, settings.retention_interval_s if schedule else 0)
+        engine.searching.service()
+    jobs = JobRunner(engine.catalog, engine.ingest, engine.packs)
+    scheduler = RetentionSchedule(engine.retention, settings.retention_interval_s if schedule else 0)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -88,9 +89,9 @@ def create_app(
     ) -> dict[str, Any]:
         """What the collections you may see hold (counts), the pack and the configured purposes."""
         current = engine_of(request)
-        report = current.status(principal)
+        report = current.collections.status(principal)
         report.pop("home", None)  # the server's file system layout is nobody's business
-        return {**report, "pack": current.pack().key, "purposes": list(current.settings.purposes)}
+        return {**report, "pack": current.packs.pack().key, "purposes": list(current.settings.purposes)}
 
     for module in (search, collections, subjects, cases, audit, governance, accounts):
         app.include_router(module.router)

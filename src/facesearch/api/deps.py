@@ -20,7 +20,7 @@ Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
 def search_context(engine: FaceSearch, principal: Principal, purpose: str, case_id: str) -> ActionContext:
     """The audit context of an API search: the caller, a configured purpose and an open case of theirs (both
     required; the errors become 422, 403 or 409 answers through the exception handlers)."""
-    return engine.context(principal=principal, purpose=purpose, case_id=case_id, required=True)
+    return engine.searching.context(principal=principal, purpose=purpose, case_id=case_id, required=True)
 
 
 def visible_collections(principal: Principal) -> list[str] | None:

@@ -53,3 +53,117 @@ class RecordedFile:
     disposition: str
     face_ids: list[int]
     embeddings: list[np.ndarray]
+
+
+# Governance records: what the stores hand back, plain and detached from any database session. ----------------
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """An account: a name, one role, whether it sees every collection, and when it was disabled."""
+
+    id: int
+    name: str
+    role: str
+    all_collections: bool
+    created_at: datetime | None
+    disabled_at: datetime | None
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """An API key: its public id, its owner's id, the argon2 hash of the whole key, and when it was revoked."""
+
+    key_id: str
+    user_id: int
+    secret_hash: str
+    created_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One audit record as stored (see facesearch.governance.audit for what is hashed)."""
+
+    seq: int
+    at: str
+    actor: str
+    action: str
+    purpose: str | None
+    case_ref: str | None
+    probe_sha256: str | None
+    details: str
+    prev_hash: str
+    hash: str
+    seal: str
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """A case: its reference, title, owner and when it was opened and closed."""
+
+    id: int
+    reference: str
+    title: str | None
+    opened_by: str
+    created_at: datetime | None
+    closed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """A reviewer's decision on a candidate face of a case."""
+
+    id: int
+    face_id: int
+    decision: str
+    note: str | None
+    decided_by: str
+    audit_seq: int | None
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A background job of the server and its progress."""
+
+    id: int
+    kind: str
+    collection: str | None
+    status: str
+    files_total: int
+    files_done: int
+    faces: int
+    result: str | None
+    error: str | None
+    created_by: str
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OptOutRecord:
+    """An opt-out: who made it, when, its note, and the packs it holds an embedding for."""
+
+    id: int
+    created_by: str
+    note: str | None
+    created_at: datetime | None
+    packs: tuple[str, ...]
+
+
+@dataclass
+class ErasedRows:
+    """What one erasure removed from the catalog: counts, and what must follow once it has committed."""
+
+    images: int = 0
+    faces: int = 0
+    subjects: int = 0
+    collections: int = 0
+    # pack -> (dimension, face ids): vectors to take out of each pack's index
+    removed_by_pack: dict[str, tuple[int, list[int]]] = field(default_factory=dict)
+    # paths of the erased images (managed or not: the caller decides which files are its own)
+    paths: list[str] = field(default_factory=list)
+    # labels of the subjects removed (their folder names are redacted from kept paths)
+    labels: list[str] = field(default_factory=list)

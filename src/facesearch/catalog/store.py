@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,13 @@ from sqlalchemy import bindparam, create_engine, event, func, insert, select, up
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from facesearch.catalog.accounts import AccountStore
+from facesearch.catalog.audit_log import AuditStore
+from facesearch.catalog.base import Transaction
+from facesearch.catalog.cases import CaseStore
+from facesearch.catalog.erasure import ErasureStore
+from facesearch.catalog.jobs import JobStore
+from facesearch.catalog.optouts import OptOutStore
 from facesearch.catalog.records import FileOutcome, NewFace, RecordedFile
 from facesearch.catalog.schema import (
     CatalogState,
@@ -24,9 +32,9 @@ from facesearch.catalog.schema import (
     Image,
     ImageFile,
     ImageScan,
-    OptOutEmbedding,
     Subject,
 )
+from facesearch.catalog.subjects import SubjectStore
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -114,6 +122,10 @@ _FACE_DETAILS = (
 )
 
 
+FaceFilter = Callable[[Transaction, str, Sequence[FileOutcome]], list[FileOutcome]]
+"""Called with (transaction, pack key, outcomes) inside an ingest batch's transaction; returns the outcomes
+with the faces that must not be stored taken out."""
+
 GENERATION = "generation"
 _GENERATION = select(CatalogState.value).where(CatalogState.key == GENERATION)
 
@@ -125,32 +137,6 @@ def bump_generation(session: Session) -> None:
     in memory (a server beside the CLI) sees on its next request that it must catch up with the catalog.
     """
     session.execute(update(CatalogState).where(CatalogState.key == GENERATION).values(value=CatalogState.value + 1))
-
-
-def _without_opted_out_faces(session: Session, pack: str, outcomes: Sequence[FileOutcome]) -> list[FileOutcome]:
-    """The outcomes with every face that matches an opt-out of ``pack`` dropped (no trace of it is stored).
-
-    Read in the same transaction as the insert, so an opt-out committed before this batch always applies.
-    """
-    rows = session.execute(
-        select(OptOutEmbedding.embedding, OptOutEmbedding.threshold).where(OptOutEmbedding.pack == pack)
-    ).all()
-    if not rows:
-        return list(outcomes)
-    opted_out = np.stack([np.frombuffer(row[0], dtype=np.float32) for row in rows])
-    thresholds = np.array([row[1] for row in rows], dtype=np.float32)
-    kept_outcomes = []
-    for outcome in outcomes:
-        if outcome.faces:
-            kept = [
-                face
-                for face in outcome.faces
-                if not bool(np.any(opted_out @ np.asarray(face.embedding, dtype=np.float32) >= thresholds))
-            ]
-            if len(kept) != len(outcome.faces):
-                outcome = dataclasses.replace(outcome, faces=kept)
-        kept_outcomes.append(outcome)
-    return kept_outcomes
 
 
 def _batches(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
@@ -180,14 +166,39 @@ class Catalog:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # (collection id, pack) -> (catalog generation, face ids): see collection_face_ids.
         self._collection_faces: dict[tuple[int, str], tuple[int, np.ndarray]] = {}
+        # The stores of the other aggregates: every query of the catalog lives in this package.
+        self.accounts = AccountStore(self._sessions)
+        self.audit_log = AuditStore(self._sessions)
+        self.cases = CaseStore(self._sessions)
+        self.jobs = JobStore(self._sessions)
+        self.optouts = OptOutStore(self._sessions)
+        self.subjects = SubjectStore(self._sessions)
+        self.erasure = ErasureStore(self._sessions)
 
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()
 
     def session(self) -> Session:
-        """A new ORM session (use as a context manager)."""
+        """A new ORM session (use as a context manager); for the catalog's own stores and tests."""
         return self._sessions()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A transaction that commits when the block ends and rolls back if it raises: what services hand to
+        the store methods that must commit together (a change and its audit record)."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    @contextlib.contextmanager
+    def rehearsal(self) -> Iterator[Transaction]:
+        """A transaction that is always rolled back: to see what a change would do (an erasure's dry run)."""
+        with self._sessions() as session:
+            session.begin()
+            try:
+                yield session
+            finally:
+                session.rollback()
 
     # Tables that hold personal data and lose rows on erasure (PostgreSQL vacuums them after one).
     _ERASED_TABLES = ("faces", "subjects", "images", "image_files", "image_scans", "decisions", "case_candidates")
@@ -317,18 +328,27 @@ class Catalog:
             ).all()
             return {path: (size, mtime) for path, size, mtime in rows}
 
-    def record_files(self, collection_id: int, pack: str, outcomes: Sequence[FileOutcome]) -> list[RecordedFile]:
+    def record_files(
+        self,
+        collection_id: int,
+        pack: str,
+        outcomes: Sequence[FileOutcome],
+        *,
+        keep: FaceFilter | None = None,
+    ) -> list[RecordedFile]:
         """Store a batch of ingest outcomes in one transaction; returns the new faces' ids and vectors.
 
         The same content (sha256) in the same collection is stored once: a second path is remembered as
         another location of the first image, and its faces are not stored again (unless the image was never
         scanned by this pack, as when a collection is indexed again with another pack). Existing rows are
         looked up once per batch and new rows go in as bulk inserts (one statement per table, ids returned in
-        order), so a batch costs a handful of statements, not several per file. Faces that match an opt-out
-        are dropped before anything is stored.
+        order), so a batch costs a handful of statements, not several per file. ``keep(tx, pack, outcomes)``
+        runs first, in the same transaction, and may drop faces (the opt-out list's, see
+        :func:`facesearch.governance.optout.opted_out_filter`): what it drops is never stored.
         """
         with self.session() as session, session.begin():
-            outcomes = _without_opted_out_faces(session, pack, outcomes)
+            if keep is not None:
+                outcomes = keep(session, pack, outcomes)
             shas = sorted({o.sha256 for o in outcomes if o.sha256 is not None})
             known: dict[str, tuple[int, str]] = {}  # sha256 -> (image id, status)
             for part in _batches(shas):
@@ -599,6 +619,32 @@ class Catalog:
             ).all()
             return np.array(ids, dtype=np.int64)
 
+    Box = tuple[float, float, float, float]
+
+    def face_boxes(self, tx: Transaction, face_ids: Sequence[int]) -> list[tuple[int, int, Box]]:
+        """(face id, image id, box) of the given faces that exist."""
+        found: list[tuple[int, int, Catalog.Box]] = []
+        for part in _batches(sorted(set(face_ids))):
+            for face_id, image_id, x, y, w, h in tx.execute(
+                select(Face.id, Face.image_id, Face.x, Face.y, Face.w, Face.h).where(Face.id.in_(part))
+            ):
+                found.append((int(face_id), int(image_id), (x, y, w, h)))
+        return found
+
+    def faces_in_images(
+        self, tx: Transaction, image_ids: Sequence[int], *, packs_other_than: Sequence[str]
+    ) -> list[tuple[int, int, Box]]:
+        """(face id, image id, box) of the faces of other packs than ``packs_other_than`` in these images."""
+        found: list[tuple[int, int, Catalog.Box]] = []
+        for part in _batches(sorted(set(image_ids))):
+            for face_id, image_id, x, y, w, h in tx.execute(
+                select(Face.id, Face.image_id, Face.x, Face.y, Face.w, Face.h).where(
+                    Face.image_id.in_(part), Face.pack.not_in(sorted(packs_other_than))
+                )
+            ):
+                found.append((int(face_id), int(image_id), (x, y, w, h)))
+        return found
+
     # Reporting ---------------------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -634,6 +680,93 @@ class Catalog:
             )
         with self.session() as session:
             return int(session.scalar(query) or 0)
+
+    # Collections as governed: creation, policies, retention --------------------------------------------------
+
+    def collection_exists(self, name: str, tx: Transaction | None = None) -> bool:
+        """True when a collection called ``name`` exists."""
+        if tx is not None:
+            return tx.scalar(select(Collection.id).where(Collection.name == name)) is not None
+        return self.collection_id(name) is not None
+
+    def create_collection(
+        self,
+        tx: Transaction,
+        name: str,
+        *,
+        description: str | None,
+        legal_basis: str | None,
+        source: str | None,
+        retention_days: int | None,
+        min_quality: float | None,
+    ) -> None:
+        """A new collection (the caller made sure the name is free)."""
+        tx.add(
+            Collection(
+                name=name,
+                description=description,
+                legal_basis=legal_basis,
+                source=source,
+                retention_days=retention_days,
+                min_quality=min_quality,
+            )
+        )
+        tx.flush()
+
+    def update_collection(self, tx: Transaction, name: str, **values: Any) -> bool:
+        """Set fields of a collection (retention_days, min_quality...); False when there is no such collection."""
+        changed = tx.execute(update(Collection).where(Collection.name == name).values(**values))
+        return bool(changed.rowcount)  # type: ignore[attr-defined]
+
+    def retention_policies(self) -> dict[str, int]:
+        """Collection name -> maximum age in days, for the collections that have one."""
+        with self.session() as session:
+            rows = session.execute(
+                select(Collection.name, Collection.retention_days).where(Collection.retention_days.is_not(None))
+            ).all()
+        return {name: int(days) for name, days in rows if days is not None}
+
+    def images_older_than(self, cutoffs: dict[str, datetime]) -> dict[str, list[int]]:
+        """Ids of the images indexed before each collection's cutoff, by collection name (collections with none
+        are left out)."""
+        found: dict[str, list[int]] = {}
+        with self.session() as session:
+            for name, cutoff in cutoffs.items():
+                ids = session.scalars(
+                    select(Image.id)
+                    .join(Collection, Collection.id == Image.collection_id)
+                    .where(Collection.name == name, Image.created_at < cutoff)
+                ).all()
+                if ids:
+                    found[name] = [int(i) for i in ids]
+        return found
+
+    # Reads for evaluations --------------------------------------------------------------------------------
+
+    def enrolled_faces_by_path(
+        self, collection_id: int, pack: str
+    ) -> list[tuple[str, int, str, bytes, float, str | None]]:
+        """(path, face id, label, embedding bytes, quality, quality reasons as JSON) of every enrolled face of
+        one collection and pack, by face id (a path appears once per face of its content)."""
+        with self.session() as session:
+            rows = session.execute(
+                select(ImageFile.path, Face.id, Subject.label, Face.embedding, Face.quality, Face.quality_reasons)
+                .join(Face, Face.image_id == ImageFile.image_id)
+                .join(Subject, Subject.id == Face.subject_id)
+                .where(ImageFile.collection_id == collection_id, Face.pack == pack)
+                .order_by(Face.id)
+            ).all()
+        return [(str(p), int(i), str(label), bytes(blob), float(q), r) for p, i, label, blob, q, r in rows]
+
+    def scan_counts_by_path(self, collection_id: int, pack: str) -> dict[str, int]:
+        """Ingested path -> how many faces the pack found in it (photos that were not decoded are absent)."""
+        with self.session() as session:
+            rows = session.execute(
+                select(ImageFile.path, ImageScan.faces)
+                .join(ImageScan, ImageScan.image_id == ImageFile.image_id)
+                .where(ImageFile.collection_id == collection_id, ImageScan.pack == pack)
+            ).all()
+        return {str(path): int(count) for path, count in rows}
 
     def skipped_files(self, limit: int = 1000) -> list[dict[str, Any]]:
         """Files that could not be used, with the reason, newest first."""

@@ -79,10 +79,10 @@ def audit_export_command(
     """Write the audit log as JSON lines with a final Ed25519 signature line."""
     with state.engine() as engine:
         if output is None:
-            engine.audit.export(sys.stdout, after_seq=after, actor=engine.context().actor)
+            engine.audit.export(sys.stdout, after_seq=after, actor=engine.searching.context().actor)
             return
         with output.open("w", encoding="utf-8") as handle:
-            count = engine.audit.export(handle, after_seq=after, actor=engine.context().actor)
+            count = engine.audit.export(handle, after_seq=after, actor=engine.searching.context().actor)
     console.print(f"{count} records written to {output}, signed")
 
 
@@ -168,7 +168,7 @@ def audit_reanchor_command(
         raise fail("re-anchoring accepts the loss of the records past the chain's end; run it with --yes")
     with state.engine() as engine:
         try:
-            report = engine.audit.reanchor(actor=engine.context().actor)
+            report = engine.audit.reanchor(actor=engine.searching.context().actor)
         except AuditError as error:
             raise fail(str(error), code=1) from error
     out.print(

@@ -226,20 +226,15 @@ def calibrate_command(
     are split: the calibration from one part is checked on the held-out part (the observed pass rate at
     the threshold for FMR 1e-3); the calibration saved is then built from all of them.
     """
-    from facesearch.search.calibration import (
-        calibration_from_embeddings,
-        embed_people,
-        holdout_check,
-        split_people,
-        user_calibration_path,
-    )
+    from facesearch.eval.calibrate import calibration_from_embeddings, embed_people, holdout_check, split_people
+    from facesearch.search.calibration import user_calibration_path
 
     if not images.is_dir():
         raise fail(f"not a folder: {images}")
     try:
         with state.engine() as engine:
-            key = engine.pack().key
-            names, vectors = embed_people(engine, images)
+            key = engine.packs.pack().key
+            names, vectors = embed_people(engine.packs, images)
             home = engine.settings.home
     except PackError as error:
         raise fail(str(error)) from error

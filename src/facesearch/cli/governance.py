@@ -42,7 +42,7 @@ def erase_command(
     with state.engine() as engine:
         for kind, values in targets:
             try:
-                reports.append(engine.erase(kind, values).to_dict())
+                reports.append(engine.erasure.erase(engine.operator, kind, values).to_dict())
             except ErasureError as error:
                 raise fail(str(error), code=1) from error
     if json_output:
@@ -68,8 +68,8 @@ def forget_command(
 ) -> None:
     """Forget a person: list every face above a strict threshold for review, then erase the confirmed ones."""
     with state.engine() as engine:
-        limit = threshold if threshold is not None else engine.forget_threshold()
-        candidates, error = engine.forget_candidates(photo, threshold=limit)
+        limit = threshold if threshold is not None else engine.searching.forget_threshold()
+        candidates, error = engine.searching.forget_candidates(photo, threshold=limit)
         if error:
             raise fail(error, code=1)
         listed = {c.face_id for c in candidates}
@@ -78,7 +78,7 @@ def forget_command(
             unknown = sorted(set(confirm) - listed)
             if unknown:
                 raise fail(f"faces {unknown} are not among those listed for this photo; nothing erased", code=1)
-            erased = engine.erase("face", sorted(set(confirm))).to_dict()
+            erased = engine.erasure.erase(engine.operator, "face", sorted(set(confirm))).to_dict()
     if json_output:
         print_json({"threshold": limit, "candidates": [dataclasses_asdict(c) for c in candidates], "erased": erased})
         return
@@ -111,7 +111,7 @@ def optout_add_command(
 
     with state.engine() as engine:
         try:
-            added = engine.opt_out(photo, note=note)
+            added = engine.optouts.add_photo(engine.operator, photo, note=note)
         except (OptOutError, ImageRejected) as error:
             raise fail(str(error), code=1) from error
     if json_output:
@@ -139,7 +139,7 @@ def optout_remove_command(optout_id: Annotated[int, typer.Argument(help="The opt
 
     with state.engine() as engine:
         try:
-            engine.opt_out_remove(optout_id)
+            engine.optouts.remove(engine.operator, optout_id)
         except (OptOutError, LookupError) as error:
             raise fail(str(error), code=1) from error
     out.print(f"opt-out {optout_id} removed")
@@ -168,7 +168,7 @@ def purge_command(
 ) -> None:
     """Erase every image older than its collection's retention (the server also does it on a schedule)."""
     with state.engine() as engine:
-        report = engine.purge(dry_run=dry_run)
+        report = engine.retention.purge(engine.operator, dry_run=dry_run)
     if json_output:
         print_json(report)
         return

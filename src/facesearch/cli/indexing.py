@@ -21,6 +21,7 @@ from facesearch.cli._app import app, console, fail, human_bytes, out, state
 from facesearch.errors import PackError
 
 if TYPE_CHECKING:
+    from facesearch.engine import FaceSearch
     from facesearch.ingest.pipeline import IngestProgress
 
 
@@ -125,13 +126,21 @@ def index_command(
         out.print(f"    ... and {len(summary.skipped_files) - 20} more (see `facesearch skipped`)")
 
 
+def _pack_key(engine: FaceSearch) -> str | None:
+    """The key of the pack --pack names (a name or a key), or ``None`` for every pack with faces."""
+    if state.pack is None:
+        return None
+    keys = engine.indexes.pack_keys()
+    return state.pack if state.pack in keys else engine.packs.spec(state.pack).key
+
+
 @app.command("status")
 def status_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """What the data folder holds: images, faces, skipped files, collections, packs."""
     with state.engine() as engine:
-        report = engine.status()
+        report = {**engine.collections.status(engine.operator), "home": str(engine.settings.home)}
     if json_output:
         typer.echo(json.dumps(report))
         return
@@ -198,7 +207,7 @@ def doctor_command(
 ) -> None:
     """Check that every index matches the catalog, and repair it from the catalog if not."""
     with state.engine() as engine:
-        repairs = engine.doctor(repair=repair)
+        repairs = engine.indexes.doctor(repair=repair)
     report: list[dict[str, Any]] = [
         {
             "pack": r.pack,
@@ -227,7 +236,7 @@ def index_stats_command(
     """Each pack's vector index: kind (exact or compressed), factory, size, memory and disk per face."""
     try:
         with state.engine() as engine:
-            report = engine.index_stats(state.pack)
+            report = engine.indexes.stats(_pack_key(engine))
     except (PackError, ValueError) as error:
         raise fail(str(error)) from error
     if json_output:
@@ -275,7 +284,7 @@ def reindex_command(
     """
     try:
         with state.engine() as engine:
-            report = engine.reindex(factory, state.pack, nprobe_fraction=nprobe_fraction)
+            report = engine.indexes.reindex(factory, _pack_key(engine), nprobe_fraction=nprobe_fraction)
     except (PackError, ValueError, RuntimeError) as error:
         raise fail(str(error)) from error
     if json_output:

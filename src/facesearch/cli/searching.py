@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def _context(engine: FaceSearch, purpose: str | None, case_id: str | None) -> ActionContext:
     """The audit context of a CLI search: the local identity, with the purpose and case given."""
     try:
-        return engine.context(purpose=purpose, case_id=case_id)
+        return engine.searching.context(purpose=purpose, case_id=case_id)
     except (ContextError, CaseError) as error:
         raise fail(str(error)) from error
 
@@ -117,7 +117,7 @@ def search_command(
         raise fail("give at least one probe image (or --from-file)")
     try:
         with state.engine() as engine:
-            service = engine.search_service(context=_context(engine, purpose, case_id))
+            service = engine.searching.service(context=_context(engine, purpose, case_id))
             for probe in probes:
                 result = service.search(
                     probe, top_k=top_k, collection=collection, max_fmr=max_fmr, by_subject=by_subject
@@ -148,7 +148,7 @@ def verify_command(
     """Verify (1:1): are the largest faces of two photos the same person? (audited)"""
     try:
         with state.engine() as engine:
-            service = engine.search_service(context=_context(engine, purpose, case_id))
+            service = engine.searching.service(context=_context(engine, purpose, case_id))
             result = service.verify(image_a, image_b, fmr=fmr)
     except (PackError, AuditError) as error:
         raise fail(str(error)) from error
@@ -221,7 +221,7 @@ def crossmatch_command(
         raise fail("--json prints the summary on stdout: give --output for the pairs")
     try:
         with state.engine() as engine:
-            result = engine.crossmatch(
+            result = engine.crossmatch.run(
                 collection,
                 against,
                 top_k=top_k,

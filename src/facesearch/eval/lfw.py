@@ -25,9 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 
-from facesearch.catalog.schema import Face, ImageFile, ImageScan, Subject
 from facesearch.catalog.store import Catalog
 from facesearch.config import Settings
 from facesearch.engine import FaceSearch
@@ -139,22 +137,15 @@ def labelled_faces(catalog: Catalog, collection: str, pack_key: str) -> dict[str
     (absolute, symbolic links not resolved); duplicate contents share their first path's face.
     """
     faces: dict[str, LabelledFace] = {}
-    with catalog.session() as session:
-        rows = session.execute(
-            select(ImageFile.path, Face.id, Subject.label, Face.embedding, Face.quality, Face.quality_reasons)
-            .join(Face, Face.image_id == ImageFile.image_id)
-            .join(Subject, Subject.id == Face.subject_id)
-            .where(ImageFile.collection_id == _collection_id(catalog, collection), Face.pack == pack_key)
-            .order_by(Face.id)
-        ).all()
+    rows = catalog.enrolled_faces_by_path(_collection_id(catalog, collection), pack_key)
     for path, face_id, label, blob, quality, reasons in rows:
         faces.setdefault(
             path,
             LabelledFace(
-                int(face_id),
-                str(label),
+                face_id,
+                label,
                 np.frombuffer(blob, dtype=np.float32),
-                float(quality),
+                quality,
                 tuple(json.loads(reasons)) if reasons else (),
             ),
         )
@@ -168,13 +159,7 @@ def collection_face_ids(catalog: Catalog, collection: str, pack_key: str) -> np.
 
 def faces_per_path(catalog: Catalog, collection: str, pack_key: str) -> dict[str, int]:
     """Ingested path -> how many faces the pack found in it (photos that were not decoded are absent)."""
-    with catalog.session() as session:
-        rows = session.execute(
-            select(ImageFile.path, ImageScan.faces)
-            .join(ImageScan, ImageScan.image_id == ImageFile.image_id)
-            .where(ImageFile.collection_id == _collection_id(catalog, collection), ImageScan.pack == pack_key)
-        ).all()
-    return {str(path): int(count) for path, count in rows}
+    return catalog.scan_counts_by_path(_collection_id(catalog, collection), pack_key)
 
 
 def _collection_id(catalog: Catalog, collection: str) -> int:
@@ -259,7 +244,7 @@ def run_identification(
         gallery_links = _link_tree(links_root / "gallery", split.gallery.items())
         probe_links = _link_tree(links_root / "probes", [*split.mated, *split.nonmated])
         with _open_engine(home, pack, models_dir) as engine:
-            pack_key, pack_threshold = engine.pack().key, engine.pack().threshold
+            pack_key, pack_threshold = engine.packs.pack().key, engine.packs.pack().threshold
             _say(log, f"[{pack_key}] ingesting {len(gallery_links)} gallery photos")
             t0 = time.perf_counter()
             engine.index([links_root / "gallery"], collection="gallery", subject_from_folder=True, workers=workers)
@@ -281,7 +266,7 @@ def run_identification(
             probe_faces = labelled_faces(engine.catalog, "probes", pack_key)
             probe_face_counts = faces_per_path(engine.catalog, "probes", pack_key)
             allowed = np.union1d(np.array([f.face_id for f in gallery_faces.values()], dtype=np.int64), distractor_ids)
-            service = engine.search_service()
+            service = engine.searching.service()
             probes = [(person, probe_links[(person, photo.name)], True) for person, photo in split.mated]
             probes += [(person, probe_links[(person, photo.name)], False) for person, photo in split.nonmated]
             searched = [(person, path, mated) for person, path, mated in probes if path in probe_faces]
@@ -478,7 +463,7 @@ def run_verification(
         photos += [(p.name_b, root / p.name_b / p.image_b) for p in pairs]
         links = _link_tree(links_root, photos)
         with _open_engine(home, pack, models_dir) as engine:
-            pack_key, pack_threshold = engine.pack().key, engine.pack().threshold
+            pack_key, pack_threshold = engine.packs.pack().key, engine.packs.pack().threshold
             _say(log, f"[{pack_key}] ingesting {len(links)} photos of {len(pairs)} pairs")
             t0 = time.perf_counter()
             engine.index([links_root], collection="pairs", subject_from_folder=True, workers=workers)

@@ -23,10 +23,10 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
-from facesearch.catalog.schema import ApiKey, Collection, CollectionGrant, User, iso_utc, utcnow
+from facesearch.catalog.base import Transaction
+from facesearch.catalog.records import UserRecord
+from facesearch.catalog.schema import iso_utc, utcnow
 from facesearch.catalog.store import Catalog
 from facesearch.errors import AccountError
 from facesearch.governance.access import (
@@ -60,46 +60,35 @@ def key_id_of(key: str) -> str | None:
 
 
 class Accounts:
-    """Users, keys and grants stored in the catalog; every change checked against the acting principal and
-    audited in its own transaction."""
+    """Users, keys and grants; every change checked against the acting principal and audited in its own
+    transaction."""
 
     def __init__(self, catalog: Catalog, audit: AuditTrail) -> None:
         self.catalog = catalog
+        self.store = catalog.accounts
         self.audit = audit
         self._verified: dict[str, str] = {}  # sha256(key) -> key id, for keys whose argon2 hash verified
         self._lock = threading.Lock()
 
-    def _audited(self, session: Session, actor: Principal, action: str, details: dict[str, Any]) -> tuple[int, str]:
-        return self.audit.append_in(session, actor=actor.actor, action=action, details=details)
+    def _audited(self, tx: Transaction, actor: Principal, action: str, details: dict[str, Any]) -> tuple[int, str]:
+        return self.audit.append_in(tx, actor=actor.actor, action=action, details=details)
 
     # Scope ----------------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _grants(session: Session, user: User) -> frozenset[str]:
-        return frozenset(
-            session.scalars(
-                select(Collection.name)
-                .join(CollectionGrant, CollectionGrant.collection_id == Collection.id)
-                .where(CollectionGrant.user_id == user.id)
-            ).all()
-        )
-
-    def _manages(self, session: Session, actor: Principal, user: User) -> bool:
+    def _manages(self, actor: Principal, user: UserRecord, tx: Transaction | None = None) -> bool:
         """True when ``actor`` may see and change ``user``: an unlimited administrator any user; a limited one
         only users limited to a subset of its own collections, and never an auditor."""
-        if actor.operator or actor.unlimited:
-            return True
-        if user.name == actor.name:
+        if actor.operator or actor.unlimited or user.name == actor.name:
             return True
         if user.all_collections or Role(user.role) in GLOBAL_ROLES:
             return False
-        return actor.covers(self._grants(session, user))
+        return actor.covers(self.store.grants(user.id, tx))
 
-    def _managed_user(self, session: Session, actor: Principal, name: str) -> User:
+    def _managed_user(self, actor: Principal, name: str, tx: Transaction | None = None) -> UserRecord:
         """The user ``name`` if ``actor`` may manage them; otherwise "unknown" (outside the scope, absent)."""
         require(actor, "accounts")
-        user = session.scalar(select(User).where(User.name == name))
-        if user is None or not self._manages(session, actor, user):
+        user = self.store.user(name, tx)
+        if user is None or not self._manages(actor, user, tx):
             raise NotVisible(f"unknown user {name!r}", code="unknown_user")
         return user
 
@@ -129,77 +118,50 @@ class Accounts:
         except ValueError as error:
             raise AccountError(f"unknown role {role!r}; roles: {', '.join(r.value for r in Role)}") from error
         self._check_not_broader(actor, role_value, collections)
-        with self.catalog.session() as session, session.begin():
-            if session.scalar(select(User.id).where(User.name == name)) is not None:
+        with self.catalog.transaction() as tx:
+            if self.store.user(name, tx) is not None:
                 raise AccountError(f"user {name!r} already exists")
-            user = User(name=name, role=role_value.value, all_collections=collections is None)
-            session.add(user)
-            session.flush()
-            for collection in sorted(set(collections or [])):
-                session.add(CollectionGrant(user_id=user.id, collection_id=self._collection_id(session, collection)))
+            try:
+                user = self.store.add_user(tx, name, role_value.value, collections)
+            except LookupError as error:
+                raise AccountError(str(error).strip("'\"")) from error
             details = {"user": name, "role": role_value.value, "collections": sorted(set(collections or [])) or None}
-            audit = self._audited(session, actor, "user_add", details)
-            described = self._describe(session, user)
+            audit = self._audited(tx, actor, "user_add", details)
+            described = self._describe(user, tx)
         self.audit.committed(*audit)
         return described
 
-    @staticmethod
-    def _collection_id(session: Session, name: str) -> int:
-        collection_id = session.scalar(select(Collection.id).where(Collection.name == name))
-        if collection_id is None:
-            raise AccountError(f"unknown collection {name!r}")
-        return int(collection_id)
-
     def user(self, actor: Principal, name: str) -> dict[str, Any]:
         """One user: name, role, status, collections and keys (ids only)."""
-        with self.catalog.session() as session:
-            return self._describe(session, self._managed_user(session, actor, name))
+        return self._describe(self._managed_user(actor, name))
 
     def users(self, actor: Principal) -> list[dict[str, Any]]:
         """Every user ``actor`` may manage, by name."""
         require(actor, "accounts")
-        with self.catalog.session() as session:
-            return [
-                self._describe(session, user)
-                for user in session.scalars(select(User).order_by(User.name))
-                if self._manages(session, actor, user)
-            ]
+        return [self._describe(user) for user in self.store.users() if self._manages(actor, user)]
 
-    @staticmethod
-    def _describe(session: Session, user: User) -> dict[str, Any]:
-        granted = session.scalars(
-            select(Collection.name)
-            .join(CollectionGrant, CollectionGrant.collection_id == Collection.id)
-            .where(CollectionGrant.user_id == user.id)
-            .order_by(Collection.name)
-        ).all()
-        keys = session.execute(
-            select(ApiKey.key_id, ApiKey.created_at, ApiKey.revoked_at).where(ApiKey.user_id == user.id)
-        ).all()
+    def _describe(self, user: UserRecord, tx: Transaction | None = None) -> dict[str, Any]:
         return {
             "name": user.name,
             "role": user.role,
             "active": user.disabled_at is None,
             "created_at": iso_utc(user.created_at),
-            "collections": None if user.all_collections else list(granted),
+            "collections": None if user.all_collections else sorted(self.store.grants(user.id, tx)),
             "keys": [
-                {"key_id": key_id, "created_at": iso_utc(created), "active": revoked is None}
-                for key_id, created, revoked in keys
+                {"key_id": key.key_id, "created_at": iso_utc(key.created_at), "active": key.revoked_at is None}
+                for key in self.store.keys_of(user.id, tx)
             ],
         }
 
     def revoke_user(self, actor: Principal, name: str) -> dict[str, Any]:
         """Disable a user and revoke every key they hold (rows stay, for the audit log's sake)."""
-        now = utcnow()
-        with self.catalog.session() as session, session.begin():
-            user = self._managed_user(session, actor, name)
-            user.disabled_at = user.disabled_at or now
-            for key in session.scalars(select(ApiKey).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))):
-                key.revoked_at = now
-            audit = self._audited(session, actor, "user_revoke", {"user": name})
-            described = self._describe(session, user)
+        with self.catalog.transaction() as tx:
+            user = self._managed_user(actor, name, tx)
+            self.store.disable_user(tx, user.id, utcnow())
+            audit = self._audited(tx, actor, "user_revoke", {"user": name})
+            described = self._describe(self.store.user(name, tx) or user, tx)
         self.audit.committed(*audit)
-        self._forget_verified_of(name)
+        self._forget_verified_of(user.id)
         return described
 
     def grant(self, actor: Principal, name: str, collection: str) -> dict[str, Any]:
@@ -213,24 +175,17 @@ class Accounts:
     def _change_grant(self, actor: Principal, name: str, collection: str, *, add: bool) -> dict[str, Any]:
         if not actor.may_see(collection):
             raise NotVisible(f"unknown collection {collection!r}", code="unknown_collection")
-        with self.catalog.session() as session, session.begin():
-            user = self._managed_user(session, actor, name)
+        with self.catalog.transaction() as tx:
+            user = self._managed_user(actor, name, tx)
             if user.name == actor.name and not (actor.operator or actor.unlimited):
                 raise AccessDenied("a user limited to some collections may not change their own grants")
-            collection_id = self._collection_id(session, collection)
-            user.all_collections = False
-            if add:
-                if session.get(CollectionGrant, (user.id, collection_id)) is None:
-                    session.add(CollectionGrant(user_id=user.id, collection_id=collection_id))
-            else:
-                session.execute(
-                    delete(CollectionGrant).where(
-                        CollectionGrant.user_id == user.id, CollectionGrant.collection_id == collection_id
-                    )
-                )
+            try:
+                self.store.set_grant(tx, user.id, collection, granted=add)
+            except LookupError as error:
+                raise AccountError(str(error).strip("'\"")) from error
             action = "user_grant" if add else "user_ungrant"
-            audit = self._audited(session, actor, action, {"user": name, "collection": collection})
-            described = self._describe(session, user)
+            audit = self._audited(tx, actor, action, {"user": name, "collection": collection})
+            described = self._describe(self.store.user(name, tx) or user, tx)
         self.audit.committed(*audit)
         return described
 
@@ -246,43 +201,38 @@ class Accounts:
             raise AccessDenied("a key is created by its owner: nobody may obtain a key that acts as someone else")
         key_id = secrets.token_hex(6)
         key = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
-        with self.catalog.session() as session, session.begin():
-            user = session.scalar(select(User).where(User.name == name))
+        with self.catalog.transaction() as tx:
+            user = self.store.user(name, tx)
             if user is None:
                 raise AccountError(f"unknown user {name!r}")
             if user.disabled_at is not None:
                 raise AccountError(f"user {name!r} is revoked")
-            session.add(ApiKey(key_id=key_id, user_id=user.id, secret_hash=_HASHER.hash(key)))
-            audit = self._audited(session, actor, "key_create", {"user": name, "key_id": key_id})
+            self.store.add_key(tx, key_id, user.id, _HASHER.hash(key))
+            audit = self._audited(tx, actor, "key_create", {"user": name, "key_id": key_id})
         self.audit.committed(*audit)
         return key_id, key
 
     def revoke_key(self, actor: Principal, key_id: str) -> None:
         """Revoke one key by its id (takes effect on the next request): its owner's, or an administrator's
         act on a user they manage."""
-        with self.catalog.session() as session, session.begin():
-            row = session.execute(
-                select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.key_id == key_id)
-            ).one_or_none()
-            if row is None:
+        with self.catalog.transaction() as tx:
+            found = self.store.key(key_id, tx)
+            if found is None:
                 raise NotVisible(f"unknown key {key_id!r}", code="unknown_key")
-            key, owner = row
+            _key, owner = found
             if not actor.operator and owner.name != actor.name:
                 if not actor.can("accounts"):
                     raise AccessDenied("only the key's owner or an administrator may revoke it")
-                if not self._manages(session, actor, owner):
+                if not self._manages(actor, owner, tx):
                     raise NotVisible(f"unknown key {key_id!r}", code="unknown_key")
-            key.revoked_at = key.revoked_at or utcnow()
-            audit = self._audited(session, actor, "key_revoke", {"key_id": key_id, "user": owner.name})
+            self.store.revoke_key(tx, key_id, utcnow())
+            audit = self._audited(tx, actor, "key_revoke", {"key_id": key_id, "user": owner.name})
         self.audit.committed(*audit)
         with self._lock:
             self._verified = {digest: kid for digest, kid in self._verified.items() if kid != key_id}
 
-    def _forget_verified_of(self, name: str) -> None:
-        with self.catalog.session() as session:
-            ids = set(
-                session.scalars(select(ApiKey.key_id).join(User, User.id == ApiKey.user_id).where(User.name == name))
-            )
+    def _forget_verified_of(self, user_id: int) -> None:
+        ids = {key.key_id for key in self.store.keys_of(user_id)}
         with self._lock:
             self._verified = {digest: kid for digest, kid in self._verified.items() if kid not in ids}
 
@@ -298,11 +248,8 @@ class Accounts:
 
     def key_owner(self, key_id: str) -> str | None:
         """The name of the user holding key ``key_id`` (``None`` if there is no such key)."""
-        with self.catalog.session() as session:
-            owner = session.scalar(
-                select(User.name).join(ApiKey, ApiKey.user_id == User.id).where(ApiKey.key_id == key_id)
-            )
-            return str(owner) if owner is not None else None
+        found = self.store.key(key_id)
+        return found[1].name if found is not None else None
 
     def authenticate(self, key: str, *, before_hash: Callable[[str], None] | None = None) -> Principal | None:
         """The user holding ``key`` if it is valid, unrevoked and its user active; ``None`` otherwise.
@@ -321,29 +268,24 @@ class Accounts:
             known = self._verified.get(digest) == key_id
         if not known and before_hash is not None:
             before_hash(key_id)
-        with self.catalog.session() as session:
-            row = session.execute(
-                select(ApiKey.secret_hash, ApiKey.revoked_at, User)
-                .join(User, User.id == ApiKey.user_id)
-                .where(ApiKey.key_id == key_id)
-            ).one_or_none()
-            if row is None:
+        found = self.store.key(key_id)
+        if found is None:
+            return None
+        record, user = found
+        if record.revoked_at is not None or user.disabled_at is not None:
+            return None
+        if not known:
+            try:
+                _HASHER.verify(record.secret_hash, key)
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
                 return None
-            secret_hash, revoked_at, user = row
-            if revoked_at is not None or user.disabled_at is not None:
-                return None
-            if not known:
-                try:
-                    _HASHER.verify(secret_hash, key)
-                except (VerifyMismatchError, VerificationError, InvalidHashError):
-                    return None
-                with self._lock:
-                    self._verified[digest] = key_id
-            return Principal(
-                user_id=user.id,
-                name=user.name,
-                role=Role(user.role),
-                key_id=key_id,
-                all_collections=bool(user.all_collections),
-                collections=self._grants(session, user),
-            )
+            with self._lock:
+                self._verified[digest] = key_id
+        return Principal(
+            user_id=user.id,
+            name=user.name,
+            role=Role(user.role),
+            key_id=key_id,
+            all_collections=user.all_collections,
+            collections=self.store.grants(user.id),
+        )

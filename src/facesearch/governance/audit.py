@@ -28,10 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
-
-from facesearch.catalog.schema import AuditHead, AuditRecord
+from facesearch.catalog.base import Transaction
+from facesearch.catalog.records import AuditRow
 from facesearch.catalog.store import Catalog
 from facesearch.errors import AuditError
 from facesearch.governance.anchor import AuditAnchor, Checkpoint, key_fingerprint, verify_signature
@@ -65,7 +63,7 @@ def record_hash(
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def _hash_of(record: AuditRecord) -> str:
+def _hash_of(record: AuditRow) -> str:
     return record_hash(
         record.seq,
         record.at,
@@ -93,7 +91,7 @@ class Verification:
         return {"ok": self.ok, "records": self.records, "first_bad_seq": self.first_bad_seq, "problem": self.problem}
 
 
-def _record_dict(record: AuditRecord) -> dict[str, Any]:
+def _record_dict(record: AuditRow) -> dict[str, Any]:
     return {
         "seq": record.seq,
         "at": record.at,
@@ -139,18 +137,18 @@ class AuditTrail:
         purpose: str | None = None,
         case_ref: str | None = None,
         probe_sha256: str | None = None,
-        also: Callable[[Session, int], None] | None = None,
+        also: Callable[[Transaction, int], None] | None = None,
     ) -> int:
         """Write one record at the end of the chain and move the checkpoint; returns its sequence number.
 
-        ``also(session, seq)`` runs in the same transaction (what must be stored with the record, such as the
+        ``also(tx, seq)`` runs in the same transaction (what must be stored with the record, such as the
         candidates a search returned under a case). Raises :class:`AuditError` when it cannot be written:
         callers must then not hand out what it was for.
         """
         try:
-            with self.catalog.session() as session, session.begin():
+            with self.catalog.transaction() as tx:
                 seq, digest = self.append_in(
-                    session,
+                    tx,
                     actor=actor,
                     action=action,
                     details=details,
@@ -159,7 +157,7 @@ class AuditTrail:
                     probe_sha256=probe_sha256,
                 )
                 if also is not None:
-                    also(session, seq)
+                    also(tx, seq)
         except AuditError:
             raise
         except Exception as error:  # any storage failure: the caller must refuse, never go on unaudited
@@ -169,7 +167,7 @@ class AuditTrail:
 
     def append_in(
         self,
-        session: Session,
+        tx: Transaction,
         *,
         actor: str,
         action: str,
@@ -189,33 +187,19 @@ class AuditTrail:
         at = datetime.now(UTC).isoformat(timespec="microseconds")
         # The UPDATE comes first: it takes the head row's lock (the write lock on SQLite), so concurrent
         # appends from any process queue here and each reads the head the previous one left.
-        moved = session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1))
-        if moved.rowcount != 1:  # type: ignore[attr-defined]
+        head = self.catalog.audit_log.take_head(tx)
+        if head is None:
             raise AuditError("the audit chain's head row is missing: the catalog was tampered with")
-        seq, prev_hash = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one()
+        seq, prev_hash = head
         if guard:
-            self._check_anchored(session, int(seq) - 1)
+            self._check_anchored(tx, seq - 1)
         digest = record_hash(seq, at, actor, action, purpose, case_ref, probe_sha256, details_text, prev_hash)
-        session.add(
-            AuditRecord(
-                seq=seq,
-                at=at,
-                actor=actor,
-                action=action,
-                purpose=purpose,
-                case_ref=case_ref,
-                probe_sha256=probe_sha256,
-                details=details_text,
-                prev_hash=prev_hash,
-                hash=digest,
-                seal=self.anchor.seal(digest),
-            )
-        )
-        session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=digest))
-        session.flush()
+        seal = self.anchor.seal(digest)
+        row = AuditRow(seq, at, actor, action, purpose, case_ref, probe_sha256, details_text, prev_hash, digest, seal)
+        self.catalog.audit_log.append(tx, row)
         return int(seq), digest
 
-    def _check_anchored(self, session: Session, head_seq: int) -> None:
+    def _check_anchored(self, tx: Transaction, head_seq: int) -> None:
         """Refuse to extend a chain that lost the record its signed checkpoint names (see the module's doc)."""
         try:
             checkpoint = self.anchor.read_checkpoint()
@@ -233,15 +217,14 @@ class AuditTrail:
             return
         if checkpoint.seq == 0:
             return
-        problem = self._checkpoint_problem(session, checkpoint, head_seq)
+        problem = self._checkpoint_problem(tx, checkpoint, head_seq)
         if problem is not None:
             raise AuditError(f"refusing to append to the audit log: {problem} (run `facesearch audit verify`)")
 
-    @staticmethod
-    def _checkpoint_problem(session: Session, checkpoint: Checkpoint, head_seq: int) -> str | None:
+    def _checkpoint_problem(self, tx: Transaction, checkpoint: Checkpoint, head_seq: int) -> str | None:
         if checkpoint.seq > head_seq:
             return f"records {head_seq + 1} to {checkpoint.seq} were removed from the end of the chain"
-        stored = session.scalar(select(AuditRecord.hash).where(AuditRecord.seq == checkpoint.seq))
+        stored = self.catalog.audit_log.hash_at(checkpoint.seq, tx)
         if stored is None:
             return f"record {checkpoint.seq}, named by the signed checkpoint, was removed"
         if stored != checkpoint.hash:
@@ -262,11 +245,10 @@ class AuditTrail:
 
     def head(self) -> tuple[int, str]:
         """The chain's head: the newest record's sequence number and hash (``(0, GENESIS)`` when empty)."""
-        with self.catalog.session() as session:
-            row = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one_or_none()
+        row = self.catalog.audit_log.head()
         if row is None:
             raise AuditError("the audit chain's head row is missing: the catalog was tampered with")
-        return int(row[0]), str(row[1])
+        return row
 
     def witness_now(self) -> str:
         """Write a checkpoint of the chain's head to the configured witness now; returns the line written."""
@@ -307,8 +289,8 @@ class AuditTrail:
         except ValueError as error:
             previous_text = f"unreadable: {error}"
         details = {"previous_checkpoint": previous_text, "records": result.records}
-        with self.catalog.session() as session, session.begin():
-            seq, digest = self.append_in(session, actor=actor, action="audit_reanchored", details=details, guard=False)
+        with self.catalog.transaction() as tx:
+            seq, digest = self.append_in(tx, actor=actor, action="audit_reanchored", details=details, guard=False)
         # The checkpoint may stand beyond the new record (records removed from the end): replace it outright.
         self.anchor.advance(seq, digest, force=True)
         if self.witness is not None:
@@ -327,28 +309,13 @@ class AuditTrail:
         actor: str | None = None,
     ) -> list[dict[str, Any]]:
         """Records after ``after_seq`` in chain order, optionally of one action, case or actor."""
-        query = select(AuditRecord).where(AuditRecord.seq > after_seq)
-        if action is not None:
-            query = query.where(AuditRecord.action == action)
-        if case_ref is not None:
-            query = query.where(AuditRecord.case_ref == case_ref)
-        if actor is not None:
-            query = query.where(AuditRecord.actor == actor)
-        with self.catalog.session() as session:
-            rows = session.scalars(query.order_by(AuditRecord.seq).limit(limit)).all()
-            return [_record_dict(row) for row in rows]
+        rows = self.catalog.audit_log.records(
+            after_seq=after_seq, limit=limit, action=action, case_ref=case_ref, actor=actor
+        )
+        return [_record_dict(row) for row in rows]
 
-    def _iter_records(self, after_seq: int = 0) -> Iterator[AuditRecord]:
-        last = after_seq
-        while True:
-            with self.catalog.session() as session:
-                rows = session.scalars(
-                    select(AuditRecord).where(AuditRecord.seq > last).order_by(AuditRecord.seq).limit(_VERIFY_CHUNK)
-                ).all()
-            if not rows:
-                return
-            yield from rows
-            last = rows[-1].seq
+    def _iter_records(self, after_seq: int = 0) -> Iterator[AuditRow]:
+        return self.catalog.audit_log.iterate(after_seq, _VERIFY_CHUNK)
 
     # Verifying ------------------------------------------------------------------------------------------------
 
@@ -401,18 +368,17 @@ class AuditTrail:
             return Verification(False, count, last + 1, f"record {last + 1} was removed ({removed})")
         if checkpoint_error is not None:
             return Verification(False, count, None, checkpoint_error)
-        with self.catalog.session() as session:
-            head = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one_or_none()
+        head = self.catalog.audit_log.head()
         if head is None:
             return Verification(False, count, None, "the audit chain's head row was removed")
         if check_checkpoint:
             failed = self._verify_checkpoint(checkpoint, count, last, hash_at_checkpoint)
             if failed is not None:
                 return failed
-        if head.seq > last:
-            removed = f"record {last + 1} was removed (the chain's head says {head.seq})"
+        if head[0] > last:
+            removed = f"record {last + 1} was removed (the chain's head says {head[0]})"
             return Verification(False, count, last + 1, removed)
-        if head.seq < last or head.hash != previous:
+        if head[0] < last or head[1] != previous:
             return Verification(False, count, None, "the audit chain's head row was altered")
         return Verification(True, count)
 

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
-from facesearch.catalog.schema import Collection
 from facesearch.catalog.store import Catalog
 from facesearch.errors import CollectionError
 from facesearch.governance.access import Principal, require, require_collection, require_unlimited
@@ -30,6 +27,33 @@ class Collections:
         """The collections ``principal`` may see, with legal basis, retention, quality policy and counts."""
         require(principal, "collections.read")
         return [row for row in self.catalog.collections() if principal.may_see(row["name"])]
+
+    def status(self, principal: Principal) -> dict[str, Any]:
+        """What the data folder holds: images, faces, skipped files (by reason), subjects, collections and
+        packs; a user limited to some collections gets the figures of those only."""
+        require(principal, "collections.read")
+        stats = self.catalog.stats()
+        report = {
+            "images": stats["images"],
+            "faces": stats["faces"],
+            "skipped": stats["skipped"],
+            "skipped_by_reason": stats["skipped_by_reason"],
+            "subjects": stats["subjects"],
+            "collections": [c["name"] for c in self.catalog.collections()],
+            "packs": [{"pack": key, "faces": count} for key, count in stats["packs"].items()],
+        }
+        if principal.scope is not None:
+            # A limited user's figures cover their collections only: others' names and sizes are not theirs.
+            visible = [c for c in self.catalog.collections() if principal.may_see(c["name"])]
+            report.update(
+                images=sum(c["images"] for c in visible),
+                faces=sum(c["faces"] for c in visible),
+                skipped=sum(c["skipped"] for c in visible),
+                skipped_by_reason={},
+                subjects=self.catalog.subject_count(collections=[c["name"] for c in visible]),
+                collections=[c["name"] for c in visible],
+            )
+        return report
 
     def get(self, principal: Principal, name: str) -> dict[str, Any]:
         """One collection (404 when it does not exist or lies outside the principal's grants)."""
@@ -60,21 +84,20 @@ class Collections:
         require_unlimited(principal, "creating a collection")
         if retention_days is not None and retention_days < 1:
             raise CollectionError("retention is at least 1 day (or none)")
-        with self.catalog.session() as session, session.begin():
-            if session.scalar(select(Collection.id).where(Collection.name == name)) is not None:
+        with self.catalog.transaction() as tx:
+            if self.catalog.collection_exists(name, tx):
                 raise CollectionError(f"collection {name!r} already exists")
-            session.add(
-                Collection(
-                    name=name,
-                    description=description,
-                    legal_basis=legal_basis,
-                    source=source,
-                    retention_days=retention_days,
-                    min_quality=min_quality if min_quality else None,
-                )
+            self.catalog.create_collection(
+                tx,
+                name,
+                description=description,
+                legal_basis=legal_basis,
+                source=source,
+                retention_days=retention_days,
+                min_quality=min_quality if min_quality else None,
             )
             details = {"collection": name, "retention_days": retention_days, "min_quality": min_quality}
-            audit = self.audit.append_in(session, actor=principal.actor, action="collection_create", details=details)
+            audit = self.audit.append_in(tx, actor=principal.actor, action="collection_create", details=details)
         self.audit.committed(*audit)
         return self.get(principal, name)
 
@@ -95,14 +118,10 @@ class Collections:
         return self.get(principal, name)
 
     def _change(self, principal: Principal, name: str, action: str, details: dict[str, Any], **values: Any) -> None:
-        with self.catalog.session() as session, session.begin():
-            row = session.scalar(select(Collection).where(Collection.name == name))
-            if row is None:
+        with self.catalog.transaction() as tx:
+            if not self.catalog.update_collection(tx, name, **values):
                 require_collection(principal, name, exists=False)
-                return
-            for attribute, value in values.items():
-                setattr(row, attribute, value)
             audit = self.audit.append_in(
-                session, actor=principal.actor, action=action, details={"collection": name, **details}
+                tx, actor=principal.actor, action=action, details={"collection": name, **details}
             )
         self.audit.committed(*audit)

@@ -8,15 +8,17 @@ A collection's retention is set through :class:`facesearch.governance.collection
 
 from __future__ import annotations
 
+import logging
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-
-from facesearch.catalog.schema import Collection, Image, utcnow
+from facesearch.catalog.schema import utcnow
 from facesearch.catalog.store import Catalog
 from facesearch.governance.access import Principal, require
 from facesearch.governance.erasure import Erasure
+
+log = logging.getLogger(__name__)
 
 
 class Retention:
@@ -28,32 +30,17 @@ class Retention:
 
     def policies(self) -> dict[str, int]:
         """Collection name -> maximum age in days, for the collections that have one."""
-        with self.catalog.session() as session:
-            rows = session.execute(
-                select(Collection.name, Collection.retention_days).where(Collection.retention_days.is_not(None))
-            ).all()
-        return {name: int(days) for name, days in rows if days is not None}
+        return self.catalog.retention_policies()
 
     def expired(self, now: datetime | None = None, *, principal: Principal | None = None) -> dict[str, list[int]]:
         """Ids of the images past their collection's retention, by collection name (in the principal's scope)."""
         now = now or utcnow()
-        found: dict[str, list[int]] = {}
-        with self.catalog.session() as session:
-            policies = session.execute(
-                select(Collection.id, Collection.name, Collection.retention_days).where(
-                    Collection.retention_days.is_not(None)
-                )
-            ).all()
-            for collection_id, name, days in policies:
-                if principal is not None and not principal.may_see(name):
-                    continue
-                cutoff = now - timedelta(days=int(days or 0))
-                ids = session.scalars(
-                    select(Image.id).where(Image.collection_id == collection_id, Image.created_at < cutoff)
-                ).all()
-                if ids:
-                    found[name] = [int(i) for i in ids]
-        return found
+        cutoffs = {
+            name: now - timedelta(days=days)
+            for name, days in self.policies().items()
+            if principal is None or principal.may_see(name)
+        }
+        return self.catalog.images_older_than(cutoffs)
 
     def purge(self, principal: Principal, *, now: datetime | None = None, dry_run: bool = False) -> dict[str, Any]:
         """Erase every image past its collection's retention (of the principal's collections); how many each."""
@@ -67,3 +54,35 @@ class Retention:
             erased = self.erasure.erase_images(principal, image_ids, action="purge")
             report["collections"][name] = {"images": erased.images, "faces": erased.faces}
         return report
+
+
+SERVER_ACTOR = "facesearch-server"
+"""How a server's own scheduled work (retention purges) is named in the audit log."""
+
+
+class RetentionSchedule:
+    """Runs the retention purge at start and then every ``interval_s`` seconds, in a daemon thread."""
+
+    def __init__(self, retention: Retention, interval_s: float) -> None:
+        self.retention = retention
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="facesearch-retention", daemon=True)
+        self.last_report: dict[str, Any] | None = None
+
+    def start(self) -> None:
+        """Start the schedule (the first purge runs at once)."""
+        if self.interval_s > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the current purge."""
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.last_report = self.retention.purge(Principal.operator_as(SERVER_ACTOR))
+            except Exception:  # the schedule goes on; the next round tries again
+                log.exception("scheduled retention purge failed")
+            self._stop.wait(self.interval_s)

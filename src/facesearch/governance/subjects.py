@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
-
-from facesearch.catalog.schema import Collection, Face, Image, Subject
+from facesearch.catalog.base import Transaction
 from facesearch.catalog.store import Catalog
 from facesearch.errors import SubjectError
 from facesearch.governance.access import AccessDenied, NotVisible, Principal, require
 from facesearch.governance.audit import AuditTrail
+
+__all__ = ["SubjectError", "Subjects"]
 
 LIST_AUDIT_IDS = 1000
 """At most this many subject ids are named in the audit record of one listing (the count is always there)."""
@@ -27,10 +26,11 @@ def _unknown(subject_id: int) -> NotVisible:
 
 
 class Subjects:
-    """Subjects stored in the catalog, seen and changed through a principal's grants."""
+    """Subjects, seen and changed through a principal's grants."""
 
     def __init__(self, catalog: Catalog, audit: AuditTrail) -> None:
         self.catalog = catalog
+        self.store = catalog.subjects
         self.audit = audit
 
     def list(
@@ -38,20 +38,10 @@ class Subjects:
     ) -> list[dict[str, Any]]:
         """Subjects with faces in the principal's collections and their face counts there (audited)."""
         require(principal, "subjects.read")
-        query = (
-            select(Subject.id, Subject.label, func.count(Face.id))
-            .join(Face, Face.subject_id == Subject.id)
-            .join(Image, Image.id == Face.image_id)
-            .join(Collection, Collection.id == Image.collection_id)
-            .group_by(Subject.id, Subject.label)
-            .order_by(Subject.label)
-            .limit(limit)
-            .offset(offset)
-        )
-        if principal.scope is not None:
-            query = query.where(Collection.name.in_(sorted(principal.scope)))
-        with self.catalog.session() as session:
-            rows = [{"id": i, "label": label, "faces": int(n)} for i, label, n in session.execute(query)]
+        rows = [
+            {"id": i, "label": label, "faces": n}
+            for i, label, n in self.store.subjects(collections=principal.scope, limit=limit, offset=offset)
+        ]
         details = {"count": len(rows), "subject_ids": [row["id"] for row in rows[:LIST_AUDIT_IDS]], "offset": offset}
         self.audit.append(actor=principal.actor, action="subjects_list", details=details, case_ref=case_ref)
         return rows
@@ -59,53 +49,29 @@ class Subjects:
     def get(self, principal: Principal, subject_id: int, *, case_ref: str | None = None) -> dict[str, Any]:
         """One subject, with its faces in the principal's collections (404 when none; audited)."""
         require(principal, "subjects.read")
-        with self.catalog.session() as session:
-            described = self._describe(session, principal, subject_id)
+        described = self._describe(principal, subject_id)
         self.audit.append(
             actor=principal.actor, action="subject_read", details={"subject_id": subject_id}, case_ref=case_ref
         )
         return described
 
-    @staticmethod
-    def _describe(session: Session, principal: Principal, subject_id: int) -> dict[str, Any]:
-        row = session.get(Subject, subject_id)
-        if row is None:
+    def _describe(self, principal: Principal, subject_id: int, tx: Transaction | None = None) -> dict[str, Any]:
+        found = self.store.subject(subject_id, collections=principal.scope, tx=tx)
+        if found is None or (principal.scope is not None and found[1] == 0):
             raise _unknown(subject_id)
-        faces = (
-            select(func.count(Face.id))
-            .join(Image, Image.id == Face.image_id)
-            .join(Collection, Collection.id == Image.collection_id)
-            .where(Face.subject_id == subject_id)
-        )
-        if principal.scope is not None:
-            faces = faces.where(Collection.name.in_(sorted(principal.scope)))
-        count = int(session.scalar(faces) or 0)
-        if principal.scope is not None and count == 0:
-            raise _unknown(subject_id)
-        return {"id": row.id, "label": row.label, "faces": count}
+        return {"id": subject_id, "label": found[0], "faces": found[1]}
 
-    @staticmethod
-    def _changeable(session: Session, principal: Principal, subject_id: int) -> Subject:
-        """The subject, if every one of its faces lies in the principal's collections."""
-        row = session.get(Subject, subject_id)
-        if row is None:
+    def _check_changeable(self, principal: Principal, subject_id: int, tx: Transaction | None = None) -> None:
+        """Raise unless the subject exists and every one of its faces lies in the principal's collections."""
+        if self.store.subject(subject_id, tx=tx) is None:
             raise _unknown(subject_id)
         if principal.scope is None:
-            return row
-        where = set(
-            session.scalars(
-                select(Collection.name)
-                .join(Image, Image.collection_id == Collection.id)
-                .join(Face, Face.image_id == Image.id)
-                .where(Face.subject_id == subject_id)
-                .distinct()
-            )
-        )
+            return
+        where = self.store.collections_of(subject_id, tx)
         if not where & principal.scope:
             raise _unknown(subject_id)
         if not where <= principal.scope:
             raise AccessDenied(f"subject {subject_id} has faces in collections you may not change")
-        return row
 
     def rename(self, principal: Principal, subject_id: int, label: str) -> dict[str, Any]:
         """Give a subject another label (refused if the label is taken: merge instead)."""
@@ -113,15 +79,15 @@ class Subjects:
         label = label.strip()
         if not label:
             raise SubjectError("a label cannot be empty")
-        with self.catalog.session() as session, session.begin():
-            row = self._changeable(session, principal, subject_id)
-            if session.scalar(select(Subject.id).where(Subject.label == label, Subject.id != subject_id)) is not None:
+        with self.catalog.transaction() as tx:
+            self._check_changeable(principal, subject_id, tx)
+            if self.store.label_taken(tx, label, subject_id):
                 raise SubjectError(f"the label {label!r} is taken: merge the two subjects instead")
-            row.label = label
+            self.store.rename(tx, subject_id, label)
             audit = self.audit.append_in(
-                session, actor=principal.actor, action="subject_rename", details={"subject_id": subject_id}
+                tx, actor=principal.actor, action="subject_rename", details={"subject_id": subject_id}
             )
-            described = self._describe(session, principal, subject_id)
+            described = self._describe(principal, subject_id, tx)
         self.audit.committed(*audit)
         return described
 
@@ -129,18 +95,14 @@ class Subjects:
         """Move every face of subject ``subject_id`` to subject ``into`` and remove the first."""
         require(principal, "subjects.manage")
         if subject_id == into:  # nothing to move: an answer, not an error, and no change to record
-            with self.catalog.session() as session:
-                self._changeable(session, principal, subject_id)
-                return self._describe(session, principal, subject_id)
-        with self.catalog.session() as session, session.begin():
-            source = self._changeable(session, principal, subject_id)
-            self._changeable(session, principal, into)
-            moved = session.execute(update(Face).where(Face.subject_id == subject_id).values(subject_id=into))
-            faces = int(moved.rowcount or 0)  # type: ignore[attr-defined]
-            session.delete(source)
+            self._check_changeable(principal, subject_id)
+            return self._describe(principal, subject_id)
+        with self.catalog.transaction() as tx:
+            self._check_changeable(principal, subject_id, tx)
+            self._check_changeable(principal, into, tx)
+            faces = self.store.merge(tx, subject_id, into)
             details = {"subject_id": subject_id, "into": into, "faces": faces}
-            audit = self.audit.append_in(session, actor=principal.actor, action="subject_merge", details=details)
-            session.flush()
-            described = self._describe(session, principal, into)
+            audit = self.audit.append_in(tx, actor=principal.actor, action="subject_merge", details=details)
+            described = self._describe(principal, into, tx)
         self.audit.committed(*audit)
         return described

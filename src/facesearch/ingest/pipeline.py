@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from facesearch.catalog.records import FileOutcome, RecordedFile
-from facesearch.catalog.store import Catalog
+from facesearch.catalog.store import Catalog, FaceFilter
 from facesearch.index.base import VectorIndex
 from facesearch.ingest.analyse import FileTask, analyse_files, analyse_in_worker, init_worker
 from facesearch.ingest.sources import SourceFile, iter_source_files
@@ -135,8 +135,11 @@ def run_ingest(
     *,
     workers: int = 1,
     on_progress: Callable[[IngestProgress], None] | None = None,
+    keep: FaceFilter | None = None,
 ) -> IngestSummary:
     """Ingest every image under ``paths`` into ``options.collection`` with ``pack``; resumable.
+
+    ``keep`` filters each batch's faces inside the transaction that stores them (the opt-out list's filter).
 
     With ``workers`` > 1, decoding, detection and embedding run in that many processes, each embedding the
     faces of a chunk of files in one batch; this process only records results. Interrupting (Ctrl-C) keeps
@@ -167,7 +170,7 @@ def run_ingest(
         nonlocal files_done, last_save
         if min_quality is not None:
             summary.faces_below_quality += _drop_faces_below(outcomes, min_quality)
-        recorded = catalog.record_files(collection_id, pack.key, outcomes)
+        recorded = catalog.record_files(collection_id, pack.key, outcomes, keep=keep)
         _add_to_index(index, recorded)
         for item, outcome in zip(recorded, outcomes, strict=True):
             if item.disposition == "skipped":

@@ -24,7 +24,6 @@ import numpy as np
 from facesearch.catalog.store import Catalog
 from facesearch.config import UNSPECIFIED_PURPOSE
 from facesearch.governance.audit import AuditTrail
-from facesearch.governance.cases import Cases
 from facesearch.governance.context import ActionContext, local_actor
 from facesearch.governance.optout import OptOutList
 from facesearch.index.base import VectorIndex
@@ -33,7 +32,7 @@ from facesearch.vision.image import DEFAULT_MAX_PIXELS, ImageRejected, load_imag
 from facesearch.vision.packs import AnalysedFace, ModelPack
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
+    from facesearch.catalog.base import Transaction
 
 ImageInput = str | os.PathLike[str] | bytes | np.ndarray
 
@@ -251,9 +250,9 @@ class SearchService:
         context = context or self.context
         case_ref = context.case_ref
 
-        def remember(session: Session, seq: int) -> None:
+        def remember(tx: Transaction, seq: int) -> None:
             if case_ref is not None and returned:
-                Cases.record_candidates(session, case_ref, seq, list(returned))
+                self.catalog.cases.add_candidates(tx, case_ref, seq, list(returned))
 
         return self.audit.append(
             actor=context.actor,

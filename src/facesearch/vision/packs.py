@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -378,3 +379,25 @@ def prominent_face(faces: Sequence[DetectedFace], image_shape: tuple[int, ...]) 
         return face.area * float(np.exp(-4.0 * offset**2))
 
     return max(range(len(faces)), key=lambda i: prominence(faces[i]))
+
+
+class Packs:
+    """The packs of one data folder: which one a name means, and the loaded ones (cached, shared by threads)."""
+
+    def __init__(self, preferred: str | None, models_dir: Path) -> None:
+        self.preferred = preferred
+        self.models_dir = models_dir
+        self._loaded: dict[str, ModelPack] = {}
+        self._lock = threading.Lock()
+
+    def spec(self, name: str | None = None) -> PackSpec:
+        """The spec of pack ``name``, or of the configured (``preferred``) or best available pack."""
+        return resolve_pack(name or self.preferred, self.models_dir)
+
+    def pack(self, name: str | None = None) -> ModelPack:
+        """The loaded pack (cached), using every core for single-probe work."""
+        spec = self.spec(name)
+        with self._lock:
+            if spec.key not in self._loaded:
+                self._loaded[spec.key] = ModelPack(spec, self.models_dir, threads=os.cpu_count() or 1)
+            return self._loaded[spec.key]

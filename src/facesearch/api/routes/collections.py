@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse
 from facesearch.api.auth import engine_of, require
 from facesearch.api.deps import PathId
 from facesearch.api.errors import ApiError
-from facesearch.api.jobs import JobRunner
 from facesearch.api.schemas import (
     CollectionIn,
     CollectionOut,
@@ -23,6 +22,7 @@ from facesearch.api.schemas import (
 )
 from facesearch.api.uploads import confine, confined_files, new_upload_folder, remove_folder, store_upload
 from facesearch.governance.access import Principal
+from facesearch.ingest.jobs import JobRunner
 
 router = APIRouter(prefix="/v1", tags=["collections"])
 # The issue names job progress ``GET /jobs/{id}``: the same answer without the version prefix.
@@ -76,7 +76,7 @@ def delete_collection(
     """Erase a collection: every image, face, vector and uploaded file in it (audited)."""
     engine = engine_of(request)
     engine.collections.get(principal, name)
-    return engine.erase("collection", [name], principal=principal).to_dict()
+    return engine.erasure.erase(principal, "collection", [name]).to_dict()
 
 
 @router.put("/collections/{name}/quality-policy", response_model=CollectionOut, responses=ERRORS)

@@ -28,7 +28,7 @@ def erase(
 
     Rows, vectors, crops and uploaded files go; the audit record keeps counts, never what was erased.
     """
-    return engine_of(request).erase(body.kind, body.values, principal=principal).to_dict()
+    return engine_of(request).erasure.erase(principal, body.kind, body.values).to_dict()
 
 
 @router.post("/forget/candidates", response_model=ForgetOut, responses=ERRORS)
@@ -42,8 +42,8 @@ def forget_candidates(
     engine = engine_of(request)
     data = read_upload(image, engine.settings.max_upload_bytes, "image")
     check_image_bytes(data, "image")
-    limit = threshold if threshold is not None else engine.forget_threshold()
-    candidates, error = engine.forget_candidates(data, threshold=limit, principal=principal)
+    limit = threshold if threshold is not None else engine.searching.forget_threshold()
+    candidates, error = engine.searching.forget_candidates(data, threshold=limit, principal=principal)
     if error:
         raise ApiError(422, "image_rejected", error)
     return {"threshold": limit, "candidates": [dataclasses.asdict(c) for c in candidates]}
@@ -54,7 +54,7 @@ def forget_erase(
     request: Request, body: ForgetEraseIn, principal: Annotated[Principal, Depends(require("erase"))]
 ) -> dict[str, Any]:
     """Erase the faces confirmed after review."""
-    return engine_of(request).erase("face", body.face_ids, principal=principal).to_dict()
+    return engine_of(request).erasure.erase(principal, "face", body.face_ids).to_dict()
 
 
 @router.get("/optouts", responses=ERRORS)
@@ -75,7 +75,7 @@ def add_optout(
     engine = engine_of(request)
     data = read_upload(image, engine.settings.max_upload_bytes, "image")
     check_image_bytes(data, "image")
-    return engine.opt_out(data, note=note, principal=principal)
+    return engine.optouts.add_photo(principal, data, note=note)
 
 
 @router.delete("/optouts/{optout_id}", status_code=204, response_class=Response, responses=ERRORS)
@@ -83,7 +83,7 @@ def remove_optout(
     request: Request, optout_id: PathId, principal: Annotated[Principal, Depends(require("optout"))]
 ) -> Response:
     """Withdraw an opt-out (what was erased stays erased)."""
-    engine_of(request).opt_out_remove(optout_id, principal=principal)
+    engine_of(request).optouts.remove(principal, optout_id)
     return Response(status_code=204)
 
 
@@ -92,4 +92,4 @@ def purge(
     request: Request, principal: Annotated[Principal, Depends(require("retention"))], dry_run: bool = False
 ) -> dict[str, Any]:
     """Erase now every image (of your collections) older than its collection's retention."""
-    return engine_of(request).purge(principal=principal, dry_run=dry_run)
+    return engine_of(request).retention.purge(principal, dry_run=dry_run)

@@ -69,7 +69,7 @@ def search(
         options["max_fmr"] = max_fmr
     data = read_upload(image, settings.max_upload_bytes, "probe image")
     check_image_bytes(data, "probe image")
-    service = engine.search_service(context=context, max_pixels=settings.max_probe_pixels)
+    service = engine.searching.service(context=context, max_pixels=settings.max_probe_pixels)
     result = service.search(
         data,
         top_k=top_k,
@@ -104,7 +104,7 @@ def verify(
     second = read_upload(image_b, settings.max_upload_bytes, "second image")
     check_image_bytes(first, "first image")
     check_image_bytes(second, "second image")
-    service = engine.search_service(context=context, max_pixels=settings.max_probe_pixels)
+    service = engine.searching.service(context=context, max_pixels=settings.max_probe_pixels)
     result = service.verify(first, second, context=context)
     if result.error is not None and "no face found" not in result.error:
         raise _rejected(result.error)

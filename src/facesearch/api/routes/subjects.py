@@ -84,7 +84,7 @@ def enrol_subject(
     folder = new_upload_folder(engine.uploads_dir, collection)
     target = folder / safe_name(image.filename, "photo.jpg")
     target.write_bytes(data)
-    with analysis_lock(engine.pack()):  # one file: analysed in this process, on the pack searches use
+    with analysis_lock(engine.packs.pack()):  # one file: analysed in this process, on the pack searches use
         summary = engine.index([str(target)], collection=collection, subject=label, workers=1, principal=principal)
     if summary.faces == 0:
         remove_folder(folder)

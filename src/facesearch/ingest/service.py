@@ -1,0 +1,126 @@
+"""Indexing photos into a collection, as a principal may: the ingest service.
+
+It checks who indexes (managing collections, inside their grants; creating a collection needs an unlimited
+user), writes the audit record in the transaction that creates or updates the collection (before any photo is
+read, so an interrupted ingest is attributed too), runs the resumable pipeline with the opt-out list's face
+filter, and leaves the pack's index caught up with the catalog.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from facesearch.catalog.base import Transaction
+from facesearch.catalog.store import Catalog
+from facesearch.config import Settings
+from facesearch.governance.access import Principal, require, require_collection, require_unlimited
+from facesearch.governance.audit import AuditTrail
+from facesearch.governance.optout import opted_out_filter
+from facesearch.ingest.pipeline import IngestOptions, IngestProgress, IngestSummary, run_ingest
+from facesearch.ingest.reconcile import Indexes
+from facesearch.vision.packs import ModelPack, Packs
+
+
+class Ingest:
+    """The ingest service of one data folder."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        audit: AuditTrail,
+        packs: Packs,
+        indexes: Indexes,
+        operator: Principal,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.audit = audit
+        self.packs = packs
+        self.indexes = indexes
+        self.operator = operator
+
+    def index(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        *,
+        collection: str,
+        subject_from_folder: bool = False,
+        source_url: str | None = None,
+        legal_basis: str | None = None,
+        description: str | None = None,
+        pack: str | None = None,
+        workers: int | None = None,
+        on_progress: Callable[[IngestProgress], None] | None = None,
+        model_pack: ModelPack | None = None,
+        min_quality: float | None = None,
+        subject: str | None = None,
+        principal: Principal | None = None,
+    ) -> IngestSummary:
+        """Index every photo under ``paths`` into ``collection`` (resumable; duplicates stored once).
+
+        ``principal`` (default: the local operator) must manage collections and see ``collection``; a
+        collection that does not exist yet is created, which only an unlimited user may do. The ingest is
+        audited (action ``ingest``, or ``enrol`` with ``subject``) in the transaction that creates or updates
+        the collection, before any photo is read. ``subject`` enrols the main face of every photo under that
+        label.
+
+        ``min_quality`` sets the collection's quality policy, kept for later runs: faces whose quality score
+        is below it are counted but not indexed; 0 indexes every face again (the default policy: every face
+        is indexed and marked with its quality and reasons).
+
+        ``model_pack`` is a loaded pack of its own for a background thread (a server's ingest jobs), so
+        that its in-process analysis never shares models with the searches of other threads.
+        """
+        principal = principal or self.operator
+        require(principal, "collections.manage")
+        if self.catalog.collection_exists(collection):
+            require_collection(principal, collection, exists=True)
+        else:
+            require_unlimited(principal, "creating a collection")
+        model_pack = model_pack or self.packs.pack(pack)
+        details = {
+            "collection": collection,
+            "pack": model_pack.key,
+            "paths": len(paths),
+            "subject_from_folder": subject_from_folder,
+            "enrol": subject is not None,
+            "min_quality": min_quality,
+        }
+        audit: list[tuple[int, str]] = []
+
+        def record(tx: Transaction) -> None:
+            action = "enrol" if subject else "ingest"
+            audit.append(self.audit.append_in(tx, actor=principal.actor, action=action, details=details))
+
+        self.catalog.ensure_collection(
+            collection,
+            description=description,
+            legal_basis=legal_basis,
+            source=source_url,
+            min_quality=min_quality,
+            also=record,
+        )
+        self.audit.committed(*audit[0])
+        options = IngestOptions(
+            collection=collection,
+            subject_from_folder=subject_from_folder,
+            source_url=source_url,
+            legal_basis=legal_basis,
+            description=description,
+            min_quality=min_quality,
+            subject=subject,
+        )
+        with self.indexes.ingesting(model_pack.key, model_pack.dim) as index:
+            return run_ingest(
+                self.catalog,
+                index,
+                model_pack,
+                self.settings.models_dir,
+                paths,
+                options,
+                workers=workers or self.settings.workers,
+                on_progress=on_progress,
+                keep=opted_out_filter(self.catalog),
+            )
