@@ -62,3 +62,13 @@ class OptOutError(FacesearchError, ValueError):
 
 class PackError(FacesearchError):
     """A pack is unknown or its model files are missing."""
+
+
+class SourceRefused(FacesearchError, ValueError):
+    """An uploaded file, an archive or a server-side path is refused; ``code`` says why, in a word clients
+    branch on: ``empty_file``, ``unsupported_media_type``, ``payload_too_large``, ``bad_archive``,
+    ``storage_full``, ``path_not_allowed``, ``not_found``, ``validation_error``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from facesearch.errors import SourceRefused
 from facesearch.governance.access import AccessDenied, NotVisible
 from facesearch.governance.accounts import AccountError
 from facesearch.governance.audit import AuditError
@@ -22,6 +23,18 @@ from facesearch.governance.context import ContextError
 from facesearch.governance.erasure import ErasureError
 from facesearch.governance.optout import OptOutError
 from facesearch.governance.subjects import SubjectError
+
+SOURCE_STATUS = {
+    "empty_file": 422,
+    "unsupported_media_type": 415,
+    "payload_too_large": 413,
+    "bad_archive": 422,
+    "storage_full": 507,
+    "path_not_allowed": 403,
+    "not_found": 404,
+    "validation_error": 422,
+}
+"""The status each refusal of an upload or a server-side path is answered with."""
 
 log = logging.getLogger("facesearch.api")
 
@@ -164,6 +177,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OptOutError)
     async def _optout(_request: Request, error: OptOutError) -> JSONResponse:
         return error_response(422, "no_face", str(error))
+
+    @app.exception_handler(SourceRefused)
+    async def _source(_request: Request, error: SourceRefused) -> JSONResponse:
+        return error_response(SOURCE_STATUS.get(error.code, 422), error.code, str(error))
 
     @app.exception_handler(AuditError)
     async def _audit_error(_request: Request, error: AuditError) -> JSONResponse:

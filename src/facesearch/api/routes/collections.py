@@ -20,9 +20,9 @@ from facesearch.api.schemas import (
     QualityPolicyIn,
     RetentionIn,
 )
-from facesearch.api.uploads import confine, confined_files, new_upload_folder, remove_folder, store_upload
 from facesearch.governance.access import Principal
 from facesearch.ingest.jobs import JobRunner
+from facesearch.ingest.uploads import confine, confined_files, new_upload_folder, remove_folder, store_upload
 
 router = APIRouter(prefix="/v1", tags=["collections"])
 # The issue names job progress ``GET /jobs/{id}``: the same answer without the version prefix.

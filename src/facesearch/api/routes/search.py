@@ -12,9 +12,9 @@ from facesearch.api.auth import engine_of, require
 from facesearch.api.deps import read_upload, search_context, visible_collections
 from facesearch.api.errors import ApiError
 from facesearch.api.schemas import ErrorBody, SearchOut, VerifyOut
-from facesearch.api.uploads import check_image_bytes, safe_name
 from facesearch.governance.access import Principal
 from facesearch.governance.context import CASE_PATTERN
+from facesearch.ingest.uploads import check_image_bytes, safe_name
 from facesearch.search.service import SearchService
 
 router = APIRouter(prefix="/v1", tags=["search"])

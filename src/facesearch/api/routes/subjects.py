@@ -17,8 +17,8 @@ from facesearch.api.auth import engine_of, require
 from facesearch.api.deps import Limit, Offset, PathId, read_upload
 from facesearch.api.errors import ApiError
 from facesearch.api.schemas import ErrorBody, SubjectMergeIn, SubjectOut, SubjectRenameIn
-from facesearch.api.uploads import check_image_bytes, new_upload_folder, remove_folder, safe_name
 from facesearch.governance.access import Principal
+from facesearch.ingest.uploads import check_image_bytes, new_upload_folder, remove_folder, safe_name
 from facesearch.search.service import analysis_lock
 from facesearch.vision.image import ImageRejected
 

@@ -1,4 +1,7 @@
-"""Hostile-input handling for files: content sniffing, safe upload storage, zip extraction, confined paths.
+"""Sources of files that come from outside: uploads (pictures and zip archives) and server-side folders.
+
+Hostile-input handling: content sniffing, safe upload storage, zip extraction, confined paths. A refusal is
+a :class:`facesearch.errors.SourceRefused` with a stable code (the API answers it with the matching status).
 
 Nothing a client sends is trusted: the kind of a file is decided from its bytes (never its name or declared
 content type), names are reduced to safe file names, archives are unpacked with limits on members and sizes
@@ -18,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from facesearch.api.errors import ApiError
+from facesearch.errors import SourceRefused
 from facesearch.vision.image import SUPPORTED_EXTENSIONS, sniff_format
 
 DECODABLE = frozenset({"jpeg", "png", "webp", "bmp", "tiff", "gif", "heif"})
@@ -33,11 +36,11 @@ _EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp", "t
 def check_image_bytes(data: bytes, what: str = "image") -> None:
     """Refuse (415) content that is not a picture facesearch decodes, whatever it claims to be."""
     if not data:
-        raise ApiError(422, "empty_file", f"the {what} is empty")
+        raise SourceRefused("empty_file", f"the {what} is empty")
     kind = sniff_format(data)
     if kind not in DECODABLE:
         found = kind or "unknown content"
-        raise ApiError(415, "unsupported_media_type", f"the {what} is not a supported picture (it looks like {found})")
+        raise SourceRefused("unsupported_media_type", f"the {what} is not a supported picture (it looks like {found})")
 
 
 def safe_name(name: str | None, fallback: str = "file") -> str:
@@ -66,7 +69,7 @@ def _copy_limited(source: BinaryIO, target: Path, limit: int) -> int:
             if written > limit:
                 out.close()
                 target.unlink(missing_ok=True)
-                raise ApiError(413, "payload_too_large", f"an uploaded file is over {limit} bytes")
+                raise SourceRefused("payload_too_large", f"an uploaded file is over {limit} bytes")
             out.write(chunk)
     return written
 
@@ -81,8 +84,8 @@ def store_upload(source: BinaryIO, name: str | None, folder: Path, *, limit: int
         return _store(source, name, folder, limit=limit)
     except OSError as error:
         if error.errno == errno.ENOSPC:
-            raise ApiError(507, "storage_full", "the server's disk is full; nothing was stored") from error
-        raise ApiError(422, "bad_archive", f"the upload could not be stored: {error.strerror}") from error
+            raise SourceRefused("storage_full", "the server's disk is full; nothing was stored") from error
+        raise SourceRefused("bad_archive", f"the upload could not be stored: {error.strerror}") from error
 
 
 def _store(source: BinaryIO, name: str | None, folder: Path, *, limit: int) -> list[Path]:
@@ -92,7 +95,7 @@ def _store(source: BinaryIO, name: str | None, folder: Path, *, limit: int) -> l
     if kind == "zip":
         return extract_zip(source, folder, limit=limit)
     if kind not in DECODABLE:
-        raise ApiError(415, "unsupported_media_type", f"{safe_name(name)!r} is neither a picture nor a zip archive")
+        raise SourceRefused("unsupported_media_type", f"{safe_name(name)!r} is neither a picture nor a zip archive")
     stem = Path(safe_name(name, "image")).stem or "image"
     target = _unique(folder / (stem + _EXTENSIONS.get(kind or "", ".heic")))
     _copy_limited(source, target, limit)
@@ -143,13 +146,13 @@ def extract_zip(source: BinaryIO, folder: Path, *, limit: int) -> list[Path]:
     try:
         archive = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError, ValueError) as error:
-        raise ApiError(422, "bad_archive", f"the zip archive cannot be read: {error}") from error
+        raise SourceRefused("bad_archive", f"the zip archive cannot be read: {error}") from error
     stored: list[Path] = []
     total = 0
     with archive:
         members = archive.infolist()
         if len(members) > MAX_ZIP_MEMBERS:
-            raise ApiError(413, "payload_too_large", f"the archive has more than {MAX_ZIP_MEMBERS} members")
+            raise SourceRefused("payload_too_large", f"the archive has more than {MAX_ZIP_MEMBERS} members")
         for member in members:
             if member.is_dir() or _is_link(member):
                 continue
@@ -158,17 +161,17 @@ def extract_zip(source: BinaryIO, folder: Path, *, limit: int) -> list[Path]:
             if not parts or Path(parts[-1]).suffix.lower() not in SUPPORTED_EXTENSIONS:
                 continue
             if member.compress_size and member.file_size / max(1, member.compress_size) > MAX_ZIP_RATIO:
-                raise ApiError(413, "payload_too_large", f"{'/'.join(parts)} expands too much (a zip bomb?)")
+                raise SourceRefused("payload_too_large", f"{'/'.join(parts)} expands too much (a zip bomb?)")
             kept = parts[-3:]  # keep at most two folder levels
             target = _unique(_folder(folder, kept[:-1]) / kept[-1])
             try:
                 with archive.open(member) as data:
                     total += _copy_limited(data, target, max(0, limit - total))  # type: ignore[arg-type]
-            except ApiError:
+            except SourceRefused:
                 raise
             except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError, NotImplementedError) as error:
                 target.unlink(missing_ok=True)
-                raise ApiError(422, "bad_archive", f"{'/'.join(parts)} cannot be unpacked: {error}") from error
+                raise SourceRefused("bad_archive", f"{'/'.join(parts)} cannot be unpacked: {error}") from error
             stored.append(target)
     return stored
 
@@ -192,15 +195,15 @@ def _inside(path: str, roots: Sequence[str]) -> bool:
 def confine(path: str, roots: Sequence[Path]) -> Path:
     """``path`` resolved (symbolic links followed), if it lies inside one of ``roots``; else 403."""
     if not roots:
-        raise ApiError(403, "path_not_allowed", "this server has no ingest roots configured (serve --ingest-root)")
+        raise SourceRefused("path_not_allowed", "this server has no ingest roots configured (serve --ingest-root)")
     if "\x00" in path or not path.strip():
-        raise ApiError(422, "validation_error", "the path is not valid")
+        raise SourceRefused("validation_error", "the path is not valid")
     real_roots = [os.path.realpath(root) for root in roots]
     resolved = os.path.realpath(os.path.expanduser(path))
     if not _inside(resolved, real_roots):
-        raise ApiError(403, "path_not_allowed", "the path is outside the configured ingest roots")
+        raise SourceRefused("path_not_allowed", "the path is outside the configured ingest roots")
     if not os.path.exists(resolved):
-        raise ApiError(404, "not_found", "the path does not exist")
+        raise SourceRefused("not_found", "the path does not exist")
     return Path(resolved)
 
 
