@@ -135,7 +135,7 @@ class World:
         label = self.name("s")
         for collection in collections:
             self.faces(collection, subject=label)
-        subject_id = next(s["id"] for s in self.engine.subjects.list(self.operator) if s["label"] == label)
+        subject_id = next(s.id for s in self.engine.subjects.list(self.operator) if s.label == label)
         return label, subject_id
 
     def investigator_case(self) -> str:
@@ -490,7 +490,7 @@ def prepare(world: World) -> None:
             c["face_id"] for c in candidates if c["collection"] == "demo" and c["face_id"] != world.candidate_face
         )
         world.demo_subject = next(
-            s["id"] for s in world.engine.subjects.list(world.operator) if s["label"] == "Eileen_Collins"
+            s.id for s in world.engine.subjects.list(world.operator) if s.label == "Eileen_Collins"
         )
         world.engine.cases.add_member(world.operator, CASE, "reviewer")
         admin = {"Authorization": f"Bearer {world.keys['admin']}"}
@@ -534,7 +534,7 @@ def test_a_limited_administrators_erasure_stays_inside_its_collections(world: Wo
         erased = http.post("/v1/erasure", headers=headers, json={"kind": "subject", "values": [label]})
         assert erased.status_code == 200 and erased.json()["faces"] == 1 and erased.json()["subjects"] == 0
     left = world.engine.subjects.get(world.operator, subject_id)
-    assert left["label"] == label and left["faces"] == 1  # the face in other, and the label with it, stay
+    assert left.label == label and left.faces == 1  # the face in other, and the label with it, stay
     assert re.fullmatch(r"s-[0-9a-f]{10}", label)
 
 

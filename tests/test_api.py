@@ -131,7 +131,7 @@ def test_search_answers_the_cli_object_and_is_audited(api: Api) -> None:
     assert top["subject"] == "Eileen_Collins" and top["similarity"] >= body["threshold"]
     assert set(top) >= {"rank", "face_id", "image", "subject", "collection", "similarity", "source_url", "bbox"}
     # The same object the CLI prints for the same probe.
-    expected = api.engine.searching.service().search(probe, top_k=10, probe_name="probe.png").to_dict()
+    expected = api.engine.searching.service().search(probe, top_k=10, probe_name="probe.png").model_dump()
     assert body == expected
     record = api.get("/v1/audit", "auditor", params={"action": "search", "actor": "investigator"}).json()[-1]
     assert record["probe_sha256"] == hashlib.sha256(probe).hexdigest()

@@ -4,6 +4,7 @@ no audit record written outside the services, and each room importing only what 
 from __future__ import annotations
 
 import ast
+import itertools
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,9 @@ def test_there_is_no_import_circle() -> None:
         if name not in state:
             walk(name, [name])
     # A package's __init__ importing its own submodules to register them is not a circle of behaviour.
-    real = [c for c in cycles if not any(a.startswith(b + ".") or b.startswith(a + ".") for a, b in zip(c, c[1:]))]
+    real = [
+        c for c in cycles if not any(a.startswith(b + ".") or b.startswith(a + ".") for a, b in itertools.pairwise(c))
+    ]
     assert real == [], "\n".join(" -> ".join(c) for c in real)
 
 

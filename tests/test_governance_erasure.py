@@ -138,7 +138,7 @@ def test_opt_out_an_lfw_person_from_ingest_and_search(tmp_path: Path) -> None:
         assert len(before - left) == 2 and len(left) >= 5
         assert all(not optout.matches(vectors).any() for _, vectors in fs.catalog.iter_embeddings("dlib@2"))
         assert {c.face_id for c in hidden.faces[0].candidates} == left
-        assert name not in {s["label"] for s in fs.subjects.list(fs.operator)}
+        assert name not in {s.label for s in fs.subjects.list(fs.operator)}
         # A later ingest of another photo of the person stores no face of theirs.
         summary = fs.index([own[3]], collection="later", workers=1)
         later = fs.search(own[3], top_k=5, collection="later")

@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from facesearch.search.results import Candidate
+
 MAX_ID = 2**53 - 1
 """The largest id the API takes: the largest integer that every JSON reader, and the OpenAPI document's numbers,
 hold exactly (ids are 63-bit in the databases, far from either limit); anything larger is invalid (422)."""
@@ -31,69 +33,6 @@ class Health(BaseModel):
     """``GET /health``."""
 
     status: str
-
-
-class CandidateOut(Open):
-    """A stored face similar to a probe face: a lead to review, never an identification."""
-
-    rank: int
-    face_id: int
-    image: str
-    subject: str | None
-    collection: str
-    similarity: float
-    source_url: str | None
-    bbox: list[float]
-
-
-class SubjectCandidateOut(Open):
-    """An enrolled person similar to the probe face, scored against the template of all their photos."""
-
-    rank: int
-    subject: str
-    similarity: float
-    faces: int
-    best_face_id: int
-    best_similarity: float
-    image: str
-    collection: str
-    mean_similarity: float
-    fmr: float | None = None
-    expected_false_matches: float | None = None
-    fmr_beyond_data: bool | None = None
-
-
-class ProbeFaceOut(Open):
-    """One face of the probe and its candidates (and, with ``by_subject``, its subjects)."""
-
-    bbox: list[float]
-    detector_score: float
-    quality: float
-    quality_reasons: list[str]
-    candidates: list[CandidateOut]
-    subjects: list[SubjectCandidateOut] | None = None
-
-
-class SearchOut(Open):
-    """The same object ``facesearch search --json`` prints for one probe."""
-
-    probe: str
-    error: str | None
-    faces: list[ProbeFaceOut]
-    pack: str | None
-    threshold: float | None
-    warnings: list[str]
-
-
-class VerifyOut(Open):
-    """The same object ``facesearch verify --json`` prints."""
-
-    similarity: float | None
-    same_person: bool | None
-    threshold: float
-    pack: str
-    error: str | None
-    warnings: list[str]
 
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,199}$"
@@ -147,28 +86,6 @@ class IngestPathIn(BaseModel):
     path: str = Field(min_length=1, max_length=4096)
     subject_from_folder: bool = False
     source_url: str | None = Field(default=None, max_length=2000)
-
-
-class JobOut(Open):
-    """A background job and its progress."""
-
-    id: int
-    kind: str
-    collection: str | None
-    status: str = Field(description="queued, running, done, failed or interrupted")
-    files_total: int
-    files_done: int
-    faces: int
-    result: dict[str, Any] | None
-    error: str | None
-
-
-class SubjectOut(Open):
-    """A person known by a label."""
-
-    id: int
-    label: str
-    faces: int
 
 
 class SubjectRenameIn(BaseModel):
@@ -243,7 +160,7 @@ class ForgetOut(Open):
     """Faces at or above the strict threshold for the person in the photo."""
 
     threshold: float
-    candidates: list[CandidateOut]
+    candidates: list[Candidate]
 
 
 class OptOutOut(Open):

@@ -80,7 +80,7 @@ def forget_command(
                 raise fail(f"faces {unknown} are not among those listed for this photo; nothing erased", code=1)
             erased = engine.erasure.erase(engine.operator, "face", sorted(set(confirm))).to_dict()
     if json_output:
-        print_json({"threshold": limit, "candidates": [dataclasses_asdict(c) for c in candidates], "erased": erased})
+        print_json({"threshold": limit, "candidates": [c.model_dump() for c in candidates], "erased": erased})
         return
     out.print(f"{len(candidates)} faces at or above similarity {limit}; review each before erasing:")
     for c in candidates:
@@ -90,13 +90,6 @@ def forget_command(
         out.print(f"erased {erased['faces']} faces (audit record {erased['audit_seq']})")
     elif candidates:
         out.print("erase the confirmed ones with: facesearch forget PHOTO --confirm ID [--confirm ID ...]")
-
-
-def dataclasses_asdict(value: Any) -> dict[str, Any]:
-    """A dataclass as a dict (for JSON output)."""
-    import dataclasses
-
-    return dataclasses.asdict(value)
 
 
 @optout_app.command("add")

@@ -123,7 +123,7 @@ def search_command(
                     probe, top_k=top_k, collection=collection, max_fmr=max_fmr, by_subject=by_subject
                 )
                 if json_output:
-                    typer.echo(json.dumps(result.to_dict()))
+                    typer.echo(json.dumps(result.model_dump(mode="json")))
                     sys.stdout.flush()
                 else:
                     _print_probe_table(result)
@@ -153,7 +153,7 @@ def verify_command(
     except (PackError, AuditError) as error:
         raise fail(str(error)) from error
     if json_output:
-        typer.echo(json.dumps(result.to_dict()))
+        typer.echo(json.dumps(result.model_dump(mode="json")))
     elif result.error:
         out.print(f"[red]error:[/red] {result.error}")
     else:

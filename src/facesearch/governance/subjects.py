@@ -7,7 +7,7 @@ some collections may do it only for subjects whose faces all lie inside them.
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import BaseModel
 
 from facesearch.catalog.base import Transaction
 from facesearch.catalog.store import Catalog
@@ -19,6 +19,14 @@ __all__ = ["SubjectError", "Subjects"]
 
 LIST_AUDIT_IDS = 1000
 """At most this many subject ids are named in the audit record of one listing (the count is always there)."""
+
+
+class Subject(BaseModel):
+    """A person known by a label, with the number of their faces the reader may see."""
+
+    id: int
+    label: str
+    faces: int
 
 
 def _unknown(subject_id: int) -> NotVisible:
@@ -35,18 +43,18 @@ class Subjects:
 
     def list(
         self, principal: Principal, *, limit: int = 1000, offset: int = 0, case_ref: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[Subject]:
         """Subjects with faces in the principal's collections and their face counts there (audited)."""
         require(principal, "subjects.read")
         rows = [
-            {"id": i, "label": label, "faces": n}
+            Subject(id=i, label=label, faces=n)
             for i, label, n in self.store.subjects(collections=principal.scope, limit=limit, offset=offset)
         ]
-        details = {"count": len(rows), "subject_ids": [row["id"] for row in rows[:LIST_AUDIT_IDS]], "offset": offset}
+        details = {"count": len(rows), "subject_ids": [row.id for row in rows[:LIST_AUDIT_IDS]], "offset": offset}
         self.audit.append(actor=principal.actor, action="subjects_list", details=details, case_ref=case_ref)
         return rows
 
-    def get(self, principal: Principal, subject_id: int, *, case_ref: str | None = None) -> dict[str, Any]:
+    def get(self, principal: Principal, subject_id: int, *, case_ref: str | None = None) -> Subject:
         """One subject, with its faces in the principal's collections (404 when none; audited)."""
         require(principal, "subjects.read")
         described = self._describe(principal, subject_id)
@@ -55,11 +63,11 @@ class Subjects:
         )
         return described
 
-    def _describe(self, principal: Principal, subject_id: int, tx: Transaction | None = None) -> dict[str, Any]:
+    def _describe(self, principal: Principal, subject_id: int, tx: Transaction | None = None) -> Subject:
         found = self.store.subject(subject_id, collections=principal.scope, tx=tx)
         if found is None or (principal.scope is not None and found[1] == 0):
             raise _unknown(subject_id)
-        return {"id": subject_id, "label": found[0], "faces": found[1]}
+        return Subject(id=subject_id, label=found[0], faces=found[1])
 
     def _check_changeable(self, principal: Principal, subject_id: int, tx: Transaction | None = None) -> None:
         """Raise unless the subject exists and every one of its faces lies in the principal's collections."""
@@ -73,7 +81,7 @@ class Subjects:
         if not where <= principal.scope:
             raise AccessDenied(f"subject {subject_id} has faces in collections you may not change")
 
-    def rename(self, principal: Principal, subject_id: int, label: str) -> dict[str, Any]:
+    def rename(self, principal: Principal, subject_id: int, label: str) -> Subject:
         """Give a subject another label (refused if the label is taken: merge instead)."""
         require(principal, "subjects.manage")
         label = label.strip()
@@ -91,7 +99,7 @@ class Subjects:
         self.audit.committed(*audit)
         return described
 
-    def merge(self, principal: Principal, subject_id: int, into: int) -> dict[str, Any]:
+    def merge(self, principal: Principal, subject_id: int, into: int) -> Subject:
         """Move every face of subject ``subject_id`` to subject ``into`` and remove the first."""
         require(principal, "subjects.manage")
         if subject_id == into:  # nothing to move: an answer, not an error, and no change to record

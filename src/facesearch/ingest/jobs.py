@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from facesearch.catalog.records import JobRecord
 from facesearch.catalog.schema import iso_utc, utcnow
 from facesearch.catalog.store import Catalog
@@ -27,23 +29,41 @@ log = logging.getLogger("facesearch.jobs")
 PROGRESS_EVERY_S = 1.0
 
 
-def job_dict(job: JobRecord) -> dict[str, Any]:
-    """A job as the API shows it."""
-    return {
-        "id": job.id,
-        "kind": job.kind,
-        "collection": job.collection,
-        "status": job.status,
-        "files_total": job.files_total,
-        "files_done": job.files_done,
-        "faces": job.faces,
-        "result": json.loads(job.result) if job.result else None,
-        "error": job.error,
-        "created_by": job.created_by,
-        "created_at": iso_utc(job.created_at),
-        "started_at": iso_utc(job.started_at),
-        "finished_at": iso_utc(job.finished_at),
-    }
+class Job(BaseModel):
+    """A background job and its progress (what ``GET /v1/jobs/{id}`` answers)."""
+
+    id: int
+    kind: str
+    collection: str | None
+    status: str = Field(description="queued, running, done, failed or interrupted")
+    files_total: int
+    files_done: int
+    faces: int
+    result: dict[str, Any] | None = Field(description="the ingest's summary, once done")
+    error: str | None
+    created_by: str
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+
+    @classmethod
+    def of(cls, job: JobRecord) -> Job:
+        """The job as stored."""
+        return cls(
+            id=job.id,
+            kind=job.kind,
+            collection=job.collection,
+            status=job.status,
+            files_total=job.files_total,
+            files_done=job.files_done,
+            faces=job.faces,
+            result=json.loads(job.result) if job.result else None,
+            error=job.error,
+            created_by=job.created_by,
+            created_at=iso_utc(job.created_at),
+            started_at=iso_utc(job.started_at),
+            finished_at=iso_utc(job.finished_at),
+        )
 
 
 class JobRunner:
@@ -70,14 +90,14 @@ class JobRunner:
         subject_from_folder: bool = False,
         source_url: str | None = None,
         on_done: Callable[[], None] | None = None,
-    ) -> dict[str, Any]:
+    ) -> Job:
         """Queue an ingest of ``paths`` into ``collection`` for ``principal``; returns the job as queued."""
         require(principal, "collections.manage")
         job = self.store.add("ingest", collection, len(paths), principal.actor)
         self._executor.submit(
             self._run_ingest, job.id, collection, list(paths), principal, subject_from_folder, source_url, on_done
         )
-        return job_dict(job)
+        return Job.of(job)
 
     def _own_pack(self) -> ModelPack:
         """The jobs' own loaded pack: what an ingest analyses in this process never shares models with searches
@@ -134,15 +154,15 @@ class JobRunner:
             if on_done is not None:
                 on_done()
 
-    def get(self, principal: Principal, job_id: int) -> dict[str, Any] | None:
+    def get(self, principal: Principal, job_id: int) -> Job | None:
         """One job of a collection ``principal`` may see, or ``None``."""
         require(principal, "jobs")
         job = self.store.job(job_id)
         if job is None or (job.collection is not None and not principal.may_see(job.collection)):
             return None
-        return job_dict(job)
+        return Job.of(job)
 
-    def list(self, principal: Principal, limit: int = 100) -> list[dict[str, Any]]:
+    def list(self, principal: Principal, limit: int = 100) -> list[Job]:
         """Jobs of the collections ``principal`` may see, newest first."""
         require(principal, "jobs")
-        return [job_dict(job) for job in self.store.jobs(collections=principal.scope, limit=limit)]
+        return [Job.of(job) for job in self.store.jobs(collections=principal.scope, limit=limit)]

@@ -16,7 +16,6 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -28,6 +27,7 @@ from facesearch.governance.context import ActionContext, local_actor
 from facesearch.governance.optout import OptOutList
 from facesearch.index.base import VectorIndex
 from facesearch.search.calibration import DEFAULT_VERIFY_FMR, Calibration, find_calibration
+from facesearch.search.results import Candidate, ProbeFace, ProbeResult, SubjectCandidate, VerifyResult
 from facesearch.vision.image import DEFAULT_MAX_PIXELS, ImageRejected, load_image, read_image_bytes
 from facesearch.vision.packs import AnalysedFace, ModelPack
 
@@ -37,58 +37,8 @@ if TYPE_CHECKING:
 ImageInput = str | os.PathLike[str] | bytes | np.ndarray
 
 
-@dataclass
-class Candidate:
-    """A stored face similar to a probe face. Field names are part of the ``search --json`` contract."""
-
-    rank: int
-    face_id: int
-    image: str
-    subject: str | None
-    collection: str
-    similarity: float
-    source_url: str | None
-    bbox: list[float]
-    # Calibrated meaning of ``similarity`` (null when the pack has no calibration): the per-comparison
-    # false-match rate, and fmr x the number of faces searched; ``fmr_beyond_data``: fmr is only a bound (<).
-    fmr: float | None = None
-    expected_false_matches: float | None = None
-    fmr_beyond_data: bool | None = None
-
-
 SUBJECT_POOL = 100
 """Faces looked at per probe face to find the subjects to rank (``search(by_subject=True)``)."""
-
-
-@dataclass
-class SubjectCandidate:
-    """An enrolled person similar to a probe face, scored against the template of all their enrolled faces.
-
-    ``similarity`` is the probe's cosine similarity to the subject's template (the normalised mean of the
-    embeddings of the ``faces`` enrolled under it); ``best_face_id`` / ``best_similarity`` / ``image`` name the
-    single enrolled face closest to the probe, for a reviewer to look at.
-
-    The template similarity ranks subjects best but has no calibration of its own (a mean vector scores higher
-    against everyone, strangers included). ``mean_similarity`` is the mean of the probe's similarities to the
-    subject's faces, and ``fmr`` is the pack's single-face calibration read at it: an upper bound for the
-    subject, since a mean of several comparisons passes a threshold less often than one comparison does
-    (``benchmarks/templates.py --pack fused``, lfw-dev, at the pack's threshold: 5.2e-4, 4.3e-4 and 3.4e-4 for
-    2, 3 and 5 faces, against 9.0e-4 for one; by template similarity 3.1e-3, 4.7e-3 and 7.0e-3).
-    ``expected_false_matches`` is fmr x the faces searched (at least as many as the subjects).
-    """
-
-    rank: int
-    subject: str
-    similarity: float
-    faces: int
-    best_face_id: int
-    best_similarity: float
-    image: str
-    collection: str
-    mean_similarity: float = 0.0
-    fmr: float | None = None
-    expected_false_matches: float | None = None
-    fmr_beyond_data: bool | None = None
 
 
 Ranked = TypeVar("Ranked", Candidate, SubjectCandidate)
@@ -101,54 +51,6 @@ def _similarity(candidate: Candidate) -> float:
 
 def _mean_similarity(subject: SubjectCandidate) -> float:
     return subject.mean_similarity
-
-
-@dataclass
-class ProbeFace:
-    """One face of a probe photo and its candidates, best first (and its subjects, when asked for)."""
-
-    bbox: list[float]
-    detector_score: float
-    quality: float
-    quality_reasons: list[str]
-    candidates: list[Candidate] = field(default_factory=list)
-    subjects: list[SubjectCandidate] | None = None
-
-
-@dataclass
-class ProbeResult:
-    """The answer for one probe photo: its faces (largest first), or the error that stopped it."""
-
-    probe: str
-    error: str | None
-    faces: list[ProbeFace] = field(default_factory=list)
-    pack: str | None = None
-    threshold: float | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (the ``search --json`` line)."""
-        return asdict(self)
-
-
-@dataclass
-class VerifyResult:
-    """A 1:1 comparison of the largest face of two photos."""
-
-    similarity: float | None
-    same_person: bool | None
-    threshold: float
-    pack: str
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    # The calibrated FMR of ``similarity`` and the FMR the decision was made at (null without a calibration,
-    # when ``threshold`` is the pack's own).
-    fmr: float | None = None
-    decision_fmr: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (the ``verify --json`` object)."""
-        return asdict(self)
 
 
 def _bbox(values: Any) -> list[float]:

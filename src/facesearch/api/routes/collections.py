@@ -16,12 +16,11 @@ from facesearch.api.schemas import (
     ErasureOut,
     ErrorBody,
     IngestPathIn,
-    JobOut,
     QualityPolicyIn,
     RetentionIn,
 )
 from facesearch.governance.access import Principal
-from facesearch.ingest.jobs import JobRunner
+from facesearch.ingest.jobs import Job, JobRunner
 from facesearch.ingest.uploads import confine, confined_files, new_upload_folder, remove_folder, store_upload
 
 router = APIRouter(prefix="/v1", tags=["collections"])
@@ -98,7 +97,7 @@ def set_retention(
     return engine_of(request).collections.set_retention(principal, name, body.days)
 
 
-@router.post("/collections/{name}/uploads", status_code=202, response_model=JobOut, responses=ERRORS)
+@router.post("/collections/{name}/uploads", status_code=202, response_model=Job, responses=ERRORS)
 def upload_images(
     request: Request,
     name: str,
@@ -131,11 +130,11 @@ def upload_images(
         subject_from_folder=subject_from_folder,
         source_url=source_url,
     )
-    job["files_total"] = len(stored)
-    return JSONResponse(job, status_code=202, headers={"Location": f"/v1/jobs/{job['id']}"})
+    job.files_total = len(stored)
+    return JSONResponse(job.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
-@router.post("/collections/{name}/ingest", status_code=202, response_model=JobOut, responses=ERRORS)
+@router.post("/collections/{name}/ingest", status_code=202, response_model=Job, responses=ERRORS)
 def ingest_path(
     request: Request,
     name: str,
@@ -157,20 +156,20 @@ def ingest_path(
         subject_from_folder=body.subject_from_folder,
         source_url=body.source_url,
     )
-    return JSONResponse(job, status_code=202, headers={"Location": f"/v1/jobs/{job['id']}"})
+    return JSONResponse(job.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
-@router.get("/jobs", response_model=list[JobOut], tags=["jobs"], responses=ERRORS)
-def list_jobs(request: Request, principal: Annotated[Principal, Depends(require("jobs"))]) -> list[dict[str, Any]]:
+@router.get("/jobs", response_model=list[Job], tags=["jobs"], responses=ERRORS)
+def list_jobs(request: Request, principal: Annotated[Principal, Depends(require("jobs"))]) -> list[Job]:
     """Jobs of the collections you may see, newest first."""
     return _jobs(request).list(principal)
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"], responses=ERRORS)
-@aliases.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="Get Job (same as /v1/jobs/{job_id})")
+@router.get("/jobs/{job_id}", response_model=Job, tags=["jobs"], responses=ERRORS)
+@aliases.get("/jobs/{job_id}", response_model=Job, responses=ERRORS, summary="Get Job (same as /v1/jobs/{job_id})")
 def get_job(
     request: Request, job_id: PathId, principal: Annotated[Principal, Depends(require("jobs"))]
-) -> dict[str, Any]:
+) -> Job:
     """One job and its progress."""
     job = _jobs(request).get(principal, job_id)
     if job is None:

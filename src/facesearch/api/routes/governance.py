@@ -3,7 +3,6 @@ services, which also keep an administrator limited to some collections inside th
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
@@ -46,7 +45,7 @@ def forget_candidates(
     candidates, error = engine.searching.forget_candidates(data, threshold=limit, principal=principal)
     if error:
         raise ApiError(422, "image_rejected", error)
-    return {"threshold": limit, "candidates": [dataclasses.asdict(c) for c in candidates]}
+    return {"threshold": limit, "candidates": [c.model_dump() for c in candidates]}
 
 
 @router.post("/forget/erase", response_model=ErasureOut, responses=ERRORS)

@@ -11,10 +11,11 @@ from fastapi.responses import JSONResponse
 from facesearch.api.auth import engine_of, require
 from facesearch.api.deps import read_upload, search_context, visible_collections
 from facesearch.api.errors import ApiError
-from facesearch.api.schemas import ErrorBody, SearchOut, VerifyOut
+from facesearch.api.schemas import ErrorBody
 from facesearch.governance.access import Principal
 from facesearch.governance.context import CASE_PATTERN
 from facesearch.ingest.uploads import check_image_bytes, safe_name
+from facesearch.search.results import ProbeResult, VerifyResult
 from facesearch.search.service import SearchService
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -41,7 +42,7 @@ def _rejected(error: str) -> ApiError:
     return ApiError(422, "image_rejected", error)
 
 
-@router.post("/search", response_model=SearchOut, responses={404: {"model": ErrorBody}, **ERRORS})
+@router.post("/search", response_model=ProbeResult, responses={404: {"model": ErrorBody}, **ERRORS})
 def search(
     request: Request,
     principal: Annotated[Principal, Depends(require("search"))],
@@ -84,10 +85,10 @@ def search(
         if result.error.startswith("unknown collection"):
             raise ApiError(404, "unknown_collection", result.error)
         raise _rejected(result.error)
-    return JSONResponse(result.to_dict())
+    return JSONResponse(result.model_dump(mode="json"))
 
 
-@router.post("/verify", response_model=VerifyOut, responses=ERRORS)
+@router.post("/verify", response_model=VerifyResult, responses=ERRORS)
 def verify(
     request: Request,
     principal: Annotated[Principal, Depends(require("verify"))],
@@ -108,4 +109,4 @@ def verify(
     result = service.verify(first, second, context=context)
     if result.error is not None and "no face found" not in result.error:
         raise _rejected(result.error)
-    return JSONResponse(result.to_dict())
+    return JSONResponse(result.model_dump(mode="json"))

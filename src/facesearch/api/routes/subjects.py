@@ -16,8 +16,9 @@ from fastapi.responses import Response
 from facesearch.api.auth import engine_of, require
 from facesearch.api.deps import Limit, Offset, PathId, read_upload
 from facesearch.api.errors import ApiError
-from facesearch.api.schemas import ErrorBody, SubjectMergeIn, SubjectOut, SubjectRenameIn
+from facesearch.api.schemas import ErrorBody, SubjectMergeIn, SubjectRenameIn
 from facesearch.governance.access import Principal
+from facesearch.governance.subjects import Subject
 from facesearch.ingest.uploads import check_image_bytes, new_upload_folder, remove_folder, safe_name
 from facesearch.search.service import analysis_lock
 from facesearch.vision.image import ImageRejected
@@ -40,37 +41,37 @@ CaseQuery = Annotated[
 JPEG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/jpeg": {}}}}
 
 
-@router.get("/subjects", response_model=list[SubjectOut], responses=ERRORS)
+@router.get("/subjects", response_model=list[Subject], responses=ERRORS)
 def list_subjects(
     request: Request,
     principal: Annotated[Principal, Depends(require("subjects.read"))],
     limit: Limit = 1000,
     offset: Offset = 0,
     case_id: CaseQuery = None,
-) -> list[dict[str, Any]]:
+) -> list[Subject]:
     """Subjects with faces in the collections you may see (audited)."""
     return engine_of(request).subjects.list(principal, limit=limit, offset=offset, case_ref=case_id)
 
 
-@router.get("/subjects/{subject_id}", response_model=SubjectOut, responses=ERRORS)
+@router.get("/subjects/{subject_id}", response_model=Subject, responses=ERRORS)
 def get_subject(
     request: Request,
     subject_id: PathId,
     principal: Annotated[Principal, Depends(require("subjects.read"))],
     case_id: CaseQuery = None,
-) -> dict[str, Any]:
+) -> Subject:
     """One subject (audited)."""
     return engine_of(request).subjects.get(principal, subject_id, case_ref=case_id)
 
 
-@router.post("/subjects", status_code=201, response_model=SubjectOut, responses=ERRORS)
+@router.post("/subjects", status_code=201, response_model=Subject, responses=ERRORS)
 def enrol_subject(
     request: Request,
     principal: Annotated[Principal, Depends(require("subjects.manage"))],
     image: Annotated[UploadFile, File(description="A photo of the person (their face the largest).")],
     label: Annotated[str, Form(max_length=200, pattern=LABEL_PATTERN)],
     collection: Annotated[str, Form(min_length=1, max_length=200)],
-) -> dict[str, Any]:
+) -> Subject:
     """Enrol a person: index the photo into ``collection`` with its main face under ``label``."""
     engine = engine_of(request)
     label = label.strip()
@@ -92,29 +93,29 @@ def enrol_subject(
             raise ApiError(409, "not_enrolled", "the photo was already in the collection; nothing new was enrolled")
         raise ApiError(422, "no_face", "no face was found in the photo")
     for subject in engine.subjects.list(principal, limit=10_000):
-        if subject["label"] == label:
+        if subject.label == label:
             return subject
     raise ApiError(409, "not_enrolled", "the photo was already in the collection; nothing new was enrolled")
 
 
-@router.patch("/subjects/{subject_id}", response_model=SubjectOut, responses=ERRORS)
+@router.patch("/subjects/{subject_id}", response_model=Subject, responses=ERRORS)
 def rename_subject(
     request: Request,
     subject_id: PathId,
     body: SubjectRenameIn,
     principal: Annotated[Principal, Depends(require("subjects.manage"))],
-) -> dict[str, Any]:
+) -> Subject:
     """Give a subject another label (a label already taken is refused: merge instead)."""
     return engine_of(request).subjects.rename(principal, subject_id, body.label)
 
 
-@router.post("/subjects/{subject_id}/merge", response_model=SubjectOut, responses=ERRORS)
+@router.post("/subjects/{subject_id}/merge", response_model=Subject, responses=ERRORS)
 def merge_subject(
     request: Request,
     subject_id: PathId,
     body: SubjectMergeIn,
     principal: Annotated[Principal, Depends(require("subjects.manage"))],
-) -> dict[str, Any]:
+) -> Subject:
     """Move every face of this subject to subject ``into``, and remove this one."""
     return engine_of(request).subjects.merge(principal, subject_id, body.into)
 
