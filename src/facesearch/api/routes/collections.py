@@ -167,9 +167,7 @@ def list_jobs(request: Request, principal: Annotated[Principal, Depends(require(
 
 @router.get("/jobs/{job_id}", response_model=Job, tags=["jobs"], responses=ERRORS)
 @aliases.get("/jobs/{job_id}", response_model=Job, responses=ERRORS, summary="Get Job (same as /v1/jobs/{job_id})")
-def get_job(
-    request: Request, job_id: PathId, principal: Annotated[Principal, Depends(require("jobs"))]
-) -> Job:
+def get_job(request: Request, job_id: PathId, principal: Annotated[Principal, Depends(require("jobs"))]) -> Job:
     """One job and its progress."""
     job = _jobs(request).get(principal, job_id)
     if job is None:
