@@ -92,9 +92,8 @@ def catalog_url(kind: str, folder: Path) -> Iterator[str]:
 
 def settings(home: Path, url: str, **overrides: object) -> Settings:
     """Settings of a test data folder on catalog ``url`` with the dlib pack."""
-    import dataclasses
 
-    return dataclasses.replace(Settings.load(home, pack="dlib", catalog_url=url, workers=1), **overrides)
+    return Settings.load(home, pack="dlib", catalog_url=url, workers=1).with_changes(**overrides)
 
 
 def make_users(engine: FaceSearch) -> dict[str, str]:

@@ -1,14 +1,22 @@
-"""One settings object: where the data folder, models, catalog and index live, and which pack to use."""
+"""One settings object: where the data folder, models, catalog and index live, which pack to use, and the
+governance and server settings of the data folder.
+
+Settings come, highest first, from what the caller passes (``--home``, ``--pack``, ``--catalog-url``...), the
+environment (``FACESEARCH_*``), the data folder's ``config.toml``, and the defaults below (pydantic-settings
+does the merging and the checking).
+"""
 
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import platformdirs
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_PURPOSES: tuple[str, ...] = ("humanitarian", "investigation", "verification")
 """Purposes a search may name unless the data folder's ``config.toml`` lists others."""
@@ -26,13 +34,6 @@ def read_config_file(home: Path) -> dict[str, Any]:
         return {}
     with path.open("rb") as handle:
         return tomllib.load(handle)
-
-
-def _env_list(name: str, separator: str) -> list[str] | None:
-    value = os.environ.get(name)
-    if value is None:
-        return None
-    return [item.strip() for item in value.split(separator) if item.strip()]
 
 
 PRIVATE_UMASK = 0o077
@@ -65,24 +66,54 @@ def default_home() -> Path:
     return Path(env) if env else Path(platformdirs.user_data_dir("facesearch", appauthor=False))
 
 
-@dataclass
-class Settings:
+class DataFolderConfig(PydanticBaseSettingsSource):
+    """The data folder's ``config.toml`` (the folder is the ``home`` the caller passed)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], home: Path | None) -> None:
+        super().__init__(settings_cls)
+        self.values = read_config_file(home) if home is not None else {}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """The value of one field in the file (pydantic-settings asks field by field)."""
+        return self.values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        fields = self.settings_cls.model_fields
+        return {name: value for name, value in self.values.items() if name in fields and name != "home"}
+
+
+def _split(separator: str) -> Any:
+    """A validator for list settings given as one string (``a,b`` in the environment)."""
+
+    def split(value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(separator) if item.strip())
+        return value
+
+    return split
+
+
+class Settings(BaseSettings):
     """Everything a facesearch engine needs to find its data. Build with :meth:`Settings.load`."""
 
+    model_config = SettingsConfigDict(env_prefix="FACESEARCH_", extra="ignore", validate_default=True)
+
     home: Path
-    models_dir: Path
-    catalog_url: str
-    index_dir: Path
+    # Where model files go (``models pull``) and are looked for first (default: ``<home>/models``).
+    models_dir: Path = Field(default=Path("models"), validation_alias=AliasChoices("models_dir", "FACESEARCH_MODELS"))
+    # The catalog database (default: ``catalog.sqlite3`` in the data folder); the vector files' folder.
+    catalog_url: str = ""
+    index_dir: Path = Path("index")
     pack: str | None = None
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     # Where vectors live: None = embedded FAISS files in index_dir; a Milvus Lite file (*.db) or a Milvus
     # server address (http://host:19530) = Milvus (see facesearch.index.backends.open_vector_index).
     index_url: str | None = None
-    # Governance and server settings (``config.toml`` in the data folder; see docs/server.md).
-    purposes: tuple[str, ...] = DEFAULT_PURPOSES
+    # Governance and server settings (see docs/server.md).
+    purposes: Annotated[tuple[str, ...], NoDecode] = DEFAULT_PURPOSES
     require_purpose: bool = False  # True: the CLI and Python API refuse a search without purpose and case
     identity: str | None = None  # who CLI and Python searches are recorded as; default: the OS user
-    ingest_roots: tuple[Path, ...] = ()  # the only folders the server may ingest from by path
+    ingest_roots: Annotated[tuple[Path, ...], NoDecode] = ()  # the only folders the server may ingest from by path
     max_upload_bytes: int = 20 * 2**20  # one request's body (search, verify, enrol, opt-out)
     max_ingest_upload_bytes: int = 2 * 2**30  # an ingest upload (images or a zip)
     max_probe_pixels: int = 40_000_000  # probes decoded by the server; bigger is refused before decoding
@@ -100,6 +131,49 @@ class Settings:
     erasure_rewrite_tables: bool = True
 
     @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """What the caller passes, then the environment, then the data folder's config.toml."""
+        home = getattr(init_settings, "init_kwargs", {}).get("home")
+        return init_settings, env_settings, DataFolderConfig(settings_cls, Path(home) if home else None)
+
+    _split_purposes = field_validator("purposes", mode="before")(_split(","))
+    _split_roots = field_validator("ingest_roots", mode="before")(_split(os.pathsep))
+
+    @field_validator("ingest_roots", mode="after")
+    @classmethod
+    def _absolute_roots(cls, roots: tuple[Path, ...]) -> tuple[Path, ...]:
+        return tuple(root.expanduser().absolute() for root in roots)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_the_data_folder(cls, data: Any) -> Any:
+        """Fill what follows from the data folder when nothing more specific was given."""
+        if isinstance(data, dict) and data.get("home") is not None:
+            home = Path(data["home"]).expanduser().absolute()
+            data = {**data, "home": home, "index_dir": home / "index"}
+            data.setdefault("catalog_url", f"sqlite:///{home / 'catalog.sqlite3'}")
+            if not any(key in data for key in ("models_dir", "FACESEARCH_MODELS")):
+                data["models_dir"] = home / "models"
+        return data
+
+    @model_validator(mode="after")
+    def _checked(self) -> Settings:
+        """Check what cannot go together."""
+        self.models_dir = self.models_dir.expanduser()
+        if self.audit_witness is not None:
+            self.audit_witness = self.audit_witness.expanduser().absolute()
+        if self.audit_witness is not None and self.audit_witness_command:
+            raise ValueError("audit_witness (a file) and audit_witness_command are exclusive: configure one of them")
+        return self
+
+    @classmethod
     def load(
         cls,
         home: str | os.PathLike[str] | None = None,
@@ -109,68 +183,21 @@ class Settings:
         workers: int | None = None,
         index_url: str | None = None,
     ) -> Settings:
-        """Settings for a data folder (``home``; default :func:`default_home`), with environment overrides.
+        """Settings for a data folder (``home``; default :func:`default_home`).
 
-        ``FACESEARCH_MODELS`` moves the models folder, ``FACESEARCH_CATALOG_URL`` the catalog (an SQLAlchemy
-        URL), ``FACESEARCH_PACK`` picks the pack and ``FACESEARCH_WORKERS`` the number of ingest processes.
-        ``FACESEARCH_INDEX_URL`` (or ``index_url`` in ``config.toml``) moves the vectors to Milvus.
-        Governance and server settings come from ``<home>/config.toml`` (see :func:`read_config_file`), with
-        ``FACESEARCH_PURPOSES`` (comma list), ``FACESEARCH_IDENTITY`` and ``FACESEARCH_INGEST_ROOTS``
-        (os.pathsep list) overriding it.
+        The environment overrides the data folder's ``config.toml``: ``FACESEARCH_MODELS`` moves the models
+        folder, ``FACESEARCH_CATALOG_URL`` the catalog (an SQLAlchemy URL), ``FACESEARCH_PACK`` picks the pack,
+        ``FACESEARCH_WORKERS`` the number of ingest processes, ``FACESEARCH_INDEX_URL`` moves the vectors to
+        Milvus; ``FACESEARCH_PURPOSES`` (comma list), ``FACESEARCH_IDENTITY``, ``FACESEARCH_INGEST_ROOTS``
+        (os.pathsep list) and ``FACESEARCH_AUDIT_WITNESS[_COMMAND]`` override their config keys; every other
+        key of the file can be given as ``FACESEARCH_<KEY>`` too.
         """
         home_path = Path(home).expanduser() if home is not None else default_home()
-        home_path = home_path.absolute()
-        file = read_config_file(home_path)
-        models_env = os.environ.get("FACESEARCH_MODELS")
-        workers_env = os.environ.get("FACESEARCH_WORKERS")
-        return cls(
-            home=home_path,
-            models_dir=Path(models_env).expanduser() if models_env else home_path / "models",
-            catalog_url=catalog_url
-            or os.environ.get("FACESEARCH_CATALOG_URL")
-            or file.get("catalog_url")
-            or f"sqlite:///{home_path / 'catalog.sqlite3'}",
-            index_dir=home_path / "index",
-            index_url=index_url or os.environ.get("FACESEARCH_INDEX_URL") or file.get("index_url") or None,
-            pack=pack or os.environ.get("FACESEARCH_PACK") or None,
-            workers=workers or (int(workers_env) if workers_env else (os.cpu_count() or 1)),
-            **_governance_settings(file),
-        )
+        given: dict[str, Any] = {"home": home_path.absolute()}
+        passed = {"pack": pack, "catalog_url": catalog_url, "workers": workers, "index_url": index_url}
+        given.update({name: value for name, value in passed.items() if value})
+        return cls(**given)
 
-
-def _governance_settings(file: dict[str, Any]) -> dict[str, Any]:
-    """Settings fields given by ``config.toml`` and the environment (absent keys keep their defaults)."""
-    values: dict[str, Any] = {}
-    purposes = _env_list("FACESEARCH_PURPOSES", ",") or file.get("purposes")
-    if purposes:
-        values["purposes"] = tuple(str(p) for p in purposes)
-    identity = os.environ.get("FACESEARCH_IDENTITY") or file.get("identity")
-    if identity:
-        values["identity"] = str(identity)
-    roots = _env_list("FACESEARCH_INGEST_ROOTS", os.pathsep) or file.get("ingest_roots")
-    if roots:
-        values["ingest_roots"] = tuple(Path(str(r)).expanduser().absolute() for r in roots)
-    if "cors_origins" in file:
-        values["cors_origins"] = tuple(str(o) for o in file["cors_origins"])
-    witness = os.environ.get("FACESEARCH_AUDIT_WITNESS") or file.get("audit_witness")
-    if witness:
-        values["audit_witness"] = Path(str(witness)).expanduser().absolute()
-    witness_command = os.environ.get("FACESEARCH_AUDIT_WITNESS_COMMAND") or file.get("audit_witness_command")
-    if witness_command:
-        values["audit_witness_command"] = str(witness_command)
-    if witness and witness_command:
-        raise ValueError("audit_witness (a file) and audit_witness_command are exclusive: configure one of them")
-    for key, kind in (
-        ("require_purpose", bool),
-        ("max_upload_bytes", int),
-        ("max_ingest_upload_bytes", int),
-        ("max_probe_pixels", int),
-        ("rate_limit_per_minute", int),
-        ("failed_auth_per_minute", int),
-        ("retention_interval_s", float),
-        ("audit_witness_interval_s", float),
-        ("erasure_rewrite_tables", bool),
-    ):
-        if key in file:
-            values[key] = kind(file[key])
-    return values
+    def with_changes(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (checked like the original)."""
+        return type(self).model_validate({**self.model_dump(), **changes})

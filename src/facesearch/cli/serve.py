@@ -22,7 +22,6 @@ def serve_command(
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the REST API (see docs/server.md); GET /health needs no key, everything else does."""
-    import dataclasses
 
     import uvicorn
 
@@ -31,7 +30,7 @@ def serve_command(
     settings = state.settings()
     if ingest_roots:
         roots = (*settings.ingest_roots, *(p.expanduser().absolute() for p in ingest_roots))
-        settings = dataclasses.replace(settings, ingest_roots=roots)
+        settings = settings.with_changes(ingest_roots=roots)
     try:
         application = create_app(settings)
     except PackError as error:

@@ -13,7 +13,6 @@ benchmark, exactly as an enrolled collection would be searched in use.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import os
 import shutil
@@ -193,8 +192,7 @@ def _open_engine(home: str | os.PathLike[str], pack: str | None, models_dir: Pat
     """An engine on a scratch data folder of its own: its catalog and index never the user's (whatever the
     environment says), its models from ``models_dir`` when given (the user's models folder)."""
     settings = Settings.load(home, pack=pack)
-    settings = dataclasses.replace(
-        settings,
+    settings = settings.with_changes(
         catalog_url=f"sqlite:///{settings.home / 'catalog.sqlite3'}",
         index_url=None,
         models_dir=models_dir or settings.models_dir,
