@@ -1,0 +1,265 @@
+"""Every public method of every service that changes state leaves exactly one audit record.
+
+The services are enumerated by introspection: each public method must be classified below (as a change, an
+audited read, or a read / helper that records nothing), so a method added later cannot escape the rule. Each
+change is then called, as the interfaces call it, on a real data folder (SQLite and PostgreSQL), and the
+audit log must have grown by exactly one record, of the expected action. Interfaces never write records
+themselves (``tests/test_architecture.py``), so this holds whichever interface made the call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from facesearch.catalog.records import FileOutcome, NewFace
+from facesearch.engine import FaceSearch
+from tests.test_api_support import catalog_url, probe_bytes, settings, write_photos
+
+SERVICES = (
+    "accounts",
+    "cases",
+    "collections",
+    "subjects",
+    "erasure",
+    "optouts",
+    "retention",
+    "ingest",
+    "indexes",
+    "reads",
+    "searching",
+    "crossmatch",
+)
+
+# Public methods that record nothing: reads of unaudited data, checks, and helpers that run inside a change
+# made (and recorded) by another method.
+SILENT = {
+    "accounts": {"user", "users", "is_verified", "key_owner", "authenticate"},
+    "cases": {"get", "list", "is_candidate", "may_use", "record_candidates"},
+    "collections": {"list", "get", "status"},
+    "subjects": set(),
+    "erasure": {"preview", "erase_in", "finish"},
+    "optouts": {"check", "list", "count", "for_pack"},
+    "retention": {"policies", "expired"},
+    "ingest": set(),
+    # The index is derived from the catalog: catching it up changes no state of record (doctor and reindex,
+    # which an operator runs, are audited).
+    "indexes": {"close", "of", "ingesting", "remove_vectors", "faces_matching", "sync", "stored_dim", "stored"}
+    | {"pack_keys", "stats"},
+    "reads": set(),
+    "searching": {"service", "calibration", "optout_list", "forget_threshold", "embed_person"},
+    "crossmatch": set(),
+}
+
+
+def public_methods(service: Any) -> set[str]:
+    return {
+        name
+        for name, member in inspect.getmembers(type(service), predicate=inspect.isfunction)
+        if not name.startswith("_")
+    }
+
+
+class Fixture:
+    """A data folder with photos indexed, and makers of fresh things to change."""
+
+    def __init__(self, engine: FaceSearch, photos: Path) -> None:
+        self.engine = engine
+        self.photos = photos
+        self.op = engine.operator
+
+    def name(self, prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+    def user(self, role: str = "investigator") -> str:
+        name = self.name("u")
+        self.engine.accounts.add_user(self.op, name, role)
+        return name
+
+    def faces(self, subject: str | None = None, collection: str = "demo") -> list[int]:
+        pack = self.engine.packs.pack()
+        vector = np.random.default_rng().normal(size=pack.dim).astype(np.float32)
+        vector /= np.linalg.norm(vector)
+        token = uuid.uuid4().hex
+        outcome = FileOutcome(
+            f"/fixtures/{token}.jpg",
+            1,
+            0.0,
+            token * 2,
+            "ok",
+            faces=[NewFace((1, 1, 9, 9), None, 1, 1, [], vector, subject)],
+        )
+        collection_id = self.engine.catalog.collection_id(collection)
+        assert collection_id is not None
+        return self.engine.catalog.record_files(collection_id, pack.key, [outcome])[0].face_ids
+
+    def subject(self) -> int:
+        label = self.name("s")
+        self.faces(subject=label)
+        return next(s.id for s in self.engine.subjects.list(self.op) if s.label == label)
+
+    def case(self) -> str:
+        reference = self.name("C")
+        self.engine.cases.create(self.op, reference)
+        return reference
+
+
+# What each change does, on fresh things, and the action it must record.
+CHANGES: dict[tuple[str, str], tuple[str, Callable[[Fixture], Any]]] = {
+    ("accounts", "add_user"): ("user_add", lambda f: f.engine.accounts.add_user(f.op, f.name("n"), "reviewer")),
+    ("accounts", "revoke_user"): ("user_revoke", lambda f: f.engine.accounts.revoke_user(f.op, f.user())),
+    ("accounts", "grant"): ("user_grant", lambda f: f.engine.accounts.grant(f.op, f.user(), "demo")),
+    ("accounts", "ungrant"): ("user_ungrant", lambda f: f.engine.accounts.ungrant(f.op, f.user(), "demo")),
+    ("accounts", "create_key"): ("key_create", lambda f: f.engine.accounts.create_key(f.op, f.user())),
+    ("accounts", "revoke_key"): (
+        "key_revoke",
+        lambda f: f.engine.accounts.revoke_key(f.op, f.engine.accounts.create_key(f.op, f.user())[0]),
+    ),
+    ("cases", "open_for_search"): ("case_open", lambda f: f.engine.cases.open_for_search(f.op, f.name("C"))),
+    ("cases", "create"): ("case_open", lambda f: f.engine.cases.create(f.op, f.name("C"))),
+    ("cases", "close"): ("case_close", lambda f: f.engine.cases.close(f.op, f.case())),
+    ("cases", "add_member"): ("case_member_add", lambda f: f.engine.cases.add_member(f.op, f.case(), f.user())),
+    ("cases", "remove_member"): (
+        "case_member_remove",
+        lambda f: f.engine.cases.remove_member(f.op, f.case(), f.user()),
+    ),
+    ("cases", "decide"): ("decision", lambda f: decide(f)),
+    ("collections", "create"): (
+        "collection_create",
+        lambda f: f.engine.collections.create(f.op, f.name("c"), legal_basis="test"),
+    ),
+    ("collections", "set_quality_policy"): (
+        "quality_policy_set",
+        lambda f: f.engine.collections.set_quality_policy(f.op, "demo", 0.2),
+    ),
+    ("collections", "set_retention"): (
+        "retention_set",
+        lambda f: f.engine.collections.set_retention(f.op, "demo", None),
+    ),
+    ("subjects", "list"): ("subjects_list", lambda f: f.engine.subjects.list(f.op)),
+    ("subjects", "get"): ("subject_read", lambda f: f.engine.subjects.get(f.op, f.subject())),
+    ("subjects", "rename"): ("subject_rename", lambda f: f.engine.subjects.rename(f.op, f.subject(), f.name("r"))),
+    ("subjects", "merge"): ("subject_merge", lambda f: f.engine.subjects.merge(f.op, f.subject(), f.subject())),
+    ("erasure", "erase"): ("erase", lambda f: f.engine.erasure.erase(f.op, "face", f.faces())),
+    ("erasure", "erase_images"): ("purge", lambda f: erase_images(f)),
+    ("optouts", "add"): ("optout_add", lambda f: f.engine.optouts.add(f.op, random_embedding(f))),
+    ("optouts", "add_photo"): ("optout_add", lambda f: f.engine.optouts.add_photo(f.op, a_photo_of_her(f))),
+    ("optouts", "remove"): (
+        "optout_remove",
+        lambda f: f.engine.optouts.remove(f.op, f.engine.optouts.add(f.op, random_embedding(f))["id"]),
+    ),
+    ("retention", "purge"): ("purge", lambda f: purge(f)),
+    ("ingest", "index"): (
+        "ingest",
+        lambda f: f.engine.ingest.index([f.photos / "other"], collection="demo", workers=1),
+    ),
+    ("indexes", "doctor"): ("index_repair", lambda f: damaged_doctor(f)),
+    ("indexes", "reindex"): ("reindex", lambda f: f.engine.indexes.reindex("Flat")),
+    ("reads", "face"): ("face_read", lambda f: f.engine.reads.face(f.op, real_face(f))),
+    ("reads", "crop"): ("face_crop", lambda f: f.engine.reads.crop(f.op, real_face(f))),
+    ("reads", "image"): ("image_read", lambda f: f.engine.reads.image(f.op, real_face(f))),
+    ("searching", "context"): ("case_open", lambda f: f.engine.searching.context(case_id=f.name("C"))),
+    ("searching", "search"): ("search", lambda f: f.engine.searching.search(probe_bytes())),
+    ("searching", "verify"): ("verify", lambda f: f.engine.searching.verify(probe_bytes(), probe_bytes("JPEG"))),
+    ("searching", "forget_candidates"): (
+        "forget_search",
+        lambda f: f.engine.searching.forget_candidates(probe_bytes()),
+    ),
+    ("crossmatch", "run"): ("search_vectors", lambda f: f.engine.crossmatch.run("demo", "demo", batch=100)),
+}
+
+
+def decide(f: Fixture) -> Any:
+    reference = f.case()
+    face_id = real_face(f)
+    with f.engine.catalog.transaction() as tx:
+        f.engine.cases.record_candidates(tx, reference, 1, [(face_id, 0.9)])
+    return f.engine.cases.decide(f.op, reference, face_id, "unsure")
+
+
+def erase_images(f: Fixture) -> Any:
+    face_id = f.faces()[0]
+    image_id = f.engine.catalog.face_details([face_id])[face_id].image_id
+    return f.engine.erasure.erase_images(f.op, [image_id], action="purge")
+
+
+def purge(f: Fixture) -> Any:
+    from datetime import timedelta
+
+    from facesearch.catalog.schema import utcnow
+
+    name = f.name("old")
+    f.engine.collections.create(f.op, name, legal_basis="test", retention_days=1)
+    f.faces(collection=name)
+    return f.engine.retention.purge(f.op, now=utcnow() + timedelta(days=2))
+
+
+def random_embedding(f: Fixture) -> dict[str, tuple[np.ndarray, float]]:
+    pack = f.engine.packs.pack()
+    vector = np.random.default_rng().normal(size=pack.dim).astype(np.float32)
+    return {pack.key: (vector / np.linalg.norm(vector), 0.999)}
+
+
+def a_photo_of_her(f: Fixture) -> bytes:
+    """A photo of the stored person, mirrored and darkened (her stored faces are erased with the opt-out)."""
+    import io
+
+    from PIL import Image, ImageEnhance
+
+    from tests.test_api_support import astronaut
+
+    picture = Image.fromarray(np.ascontiguousarray(astronaut()[:, ::-1]))
+    buffer = io.BytesIO()
+    ImageEnhance.Brightness(picture).enhance(0.5).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def real_face(f: Fixture) -> int:
+    found = f.engine.searching.service().search(probe_bytes(), top_k=1)
+    return found.faces[0].candidates[0].face_id
+
+
+def damaged_doctor(f: Fixture) -> Any:
+    pack = f.engine.packs.pack()
+    index = f.engine.indexes.of(pack.key, pack.dim)
+    index.remove(index.ids()[:1])
+    return f.engine.indexes.doctor()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def fixture(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fixture]:
+    folder = tmp_path_factory.mktemp(f"services-{request.param}")
+    photos = write_photos(folder / "photos")
+    with catalog_url(request.param, folder) as url, FaceSearch(settings(folder / "home", url)) as engine:
+        engine.ingest.index([photos], collection="demo", subject_from_folder=True, workers=1)
+        yield Fixture(engine, photos)
+
+
+def test_every_public_method_of_every_service_is_classified(fixture: Fixture) -> None:
+    for name in SERVICES:
+        methods = public_methods(getattr(fixture.engine, name))
+        classified = SILENT[name] | {method for service, method in CHANGES if service == name}
+        assert methods == classified, (
+            f"{name}: unclassified {sorted(methods - classified)}, gone {sorted(classified - methods)}"
+        )
+
+
+# The opt-out of a stored person erases her faces, which the changes after it would miss: it goes last.
+ORDER = sorted(CHANGES, key=lambda change: (change == ("optouts", "add_photo"), change))
+
+
+@pytest.mark.parametrize(("service", "method"), ORDER)
+def test_each_change_leaves_exactly_one_audit_record(fixture: Fixture, service: str, method: str) -> None:
+    action, call = CHANGES[(service, method)]
+    before = fixture.engine.audit.head()[0]
+    call(fixture)
+    records = fixture.engine.audit.records(after_seq=before, limit=100)
+    # Preparing the call (a new user, case or subject) writes records of its own actions; the call, one of its.
+    mine = [r for r in records if r["action"] == action]
+    assert len(mine) == 1, [r["action"] for r in records]
