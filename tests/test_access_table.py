@@ -178,6 +178,7 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ("GET /health", ""): lambda w, c: ("GET", "/health", {}),
     ("GET /openapi.json", ""): lambda w, c: ("GET", "/openapi.json", {}),
     ("GET /docs", ""): lambda w, c: ("GET", "/docs", {}),
+    ("GET /docs/assets/swagger-ui-bundle.js", ""): lambda w, c: ("GET", "/docs/assets/swagger-ui-bundle.js", {}),
     ("GET /v1/status", ""): lambda w, c: ("GET", "/v1/status", {}),
     ("GET /v1/me", ""): lambda w, c: ("GET", "/v1/me", {}),
     ("POST /v1/me/keys", ""): lambda w, c: ("POST", "/v1/me/keys", {}),

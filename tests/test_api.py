@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import io
 import os
+import re
 import struct
 import time
 import zipfile
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from facesearch.api.app import create_app
 from facesearch.engine import FaceSearch
@@ -84,6 +87,22 @@ def test_health_needs_no_key_and_everything_else_does(api: Api) -> None:
     assert bad.status_code == 401 and bad.json()["message"]
 
 
+def test_docs_page_works_offline_under_its_own_csp(api: Api) -> None:
+    """/docs loads nothing from another origin, and its CSP allows its one inline script by hash only."""
+    page = api.client.get("/docs")
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources and all(source.startswith("/docs/assets/") for source in sources), sources
+    for source in sources:
+        asset = api.client.get(source)
+        assert asset.status_code == 200 and len(asset.content) > 500, source
+    policy = page.headers["content-security-policy"]
+    assert "http" not in policy and "'unsafe-inline'" not in policy.split("script-src", 1)[1].split(";")[0]
+    inline = re.findall(r"<script>(.*?)</script>", page.text, flags=re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()
+    assert len(inline) == 1 and f"'sha256-{digest}'" in policy
+
+
 def test_security_headers_and_no_cors_by_default(api: Api) -> None:
     response = api.client.get("/health", headers={"Origin": "https://evil.example"})
     headers = response.headers
@@ -125,7 +144,7 @@ def test_search_answers_the_cli_object_and_is_audited(api: Api) -> None:
     response = api.search(image=probe)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"probe", "error", "faces", "pack", "threshold", "warnings"}
+    assert set(body) == {"probe", "error", "faces", "pack", "threshold", "warnings", "faces_searched"}
     assert body["pack"] == "dlib@2" and body["error"] is None
     top = body["faces"][0]["candidates"][0]
     assert top["subject"] == "Eileen_Collins" and top["similarity"] >= body["threshold"]
@@ -210,6 +229,14 @@ def test_verify(api: Api) -> None:
     assert body["same_person"] is True and body["similarity"] > 0.9
     record = api.get("/v1/audit", "auditor", params={"action": "verify"}).json()[-1]
     assert record["probe_sha256"].count(",") == 1 and record["details"]["same_person"] is True
+
+    # A photo without a face has nothing to compare: an error the client must handle, never a 200 with nulls.
+    blank = io.BytesIO()
+    Image.new("RGB", (200, 200), (120, 160, 200)).save(blank, "PNG")
+    files = {"image_a": ("a.png", probe_bytes(), "image/png"), "image_b": ("sky.png", blank.getvalue(), "image/png")}
+    answer = api.post("/v1/verify", "investigator", files=files, data=PURPOSE)
+    assert answer.status_code == 422 and answer.json()["code"] == "no_face", answer.text
+    assert "image B: no face found" in answer.json()["message"]
 
 
 def test_collections_create_list_retention(api: Api) -> None:

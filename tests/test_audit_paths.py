@@ -207,11 +207,11 @@ def test_every_cli_state_change_is_audited_and_a_refused_one_leaves_no_record(tm
         assert {r["actor"] for r in fs.audit.records(limit=1000)} == {"operator-1"}
         assert fs.audit.verify().ok
 
-    # Refused changes leave neither the change nor a record.
+    # Refused changes leave neither the change nor a record, and exit 1 (something could not be done).
     count = len(actions())
-    cli("users", "add", "ann", "--role", "investigator", code=2)  # exists
-    cli("users", "grant", "nobody", "demo", code=2)
-    cli("retention", "set", "no-such-collection", "--days", "3", code=2)
+    cli("users", "add", "ann", "--role", "investigator", code=1)  # exists
+    cli("users", "grant", "nobody", "demo", code=1)
+    cli("retention", "set", "no-such-collection", "--days", "3", code=1)
     cli("erase", "--face", "999999", code=1)
-    cli("cases", "close", "NO-SUCH", code=2)
+    cli("cases", "close", "NO-SUCH", code=1)
     assert len(actions()) == count

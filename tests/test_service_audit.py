@@ -42,7 +42,7 @@ SERVICES = (
 SILENT = {
     "accounts": {"user", "users", "is_verified", "key_owner", "authenticate"},
     "cases": {"get", "list", "is_candidate", "may_use", "record_candidates"},
-    "collections": {"list", "get", "status"},
+    "collections": {"list", "get", "status", "skipped"},
     "subjects": set(),
     "erasure": {"preview", "erase_in", "finish"},
     "optouts": {"check", "list", "count", "for_pack"},

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACESEARCH_", extra="ignore", validate_default=True)
 
     home: Path
+    # Read-only folders where model files are looked for after models_dir (``FACESEARCH_MODEL_DIRS``, os.pathsep
+    # list, or ``model_dirs`` in config.toml; a data folder records there where its models were found).
+    model_dirs: Annotated[tuple[Path, ...], NoDecode] = ()
     # Where model files go (``models pull``) and are looked for first (default: ``<home>/models``).
     models_dir: Path = Field(default=Path("models"), validation_alias=AliasChoices("models_dir", "FACESEARCH_MODELS"))
     # The catalog database (default: ``catalog.sqlite3`` in the data folder); the vector files' folder.
@@ -144,7 +147,7 @@ class Settings(BaseSettings):
         return init_settings, env_settings, DataFolderConfig(settings_cls, Path(home) if home else None)
 
     _split_purposes = field_validator("purposes", mode="before")(_split(","))
-    _split_roots = field_validator("ingest_roots", mode="before")(_split(os.pathsep))
+    _split_roots = field_validator("ingest_roots", "model_dirs", mode="before")(_split(os.pathsep))
 
     @field_validator("ingest_roots", mode="after")
     @classmethod
@@ -201,3 +204,38 @@ class Settings(BaseSettings):
     def with_changes(self, **changes: Any) -> Settings:
         """A copy with some fields changed (checked like the original)."""
         return type(self).model_validate({**self.model_dump(), **changes})
+
+
+def use_model_dirs(settings: Settings) -> None:
+    """Make the model folders the settings name (``model_dirs``) visible to every model lookup of this process
+    and of the ingest's worker processes, which find models through ``FACESEARCH_MODEL_DIRS``."""
+    current = [p for p in os.environ.get("FACESEARCH_MODEL_DIRS", "").split(os.pathsep) if p]
+    wanted = [str(d) for d in settings.model_dirs if str(d) not in current]
+    if wanted:
+        os.environ["FACESEARCH_MODEL_DIRS"] = os.pathsep.join([*current, *wanted])
+
+
+def remember_model_dirs(home: Path, folders: list[Path]) -> list[Path]:
+    """Add to the data folder's config.toml (``model_dirs``) the folders its models were found in that it does
+    not name yet, so that a later command (a new shell, the installed ``facesearch``) finds them without any
+    environment variable; returns the folders added. The file's other lines are left as they are."""
+    path = home / CONFIG_FILE
+    config = read_config_file(home)
+    known = [Path(p) for p in config.get("model_dirs", [])]
+    new = [folder for folder in dict.fromkeys(folders) if folder not in known]
+    if not new:
+        return []
+    every = [str(p) for p in [*known, *new]]
+    line = "model_dirs = [" + ", ".join(tomllib_quote(p) for p in every) + "]\n"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    kept = [row for row in text.splitlines(keepends=True) if not row.lstrip().startswith("model_dirs")]
+    body = "".join(kept)
+    if body and not body.endswith("\n"):
+        body += "\n"
+    path.write_text(body + line, encoding="utf-8")
+    return new
+
+
+def tomllib_quote(text: str) -> str:
+    """A TOML basic string of ``text``."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from facesearch.catalog.store import Catalog
-from facesearch.config import Settings, make_private
+from facesearch.config import Settings, make_private, use_model_dirs
 from facesearch.governance.access import Principal
 from facesearch.governance.accounts import Accounts
 from facesearch.governance.anchor import AuditAnchor
@@ -51,12 +51,13 @@ class FaceSearch:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         make_private(settings.home)
+        use_model_dirs(settings)
         self.catalog = Catalog(settings.catalog_url)
         # Whoever holds the data folder (the CLI, a notebook) acts as the local operator, with every permission.
         self.operator = Principal.operator_as(local_actor(settings.identity))
         anchor = AuditAnchor(settings.home / ANCHOR_FOLDER)
         self.audit = AuditTrail(self.catalog, anchor, witness=audit_witness(settings, anchor))
-        self.packs = Packs(settings.pack, settings.models_dir)
+        self.packs = Packs(settings.pack, settings.models_dir, stored=lambda: self.catalog.stats()["packs"])
         self.indexes = Indexes(settings, self.catalog, self.audit, self.operator)
         self.accounts = Accounts(self.catalog, self.audit)
         self.cases = Cases(self.catalog, self.audit)

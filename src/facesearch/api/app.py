@@ -16,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from facesearch import __version__
 from facesearch.api.auth import FailedAuthLimiter, RateLimiter, engine_of, require
+from facesearch.api.docs_page import install_docs
 from facesearch.api.errors import install_error_handlers
 from facesearch.api.middleware import BodyLimit, FailedAuthGate, SecurityHeaders
 from facesearch.api.openapi import install_openapi
@@ -67,10 +68,12 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         redoc_url=None,
+        docs_url=None,  # served by install_docs, from local files
         # Every operation may meet a body it cannot parse (400) and the failed-key limit (429).
         responses={400: {"model": ErrorBody}, 429: {"model": ErrorBody}},
     )
     install_openapi(app, settings.purposes)
+    install_docs(app)
     app.state.engine = engine
     app.state.jobs = jobs
     app.state.scheduler = scheduler

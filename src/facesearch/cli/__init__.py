@@ -20,7 +20,8 @@ from facesearch.cli import (  # noqa: F401 - each module registers its commands 
     searching,
     serve,
 )
-from facesearch.cli._app import app, hoist_global_options
+from facesearch.cli._app import FAILED, USAGE, app, console, hoist_global_options
+from facesearch.errors import ContextError, FacesearchError, PackError
 
 app.add_typer(models.models_app, name="models")
 app.add_typer(evaluation.eval_app, name="eval")
@@ -35,5 +36,20 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Entry point of the ``facesearch`` command."""
-    app(args=hoist_global_options(sys.argv[1:]), prog_name="facesearch")
+    """Entry point of the ``facesearch`` command.
+
+    A domain error that a command did not handle itself still ends in one line on stderr and the documented
+    exit status (2 for a pack or context the options name wrongly, 1 for anything refused or failed), never in
+    a traceback.
+    """
+    try:
+        app(args=hoist_global_options(sys.argv[1:]), prog_name="facesearch")
+    except (PackError, ContextError) as error:
+        raise SystemExit(_report(error, USAGE)) from None
+    except FacesearchError as error:
+        raise SystemExit(_report(error, FAILED)) from None
+
+
+def _report(error: Exception, code: int) -> int:
+    console.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
+    return code

@@ -89,6 +89,9 @@ def human_bytes(value: int | None) -> str:
     return f"{size:.1f} GiB"
 
 
+JSON = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
+CSV = Annotated[bool, typer.Option("--csv", help="Print as CSV (a header, then a row each).")]
+
 GLOBAL_OPTIONS = ("--home", "--pack", "--catalog-url", "--index-url")
 
 
@@ -124,6 +127,15 @@ def main_options(
     ] = None,
 ) -> None:
     """Global options (accepted before or after the command)."""
+    if pack is not None:
+        from facesearch.vision.packs import BUILTIN_PACKS
+
+        if pack not in BUILTIN_PACKS and "+" not in pack:
+            raise typer.BadParameter(
+                f"unknown pack {pack!r}; the packs are {', '.join(BUILTIN_PACKS)}, or DETECTOR+EMBEDDER "
+                "(see `facesearch models list`)",
+                param_hint="--pack",
+            )
     state.home = home
     state.pack = pack
     state.catalog_url = catalog_url

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from facesearch.cli._app import fail, out, print_json, state
+from facesearch.cli import render
+from facesearch.cli._app import CSV, FAILED, JSON, fail, out, print_json, state
 from facesearch.errors import AuditError
 
 users_app = typer.Typer(
@@ -33,7 +33,7 @@ def users_add_command(
         try:
             user = engine.accounts.add_user(engine.operator, name, role, collections=collections or None)
         except (AccountError, AuditError) as error:
-            raise fail(str(error)) from error
+            raise fail(str(error), code=FAILED) from error
     if json_output:
         print_json(user)
     else:
@@ -41,21 +41,23 @@ def users_add_command(
 
 
 @users_app.command("list")
-def users_list_command(json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+def users_list_command(json_output: JSON = False, csv_output: CSV = False) -> None:
     """List users, their roles, collections and keys."""
     with state.engine() as engine:
         users = engine.accounts.users(engine.operator)
     if json_output:
         print_json(users)
         return
-    table = Table()
-    for column in ("name", "role", "active", "collections", "keys"):
-        table.add_column(column)
-    for user in users:
-        keys = ", ".join(k["key_id"] + ("" if k["active"] else " (revoked)") for k in user["keys"]) or "-"
-        active = "yes" if user["active"] else "no"
-        table.add_row(user["name"], user["role"], active, ", ".join(user["collections"] or ["all"]), keys)
-    out.print(table)
+    rows = [
+        {
+            **user,
+            "collections": user["collections"] or ["all"],
+            "keys": [k["key_id"] + ("" if k["active"] else " (revoked)") for k in user["keys"]],
+        }
+        for user in users
+    ]
+    columns = ("name", "role", "active", "collections", "keys")
+    typer.echo(render.listing(rows, columns, as_json=False, as_csv_=csv_output, empty="no user yet"))
 
 
 @users_app.command("revoke")
@@ -67,7 +69,7 @@ def users_revoke_command(name: Annotated[str, typer.Argument(help="User name.")]
         try:
             engine.accounts.revoke_user(engine.operator, name)
         except (AccountError, LookupError, AuditError) as error:
-            raise fail(str(error)) from error
+            raise fail(str(error), code=FAILED) from error
     out.print(f"user {name} revoked, with every key they held")
 
 
@@ -84,7 +86,7 @@ def users_grant_command(
         try:
             user = (engine.accounts.ungrant if remove else engine.accounts.grant)(engine.operator, name, collection)
         except (AccountError, LookupError, AuditError) as error:
-            raise fail(str(error)) from error
+            raise fail(str(error), code=FAILED) from error
     out.print(f"user {name} sees: {', '.join(user['collections'] or []) or 'no collection'}")
 
 
@@ -97,7 +99,7 @@ def keys_create_command(name: Annotated[str, typer.Argument(help="User name.")])
         try:
             key_id, key = engine.accounts.create_key(engine.operator, name)
         except (AccountError, AuditError) as error:
-            raise fail(str(error)) from error
+            raise fail(str(error), code=FAILED) from error
     typer.echo(f"key {key_id} for {name} (shown once; send it as 'Authorization: Bearer KEY'):")
     typer.echo(key)
 
@@ -110,5 +112,5 @@ def keys_revoke_command(key_id: Annotated[str, typer.Argument(help="The key's id
         try:
             engine.accounts.revoke_key(engine.operator, key_id)
         except (LookupError, AuditError) as error:
-            raise fail(str(error)) from error
+            raise fail(str(error), code=FAILED) from error
     out.print(f"key {key_id} revoked")

@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from facesearch.cli._app import console, fail, out, print_json, state
+from facesearch.cli import render
+from facesearch.cli._app import CSV, FAILED, console, fail, out, print_json, state
 from facesearch.errors import AuditError
 
 audit_app = typer.Typer(help="The hash-chained audit log: verify it, export it signed.", no_args_is_help=True)
@@ -50,13 +51,15 @@ def audit_verify_command(
         public = read_public_key(engine.audit.anchor.folder)
         for file in files:
             if public is None:
-                raise fail("this data folder has no audit key yet, so no witness can be checked against it")
+                raise fail(
+                    "this data folder has no audit key yet, so no witness can be checked against it", code=FAILED
+                )
             try:
                 checkpoints.extend(read_witness(file.read_text(encoding="utf-8", errors="replace"), public))
             except OSError as error:
                 raise fail(f"cannot read the witness {file}: {error}") from error
             except ValueError as error:
-                raise fail(f"{file}: {error}", code=1) from error
+                raise fail(f"{file}: {error}", code=FAILED) from error
         result = engine.audit.verify(witness=checkpoints)
     report = {**result.to_dict(), "witness_checkpoints": len(checkpoints)}
     if json_output:
@@ -149,7 +152,7 @@ def audit_witness_command() -> None:
         try:
             line = engine.audit.witness_now()
         except AuditError as error:
-            raise fail(str(error)) from error
+            raise fail(str(error), code=FAILED) from error
         target = engine.audit.witness.target if engine.audit.witness is not None else ""
     out.print(f"checkpoint of record {json.loads(line)['seq']} written to {target}")
 
@@ -170,7 +173,7 @@ def audit_reanchor_command(
         try:
             report = engine.audit.reanchor(actor=engine.searching.context().actor)
         except AuditError as error:
-            raise fail(str(error), code=1) from error
+            raise fail(str(error), code=FAILED) from error
     out.print(
         f"audit chain re-anchored at record {report['seq']} (previous checkpoint: {report['previous_checkpoint']})"
     )
@@ -182,8 +185,16 @@ def audit_list_command(
     limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 100,
     action: Annotated[str | None, typer.Option("--action", help="Only this action (search, verify, erase...).")] = None,
     case_id: Annotated[str | None, typer.Option("--case", help="Only this case.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="JSON lines, one record each (the default).")] = False,
+    csv_output: CSV = False,
 ) -> None:
-    """Print audit records as JSON lines."""
+    """Print audit records as JSON lines (or CSV, details as JSON in one column)."""
     with state.engine() as engine:
-        for record in engine.audit.records(after_seq=after, limit=limit, action=action, case_ref=case_id):
-            print_json(record)
+        records = engine.audit.records(after_seq=after, limit=limit, action=action, case_ref=case_id)
+    if csv_output and not json_output:
+        columns = list(dict.fromkeys(key for record in records for key in record))
+        flat = [{k: json.dumps(v) if isinstance(v, dict) else v for k, v in record.items()} for record in records]
+        typer.echo(render.as_csv(flat, columns))
+        return
+    for record in records:
+        print_json(record)

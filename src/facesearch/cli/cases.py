@@ -6,23 +6,20 @@ from typing import Annotated
 
 import typer
 
-from facesearch.cli._app import fail, out, print_json, state
+from facesearch.cli import render
+from facesearch.cli._app import CSV, FAILED, JSON, fail, out, print_json, state
 from facesearch.errors import AuditError, CaseError
 
 cases_app = typer.Typer(help="Cases that searches are made for.", no_args_is_help=True)
 
 
 @cases_app.command("list")
-def cases_list_command(json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+def cases_list_command(json_output: JSON = False, csv_output: CSV = False) -> None:
     """List cases, newest first."""
     with state.engine() as engine:
         rows = engine.cases.list(engine.operator)
-    if json_output:
-        print_json(rows)
-        return
-    for row in rows:
-        status = "open" if row["open"] else "closed"
-        out.print(f"{row['case_id']}  {status}  opened by {row['opened_by']}  {row['title'] or ''}", markup=False)
+    columns = ("case_id", "open", "opened_by", "created_at", "closed_at", "title")
+    typer.echo(render.listing(rows, columns, as_json=json_output, as_csv_=csv_output, empty="no case yet"))
 
 
 @cases_app.command("close")
@@ -32,7 +29,7 @@ def cases_close_command(case_id: Annotated[str, typer.Argument(help="The case re
         try:
             engine.cases.close(engine.operator, case_id)
         except (CaseError, LookupError, AuditError) as error:
-            raise fail(str(error)) from error
+            raise fail(str(error), code=FAILED) from error
     out.print(f"case {case_id} closed")
 
 
@@ -71,5 +68,5 @@ def cases_member_command(
             else:
                 engine.cases.add_member(engine.operator, case_id, user)
         except (CaseError, LookupError, AuditError) as error:
-            raise fail(str(error)) from error
+            raise fail(str(error), code=FAILED) from error
     out.print(f"{user} {'taken off' if remove else 'added to'} case {case_id}")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from facesearch.cli import render
 from facesearch.cli._app import app, console, fail, out, state
 from facesearch.errors import PackError
 
@@ -204,8 +205,19 @@ def _print_open_set(title: str, metrics: dict[str, Any]) -> None:
 
     cmc = metrics["cmc"]
     ranks = ", ".join(f"rank-{r} {pct(cmc[r - 1])}" for r in (1, 5, 10, 20) if r <= len(cmc))
-    fnir = ", ".join(f"FNIR {pct(p['fnir'])} at FPIR {p['fpir']:g}" for p in metrics["fnir_at_fpir"])
-    out.print(f"{title}: {metrics['mated']} mated, {metrics['nonmated']} non-mated probes; {ranks}; {fnir}")
+    fnir = "; ".join(_fnir_point(p, metrics["nonmated"], pct) for p in metrics["fnir_at_fpir"])
+    typer.echo(
+        render.wrapped(f"{title}: {metrics['mated']} mated, {metrics['nonmated']} non-mated probes; {ranks}; {fnir}")
+    )
+
+
+def _fnir_point(point: dict[str, Any], nonmated: int, pct: Callable[[float | None], str]) -> str:
+    """One FNIR-at-FPIR figure, with the caveat ``eval verify`` gives: an FPIR below one false positive among
+    the non-mated probes cannot be measured, only bounded."""
+    text = f"FNIR {pct(point['fnir'])} at FPIR {point['fpir']:g}"
+    if not point.get("resolvable", True):
+        text += f" (not resolvable: {nonmated} non-mated probes)"
+    return text
 
 
 @app.command("calibrate")

@@ -7,10 +7,35 @@ from typing import Annotated, Any
 
 import typer
 
-from facesearch.cli._app import app, fail, out, print_json, state
+from facesearch.cli import render
+from facesearch.cli._app import CSV, FAILED, JSON, app, fail, out, print_json, state
 
 optout_app = typer.Typer(help="The opt-out list: people never to be indexed or found.", no_args_is_help=True)
 retention_app = typer.Typer(help="How long each collection keeps its images.", no_args_is_help=True)
+
+
+YES = Annotated[
+    bool,
+    typer.Option(
+        "--yes", "-y", help="Do not ask for confirmation (a script is never asked: it has no terminal to answer)."
+    ),
+]
+
+
+def confirmed(question: str, yes: bool) -> bool:
+    """Whether to go on: ``--yes``, or no terminal on stdin (scripts keep working unasked), or a person's yes."""
+    import sys
+
+    if yes or not sys.stdin.isatty():
+        return True
+    return typer.confirm(question, default=False)
+
+
+def _counts(report: dict[str, Any]) -> str:
+    return (
+        f"{report['images']} images, {report['faces']} faces, {report['subjects']} subjects, "
+        f"{report['collections']} collections, {report['files']} files"
+    )
 
 
 @app.command("erase")
@@ -21,8 +46,13 @@ def erase_command(
     collection: Annotated[list[str] | None, typer.Option("--collection", help="A whole collection (repeat).")] = None,
     source_url: Annotated[list[str] | None, typer.Option("--source-url", help="Every image from this URL.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be erased; erase nothing.")] = False,
+    yes: YES = False,
 ) -> None:
-    """Erase rows, vectors, crops and managed files; audited without keeping what was erased."""
+    """Erase rows, vectors, crops and managed files; audited without keeping what was erased.
+
+    On a terminal it first shows what would go and asks; ``--dry-run`` only shows it.
+    """
     from facesearch.governance.erasure import ErasureError
 
     targets: list[tuple[str, list[Any]]] = [
@@ -40,19 +70,31 @@ def erase_command(
         raise fail("name what to erase: --subject, --image, --face, --collection or --source-url")
     reports = []
     with state.engine() as engine:
-        for kind, values in targets:
-            try:
-                reports.append(engine.erasure.erase(engine.operator, kind, values).to_dict())
-            except ErasureError as error:
-                raise fail(str(error), code=1) from error
+        try:
+            previews = [engine.erasure.preview(engine.operator, kind, values).to_dict() for kind, values in targets]
+        except ErasureError as error:
+            raise fail(str(error), code=FAILED) from error
+        if dry_run:
+            reports = [{**preview, "dry_run": True} for preview in previews]
+        else:
+            if not json_output:
+                for preview in previews:
+                    out.print(f"would erase ({preview['target']}): {_counts(preview)}", markup=False)
+            if not confirmed("Erase this for good? It cannot be undone", yes):
+                raise fail("nothing erased", code=FAILED)
+            for kind, values in targets:
+                try:
+                    reports.append(engine.erasure.erase(engine.operator, kind, values).to_dict())
+                except ErasureError as error:
+                    raise fail(str(error), code=FAILED) from error
     if json_output:
         print_json(reports if len(reports) > 1 else reports[0])
         return
     for r in reports:
-        out.print(
-            f"erased ({r['target']}): {r['images']} images, {r['faces']} faces, {r['subjects']} subjects, "
-            f"{r['collections']} collections, {r['files']} files; audit record {r['audit_seq']}"
-        )
+        if dry_run:
+            out.print(f"would erase ({r['target']}): {_counts(r)}; nothing erased (--dry-run)", markup=False)
+        else:
+            out.print(f"erased ({r['target']}): {_counts(r)}; audit record {r['audit_seq']}", markup=False)
 
 
 @app.command("forget")
@@ -71,13 +113,13 @@ def forget_command(
         limit = threshold if threshold is not None else engine.searching.forget_threshold()
         candidates, error = engine.searching.forget_candidates(photo, threshold=limit)
         if error:
-            raise fail(error, code=1)
+            raise fail(error, code=FAILED)
         listed = {c.face_id for c in candidates}
         erased = None
         if confirm:
             unknown = sorted(set(confirm) - listed)
             if unknown:
-                raise fail(f"faces {unknown} are not among those listed for this photo; nothing erased", code=1)
+                raise fail(f"faces {unknown} are not among those listed for this photo; nothing erased", code=FAILED)
             erased = engine.erasure.erase(engine.operator, "face", sorted(set(confirm))).to_dict()
     if json_output:
         print_json({"threshold": limit, "candidates": [c.model_dump() for c in candidates], "erased": erased})
@@ -106,7 +148,7 @@ def optout_add_command(
         try:
             added = engine.optouts.add_photo(engine.operator, photo, note=note)
         except (OptOutError, ImageRejected) as error:
-            raise fail(str(error), code=1) from error
+            raise fail(str(error), code=FAILED) from error
     if json_output:
         print_json(added)
     else:
@@ -114,15 +156,12 @@ def optout_add_command(
 
 
 @optout_app.command("list")
-def optout_list_command(json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+def optout_list_command(json_output: JSON = False, csv_output: CSV = False) -> None:
     """List opt-outs (ids, dates, notes; never faces)."""
     with state.engine() as engine:
         rows = engine.optouts.list(engine.operator)
-    if json_output:
-        print_json(rows)
-        return
-    for row in rows:
-        out.print(f"{row['id']}  {row['created_at']}  {row['created_by']}  {row['note'] or ''}", markup=False)
+    columns = ("id", "created_at", "created_by", "packs", "note")
+    typer.echo(render.listing(rows, columns, as_json=json_output, as_csv_=csv_output, empty="no opt-out"))
 
 
 @optout_app.command("remove")
@@ -134,7 +173,7 @@ def optout_remove_command(optout_id: Annotated[int, typer.Argument(help="The opt
         try:
             engine.optouts.remove(engine.operator, optout_id)
         except (OptOutError, LookupError) as error:
-            raise fail(str(error), code=1) from error
+            raise fail(str(error), code=FAILED) from error
     out.print(f"opt-out {optout_id} removed")
 
 
@@ -150,7 +189,7 @@ def retention_set_command(
         try:
             engine.collections.set_retention(engine.operator, collection, days)
         except (CollectionError, LookupError) as error:
-            raise fail(str(error)) from error
+            raise fail(str(error), code=FAILED) from error
     out.print(f"{collection}: " + (f"images kept at most {days} days" if days else "images kept until erased"))
 
 
@@ -158,9 +197,20 @@ def retention_set_command(
 def purge_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would go.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    yes: YES = False,
 ) -> None:
-    """Erase every image older than its collection's retention (the server also does it on a schedule)."""
+    """Erase every image older than its collection's retention (the server also does it on a schedule).
+
+    On a terminal it first shows what would go and asks; ``--dry-run`` only shows it.
+    """
     with state.engine() as engine:
+        if not dry_run:
+            preview = engine.retention.purge(engine.operator, dry_run=True)
+            if preview["collections"] and not json_output:
+                for name, counts in preview["collections"].items():
+                    out.print(f"{name}: would erase {counts['images']} images past its retention", markup=False)
+            if preview["collections"] and not confirmed("Erase them for good? It cannot be undone", yes):
+                raise fail("nothing erased", code=FAILED)
         report = engine.retention.purge(engine.operator, dry_run=dry_run)
     if json_output:
         print_json(report)
@@ -169,4 +219,4 @@ def purge_command(
         out.print("nothing past its retention")
     for name, counts in report["collections"].items():
         verb = "would erase" if dry_run else "erased"
-        out.print(f"{name}: {verb} {counts['images']} images")
+        out.print(f"{name}: {verb} {counts['images']} images", markup=False)

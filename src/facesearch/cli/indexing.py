@@ -15,9 +15,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
-from facesearch.cli._app import app, console, fail, human_bytes, out, state
+from facesearch.cli import render
+from facesearch.cli._app import CSV, FAILED, JSON, app, console, fail, human_bytes, out, state
 from facesearch.errors import PackError
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def index_command(
         console.print("[yellow]interrupted:[/yellow] what was indexed is kept; run the same command to continue")
         raise typer.Exit(130) from None
     except OSError as error:
-        raise fail(f"could not write to the data folder: {error}") from error
+        raise fail(f"could not write to the data folder: {error}", code=FAILED) from error
     report = summary.to_dict()
     if json_output:
         typer.echo(json.dumps(report))
@@ -157,44 +157,30 @@ def status_command(
 
 
 @app.command("collections")
-def collections_command(
-    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
-) -> None:
-    """List collections with their legal basis and counts."""
+def collections_command(json_output: JSON = False, csv_output: CSV = False) -> None:
+    """List collections with their legal basis, policies and counts."""
     with state.engine() as engine:
-        rows = engine.catalog.collections()
-    if json_output:
-        typer.echo(json.dumps(rows))
-        return
-    table = Table()
-    for column in ("name", "images", "faces", "skipped", "min quality", "legal basis", "source"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            row["name"],
-            str(row["images"]),
-            str(row["faces"]),
-            str(row["skipped"]),
-            "-" if row["min_quality"] is None else f"{row['min_quality']:g}",
-            row["legal_basis"] or "-",
-            row["source"] or "-",
-        )
-    out.print(table)
+        rows = engine.collections.list(engine.operator)
+    columns = ("name", "images", "faces", "skipped", "min_quality", "retention_days", "legal_basis", "source")
+    typer.echo(
+        render.listing(rows, columns, as_json=json_output, as_csv_=csv_output, empty="no collection yet: index photos")
+    )
 
 
 @app.command("skipped")
 def skipped_command(
     limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.")] = 1000,
-    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    json_output: JSON = False,
+    csv_output: CSV = False,
 ) -> None:
     """Files that could not be used, and why."""
     with state.engine() as engine:
-        rows = engine.catalog.skipped_files(limit)
-    if json_output:
-        typer.echo(json.dumps(rows))
-        return
-    for row in rows:
-        out.print(f"{row['path']}: {row['reason']} ({row['detail']})", markup=False)
+        rows = engine.collections.skipped(engine.operator, limit)
+    typer.echo(
+        render.listing(
+            rows, ("path", "reason", "detail"), as_json=json_output, as_csv_=csv_output, empty="no file was skipped"
+        )
+    )
 
 
 @app.command("doctor")
@@ -230,9 +216,7 @@ def doctor_command(
 
 
 @app.command("index-stats")
-def index_stats_command(
-    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
-) -> None:
+def index_stats_command(json_output: JSON = False, csv_output: CSV = False) -> None:
     """Each pack's vector index: kind (exact or compressed), factory, size, memory and disk per face."""
     try:
         with state.engine() as engine:
@@ -242,18 +226,25 @@ def index_stats_command(
     if json_output:
         typer.echo(json.dumps({"packs": report}))
         return
+    if csv_output:
+        columns = list(dict.fromkeys(key for row in report for key in row))
+        typer.echo(render.as_csv(report, columns))
+        return
     if not report:
         out.print("nothing indexed yet")
     for row in report:
         faces = row.get("vectors") or 0
         per_face = f", {row['memory_bytes'] / faces:.0f} B/face" if faces and row.get("memory_bytes") else ""
-        out.print(
-            f"pack {row['pack']}: {row['catalog_faces']} faces in the catalog; "
-            f"{row.get('backend', '-')} index {row.get('factory', '-')} ({row.get('kind', '-')}), {faces} vectors, "
-            f"memory {human_bytes(row.get('memory_bytes'))}{per_face}, disk {human_bytes(row.get('disk_bytes'))}"
+        typer.echo(
+            render.wrapped(
+                f"pack {row['pack']}: {row['catalog_faces']} faces in the catalog; "
+                f"{row.get('backend', '-')} index {row.get('factory', '-')} ({row.get('kind', '-')}), "
+                f"{faces} vectors, memory {human_bytes(row.get('memory_bytes'))}{per_face}, "
+                f"disk {human_bytes(row.get('disk_bytes'))}"
+            )
         )
         if row.get("rebuild_reason"):
-            out.print(f"  pending rebuild: {row['rebuild_reason']}")
+            typer.echo(render.wrapped(f"pending rebuild: {row['rebuild_reason']}", "  "))
 
 
 @app.command("reindex")

@@ -2,63 +2,70 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from facesearch.cli._app import fail, out, state
+from facesearch.cli import render
+from facesearch.cli._app import CSV, FAILED, JSON, fail, out, print_json, state
 
 models_app = typer.Typer(help="Model files: list what is installed, download and verify more.", no_args_is_help=True)
 
 
 @models_app.command("list")
-def models_list_command(
-    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
-) -> None:
-    """Known and installed model files, with their licences."""
+def models_list_command(json_output: JSON = False, csv_output: CSV = False) -> None:
+    """Known and installed model files with their licences, and every pack with what it still needs."""
+    from facesearch.config import use_model_dirs
     from facesearch.vision.models import list_models
-    from facesearch.vision.packs import BUILTIN_PACKS, available_packs, model_search_dirs
+    from facesearch.vision.packs import BUILTIN_PACKS, missing_files, model_search_dirs
 
     settings = state.settings()
+    use_model_dirs(settings)
     dirs = model_search_dirs(settings.models_dir)
-    rows = list_models(dirs[0], dirs[1:])
-    available = {p.name for p in available_packs(settings.models_dir)}
-    if json_output:
-        typer.echo(
-            json.dumps(
-                {
-                    "models_dir": str(settings.models_dir),
-                    "models": [
-                        {
-                            "name": m.name,
-                            "filename": m.filename,
-                            "kind": m.kind,
-                            "installed": m.installed,
-                            "verified": m.verified,
-                            "licence": m.licence,
-                            "path": str(m.path) if m.path else None,
-                        }
-                        for m in rows
-                    ],
-                    "packs": [{"name": n, "available": n in available} for n in BUILTIN_PACKS],
-                }
-            )
+    found = list_models(dirs[0], dirs[1:])
+    models: list[dict[str, Any]] = [
+        {
+            "name": m.name,
+            "filename": m.filename,
+            "kind": m.kind,
+            "installed": m.installed,
+            "verified": m.verified,
+            "licence": m.licence,
+            "path": str(m.path) if m.path else None,
+        }
+        for m in found
+    ]
+    packs: list[dict[str, Any]] = []
+    for name, spec in BUILTIN_PACKS.items():
+        missing = missing_files(spec, settings.models_dir)
+        packs.append(
+            {
+                "name": name,
+                "available": not missing,
+                "missing": missing,
+                "threshold": spec.threshold,
+                "description": spec.description,
+            }
         )
+    if json_output:
+        print_json({"models_dir": str(settings.models_dir), "models": models, "packs": packs})
         return
-    table = Table(title=f"models in {settings.models_dir}")
-    for column in ("name", "kind", "installed", "licence"):
-        table.add_column(column)
-    for m in rows:
-        installed = "yes" if m.installed else "no"
+    if csv_output:
+        typer.echo(render.as_csv(models, ("name", "filename", "kind", "installed", "verified", "licence", "path")))
+        return
+    typer.echo(render.wrapped(f"model files (looked for in {', '.join(map(str, dirs))}):"))
+    name_width = max(len(m.name) for m in found)
+    for m in found:
+        installed = "installed" if m.installed else "not installed"
         if m.installed and m.verified is False:
-            installed = "yes (checksum mismatch!)"
-        table.add_row(m.name, m.kind, installed, m.licence)
-    out.print(table)
-    out.print(
-        "packs: " + ", ".join(f"{n} ({'available' if n in available else 'missing files'})" for n in BUILTIN_PACKS)
-    )
+            installed = "installed, CHECKSUM MISMATCH"
+        typer.echo(f"  {m.name.ljust(name_width)}  {m.kind:<9}  {installed}")
+        typer.echo(render.wrapped(m.licence, " " * 6))
+    out.print("\npacks:")
+    for pack in packs:
+        status = "available" if pack["available"] else "missing " + ", ".join(pack["missing"])
+        typer.echo(render.wrapped(f"{pack['name']}: {status}", "  "))
+    out.print("\nGet a missing file with `facesearch models pull NAME`.", markup=False)
 
 
 @models_app.command("pull")
@@ -77,5 +84,5 @@ def models_pull_command(
         try:
             path = pull_model(name, settings.models_dir, base_url=base_url, url=url)
         except ModelDownloadError as error:
-            raise fail(str(error), code=1) from error
+            raise fail(str(error), code=FAILED) from error
         out.print(f"{name}: {path} (sha256 verified)")

@@ -8,79 +8,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from facesearch.cli._app import CASE_HELP, PURPOSE_HELP, app, console, fail, out, state
+from facesearch.cli import render
+from facesearch.cli._app import CASE_HELP, FAILED, PURPOSE_HELP, app, console, fail, out, state
 from facesearch.errors import AuditError, CaseError, ContextError, PackError
 
 if TYPE_CHECKING:
     from facesearch.engine import FaceSearch
     from facesearch.governance.context import ActionContext
-    from facesearch.search.service import ProbeResult, VerifyResult
+    from facesearch.search.service import VerifyResult
 
 
 def _context(engine: FaceSearch, purpose: str | None, case_id: str | None) -> ActionContext:
     """The audit context of a CLI search: the local identity, with the purpose and case given."""
     try:
         return engine.searching.context(purpose=purpose, case_id=case_id)
-    except (ContextError, CaseError) as error:
+    except ContextError as error:
         raise fail(str(error)) from error
+    except CaseError as error:
+        raise fail(str(error), code=FAILED) from error
 
 
 def _read_probe_list(path: Path) -> list[str]:
     lines = path.read_text(encoding="utf-8").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-
-
-def _print_probe_table(result: ProbeResult) -> None:
-    out.print(f"[bold]{result.probe}[/bold]")
-    if result.error:
-        out.print(f"  [red]error:[/red] {result.error}")
-        return
-    for warning in result.warnings:
-        out.print(f"  [yellow]warning:[/yellow] {warning}")
-    for number, face in enumerate(result.faces, start=1):
-        x, y, w, h = face.bbox
-        out.print(f"  face {number} at ({x:.0f}, {y:.0f}, {w:.0f}x{h:.0f}), quality {face.quality:.2f}")
-        table = Table(show_edge=False, pad_edge=False)
-        for column in ("rank", "similarity", "fmr", "expected false", "subject", "collection", "image", "face"):
-            table.add_column(column)
-        for c in face.candidates:
-            mark = "" if c.similarity >= (result.threshold or 1.0) else " (below threshold)"
-            bound = "<" if c.fmr_beyond_data else ""
-            table.add_row(
-                str(c.rank),
-                f"{c.similarity:.3f}{mark}",
-                "-" if c.fmr is None else f"{bound}{c.fmr:.2g}",
-                "-" if c.expected_false_matches is None else f"{bound}{c.expected_false_matches:.2g}",
-                c.subject or "-",
-                c.collection,
-                c.image,
-                str(c.face_id),
-            )
-        out.print(table)
-        if face.subjects is not None:
-            subjects = Table(show_edge=False, pad_edge=False, title="subjects (template of all their photos)")
-            columns = ("rank", "subject", "similarity", "fmr (at most)", "photos", "best photo", "best similarity")
-            for column in columns:
-                subjects.add_column(column)
-            for subject in face.subjects:
-                bound = "<" if subject.fmr_beyond_data else ""
-                subjects.add_row(
-                    str(subject.rank),
-                    subject.subject,
-                    f"{subject.similarity:.3f}",
-                    "-" if subject.fmr is None else f"{bound}{subject.fmr:.2g}",
-                    str(subject.faces),
-                    subject.image,
-                    f"{subject.best_similarity:.3f}",
-                )
-            out.print(subjects)
-    out.print(
-        f"  pack {result.pack}; same-person threshold {result.threshold}. fmr: the chance that one stranger's "
-        "face scores this high; expected false: strangers expected this high among the faces searched. "
-        "Candidates are leads for a person to review, never identifications."
-    )
 
 
 @app.command("search")
@@ -105,8 +56,12 @@ def search_command(
             help='Also rank the enrolled people ("subjects"), each scored against the template of all their photos.',
         ),
     ] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="One line per candidate, with its file's whole path.")] = False,
 ) -> None:
-    """Search by photo (1:N): every face of each probe against the indexed faces (audited)."""
+    """Search by photo (1:N): every face of each probe against the indexed faces (audited).
+
+    Exit status 0 when every probe was answered, 1 when one could not be read.
+    """
     probes = [str(p) for p in images or []]
     if from_file is not None:
         try:
@@ -115,6 +70,7 @@ def search_command(
             raise fail(f"cannot read {from_file}: {error}") from error
     if not probes:
         raise fail("give at least one probe image (or --from-file)")
+    unreadable = 0
     try:
         with state.engine() as engine:
             service = engine.searching.service(context=_context(engine, purpose, case_id))
@@ -122,13 +78,18 @@ def search_command(
                 result = service.search(
                     probe, top_k=top_k, collection=collection, max_fmr=max_fmr, by_subject=by_subject
                 )
+                unreadable += result.error is not None
                 if json_output:
                     typer.echo(json.dumps(result.model_dump(mode="json")))
-                    sys.stdout.flush()
                 else:
-                    _print_probe_table(result)
-    except (PackError, AuditError) as error:
+                    typer.echo(render.probe_result(result, wide=wide))
+                sys.stdout.flush()
+    except PackError as error:
         raise fail(str(error)) from error
+    except AuditError as error:
+        raise fail(str(error), code=FAILED) from error
+    if unreadable:
+        raise typer.Exit(FAILED)
 
 
 @app.command("verify")
@@ -150,8 +111,10 @@ def verify_command(
         with state.engine() as engine:
             service = engine.searching.service(context=_context(engine, purpose, case_id))
             result = service.verify(image_a, image_b, fmr=fmr)
-    except (PackError, AuditError) as error:
+    except PackError as error:
         raise fail(str(error)) from error
+    except AuditError as error:
+        raise fail(str(error), code=FAILED) from error
     if json_output:
         typer.echo(json.dumps(result.model_dump(mode="json")))
     elif result.error:
@@ -229,8 +192,10 @@ def crossmatch_command(
                 batch=batch,
                 context=_context(engine, purpose, case_id),
             )
-    except (PackError, AuditError, LookupError) as error:
+    except (PackError, LookupError) as error:
         raise fail(str(error).strip("'\"")) from error
+    except AuditError as error:
+        raise fail(str(error), code=FAILED) from error
     rows = [
         {"pair_rank": number, **{k: v for k, v in vars(pair).items()}}
         for number, pair in enumerate(result.pairs, start=1)

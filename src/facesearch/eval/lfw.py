@@ -38,6 +38,7 @@ from facesearch.eval.metrics import (
     verification_10fold,
 )
 from facesearch.vision.image import SUPPORTED_EXTENSIONS
+from facesearch.vision.quality import POOR_REASONS
 
 Log = Callable[[str], None]
 SEARCH_BATCH = 1024
@@ -389,12 +390,17 @@ def quality_set_aside(outcomes: Sequence[ProbeOutcome], top_k: int) -> dict[str,
     probes that is, and how FNIR changes. A probe with no face is set aside too (there was nothing to
     search). Returns ``{"set_aside": {"mated", "nonmated", "by_reason"}, "kept": <figures>}``.
     """
-    poor = [o for o in outcomes if o.quality_reasons]
+    flags = (*POOR_REASONS, "no_face")
+
+    def poor_reasons(outcome: ProbeOutcome) -> list[str]:
+        return [reason for reason in outcome.quality_reasons if reason in flags]
+
+    poor = [o for o in outcomes if poor_reasons(o)]
     by_reason: dict[str, int] = {}
     for outcome in poor:
-        for reason in outcome.quality_reasons:
+        for reason in poor_reasons(outcome):
             by_reason[reason] = by_reason.get(reason, 0) + 1
-    kept = [o for o in outcomes if not o.quality_reasons]
+    kept = [o for o in outcomes if not poor_reasons(o)]
     return {
         "set_aside": {
             "mated": sum(o.mated for o in poor),

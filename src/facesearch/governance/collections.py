@@ -8,6 +8,7 @@ nothing behind.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from facesearch.catalog.store import Catalog
@@ -54,6 +55,13 @@ class Collections:
                 collections=[c["name"] for c in visible],
             )
         return report
+
+    def skipped(self, principal: Principal, limit: int = 1000) -> builtins.list[dict[str, Any]]:
+        """Files that could not be used, with the reason, newest first (an unlimited user's view: the list names
+        paths of every collection)."""
+        require(principal, "collections.manage")
+        require_unlimited(principal, "the list of skipped files")
+        return self.catalog.skipped_files(limit)
 
     def get(self, principal: Principal, name: str) -> dict[str, Any]:
         """One collection (404 when it does not exist or lies outside the principal's grants)."""

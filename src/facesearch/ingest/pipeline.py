@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -23,6 +24,7 @@ from facesearch.catalog.store import Catalog, FaceFilter
 from facesearch.index.base import VectorIndex
 from facesearch.ingest.analyse import FileTask, analyse_files, analyse_in_worker, init_worker
 from facesearch.ingest.sources import SourceFile, iter_source_files
+from facesearch.ingest.spawn_safety import workers_may_spawn
 from facesearch.vision.image import DEFAULT_MAX_PIXELS
 from facesearch.vision.packs import ModelPack
 
@@ -192,6 +194,16 @@ def run_ingest(
 
     if on_progress is not None:
         on_progress(IngestProgress(files_done, len(sources), 0, 0.0))
+    if workers > 1 and len(tasks) > 1:
+        allowed, why = workers_may_spawn()
+        if not allowed:
+            warnings.warn(
+                f"indexing in this process, without worker processes: {why}. Add the guard to use {workers} "
+                "processes (faster on many cores).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            workers = 1
     try:
         if workers <= 1 or len(tasks) <= 1:
             for chunk in _chunks(tasks, CHUNK_SIZE):

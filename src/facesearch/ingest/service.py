@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from facesearch.catalog.base import Transaction
 from facesearch.catalog.store import Catalog
-from facesearch.config import Settings
+from facesearch.config import Settings, remember_model_dirs
 from facesearch.governance.access import Principal, require, require_collection, require_unlimited
 from facesearch.governance.audit import AuditTrail
 from facesearch.governance.optout import opted_out_filter
@@ -80,6 +80,9 @@ class Ingest:
         else:
             require_unlimited(principal, "creating a collection")
         model_pack = model_pack or self.packs.pack(pack)
+        # A later command (another shell, the installed facesearch) must find the same models without
+        # FACESEARCH_MODEL_DIRS: the data folder remembers where they were.
+        remember_model_dirs(self.settings.home, self.packs.folders_of(model_pack.spec))
         details = {
             "collection": collection,
             "pack": model_pack.key,

@@ -75,6 +75,9 @@ class ProbeResult(BaseModel):
     pack: str | None = None
     threshold: float | None = None
     warnings: list[str] = Field(default_factory=list)
+    # How many stored faces were compared with (the whole gallery, or the collections searched): 0 says the
+    # search had nothing to compare with, which an empty list of candidates alone would not.
+    faces_searched: int | None = None
 
 
 class VerifyResult(BaseModel):

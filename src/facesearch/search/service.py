@@ -30,6 +30,7 @@ from facesearch.search.calibration import DEFAULT_VERIFY_FMR, Calibration, find_
 from facesearch.search.results import Candidate, ProbeFace, ProbeResult, SubjectCandidate, VerifyResult
 from facesearch.vision.image import DEFAULT_MAX_PIXELS, ImageRejected, load_image, read_image_bytes
 from facesearch.vision.packs import AnalysedFace, ModelPack
+from facesearch.vision.quality import POOR_REASONS
 
 if TYPE_CHECKING:
     from facesearch.catalog.base import Transaction
@@ -97,8 +98,15 @@ def _results(candidates: Sequence[Sequence[Candidate]]) -> list[list[list[float]
     return [[[c.face_id, c.similarity] for c in row] for row in candidates]
 
 
-def _probe_warnings(face: AnalysedFace) -> list[str]:
-    return [f"poor quality probe face: {reason.replace('_', ' ')}" for reason in face.quality.reasons]
+def _where(number: int, face: AnalysedFace) -> str:
+    """How a warning names a probe face: its number (largest first) and its box."""
+    x, y, w, h = (round(float(v)) for v in face.detection.bbox)
+    return f"face {number} (at {x},{y}, {w}x{h} px)"
+
+
+def _probe_warnings(face: AnalysedFace, where: str) -> list[str]:
+    poor = [reason.replace("_", " ") for reason in face.quality.reasons if reason in POOR_REASONS]
+    return [f"{where}: poor quality probe face ({', '.join(poor)})"] if poor else []
 
 
 class SearchService:
@@ -254,7 +262,24 @@ class SearchService:
             {**details, "faces": len(faces), "results": _results(all_candidates)},
             returned,
         )
-        for face, candidates, subjects in zip(faces, all_candidates, all_subjects, strict=True):
+        result.faces_searched = searched
+        if searched == 0:
+            scope = f"collection {collection!r}" if collection else "the gallery"
+            result.warnings.append(
+                f"{scope} holds no face indexed with pack {self.pack.key}: nothing to compare with "
+                "(index photos with this pack, or search with the pack the faces were indexed with)"
+            )
+        for number, (face, candidates, subjects) in enumerate(
+            zip(faces, all_candidates, all_subjects, strict=True), start=1
+        ):
+            where = _where(number, face)
+            if not candidates and searched and max_fmr is not None:
+                result.warnings.append(f"{where}: no candidate at or below the false-match rate {max_fmr:g}")
+            if candidates and candidates[0].similarity < self.pack.threshold:
+                result.warnings.append(
+                    f"{where}: no candidate reaches the same-person threshold {self.pack.threshold} among the "
+                    f"{searched} faces searched; those shown are only the closest, most likely other people"
+                )
             result.faces.append(
                 ProbeFace(
                     bbox=_bbox(face.detection.bbox),
@@ -265,7 +290,7 @@ class SearchService:
                     subjects=subjects,
                 )
             )
-            result.warnings.extend(_probe_warnings(face))
+            result.warnings.extend(_probe_warnings(face, where))
         return result
 
     def _subjects(
@@ -497,7 +522,7 @@ class SearchService:
             if not faces:
                 result.error = f"image {label}: no face found"
                 break
-            result.warnings.extend(f"image {label}: {w}" for w in _probe_warnings(faces[0]))
+            result.warnings.extend(_probe_warnings(faces[0], f"image {label}, its largest face"))
             embeddings.append(faces[0].embedding)
         if len(embeddings) == 2:
             similarity = float(np.dot(embeddings[0], embeddings[1]))

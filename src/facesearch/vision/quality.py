@@ -16,11 +16,28 @@ MIN_SHARPNESS = 40.0
 MAX_YAW = 0.45
 MAX_ROLL_DEG = 35.0
 MIN_DETECTOR_SCORE = 0.7
+# Where each factor of the score reaches 1 (a comfortable face); between the flag and this, a milder reason.
+GOOD_INTER_EYE_PX = 2.0 * MIN_INTER_EYE_PX
+GOOD_SHARPNESS = 2.0 * MIN_SHARPNESS
+GOOD_YAW = 0.2
+GOOD_ROLL_DEG = 20.0
+GOOD_DETECTOR_SCORE = 0.9
+
+POOR_REASONS = ("too_small", "blurred", "extreme_pose", "low_confidence")
+"""Reasons that make a face poor: probes with one are warned about, and set aside in evaluations."""
+MILD_REASONS = ("small", "soft_focus", "turned", "tilted", "uncertain_detection")
+"""Reasons a face's score is below 1 without it being poor: each names a factor short of comfortable."""
+
+
+def is_poor(reasons: tuple[str, ...] | list[str]) -> bool:
+    """True when one of ``reasons`` makes the face poor (see :data:`POOR_REASONS`)."""
+    return any(reason in POOR_REASONS for reason in reasons)
 
 
 @dataclass(frozen=True)
 class FaceQuality:
-    """Quality measurements of one face and the reasons it falls short, if any."""
+    """Quality measurements of one face and the reasons it falls short, if any: every score below 1 has at least
+    one (poor reasons, :data:`POOR_REASONS`, or milder ones, :data:`MILD_REASONS`)."""
 
     score: float
     inter_eye_px: float
@@ -61,21 +78,33 @@ def assess_quality(face: DetectedFace, aligned: np.ndarray) -> FaceQuality:
     # The border of an aligned crop is background; the central part is the face whose focus matters.
     sharpness = float(cv2.Laplacian(grey[16:96, 16:96], cv2.CV_64F).var())
 
+    # Every factor short of 1 names itself: a poor reason past the flag limit, a mild one before it.
     reasons = []
     if inter_eye < MIN_INTER_EYE_PX:
         reasons.append("too_small")
+    elif inter_eye < GOOD_INTER_EYE_PX:
+        reasons.append("small")
     if sharpness < MIN_SHARPNESS:
         reasons.append("blurred")
+    elif sharpness < GOOD_SHARPNESS:
+        reasons.append("soft_focus")
     if abs(yaw) > MAX_YAW or abs(roll) > MAX_ROLL_DEG:
         reasons.append("extreme_pose")
+    else:
+        if abs(yaw) > GOOD_YAW:
+            reasons.append("turned")
+        if abs(roll) > GOOD_ROLL_DEG:
+            reasons.append("tilted")
     if face.score < MIN_DETECTOR_SCORE:
         reasons.append("low_confidence")
+    elif face.score < GOOD_DETECTOR_SCORE:
+        reasons.append("uncertain_detection")
     score = (
-        _ramp(inter_eye, 8.0, 2.0 * MIN_INTER_EYE_PX)
-        * _ramp(sharpness, 5.0, 2.0 * MIN_SHARPNESS)
-        * _ramp(-abs(yaw), -0.7, -0.2)
-        * _ramp(-abs(roll), -60.0, -20.0)
-        * _ramp(face.score, 0.3, 0.9)
+        _ramp(inter_eye, 8.0, GOOD_INTER_EYE_PX)
+        * _ramp(sharpness, 5.0, GOOD_SHARPNESS)
+        * _ramp(-abs(yaw), -0.7, -GOOD_YAW)
+        * _ramp(-abs(roll), -60.0, -GOOD_ROLL_DEG)
+        * _ramp(face.score, 0.3, GOOD_DETECTOR_SCORE)
     )
     return FaceQuality(
         score=round(score, 4),

@@ -107,6 +107,9 @@ def verify(
     check_image_bytes(second, "second image")
     service = engine.searching.service(context=context, max_pixels=settings.max_probe_pixels)
     result = service.verify(first, second, context=context)
-    if result.error is not None and "no face found" not in result.error:
+    if result.error is not None and "no face found" in result.error:
+        # Nothing to compare is not an answer: the client gets an error it must handle, not a 200 with nulls.
+        raise ApiError(422, "no_face", result.error)
+    if result.error is not None:
         raise _rejected(result.error)
     return JSONResponse(result.model_dump(mode="json"))
