@@ -2,6 +2,10 @@
 
 With ../shared present it indexes LFW (lfw-dev) with the best available pack; on a fresh machine with only
 the repository it uses scikit-image's public-domain astronaut photo and the always-available dlib pack.
+
+It leaves the data folder in `.facesearch-demo/` (or the folder given as the first argument) and, in its
+`tour/` subfolder, what the README's tour and Python example use: `photos/` (a few people, one folder each),
+`probe.jpg`, and `a.jpg` and `b.jpg` (two photos of one person).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FACESEARCH_SHARED", REPO.parent / "shared"))
 LFW = SHARED / "data" / "lfw-dev" / "images"
-HOME = REPO / ".facesearch-demo"
+HOME = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else REPO / ".facesearch-demo"
+TOUR = HOME / "tour"
 
 
 def facesearch(*args: str) -> None:
@@ -82,7 +87,22 @@ def lfw_demo() -> None:
     if stranger is not None:
         print("\nA person who is not in the gallery:")
         search_stranger(stranger)
-    facesearch("verify", str(probes[0]), str(probes[0].with_name(probes[0].name.replace("0002", "0003"))))
+    second = probes[0].with_name(probes[0].name.replace("0002", "0003"))
+    facesearch("verify", str(probes[0]), str(second))
+    tour_files(people=[p.parent for p in probes], probe=probes[1], pair=(probes[0], second))
+
+
+def tour_files(people: list[Path], probe: Path, pair: tuple[Path, Path]) -> None:
+    """The README tour's files (links, not copies): photos/<person>/ with up to three photos of each of
+    ``people`` (never the probe's or the pair's), probe.jpg, a.jpg and b.jpg."""
+    for person in people:
+        (TOUR / "photos" / person.name).mkdir(parents=True)
+        others = [photo for photo in sorted(person.glob("*.jpg")) if photo not in (probe, *pair)]
+        for photo in others[:3]:
+            (TOUR / "photos" / person.name / photo.name).symlink_to(photo)
+    (TOUR / "probe.jpg").symlink_to(probe)
+    (TOUR / "a.jpg").symlink_to(pair[0])
+    (TOUR / "b.jpg").symlink_to(pair[1])
 
 
 def astronaut_demo() -> None:
@@ -112,8 +132,14 @@ def astronaut_demo() -> None:
         "--legal-basis",
         "public-domain demo photos",
     )
-    facesearch("--pack", "dlib", "search", str(probe), "--top-k", "3")
-    facesearch("--pack", "dlib", "verify", str(probe), str(photos / "Eileen_Collins" / "portrait.jpg"))
+    facesearch("search", str(probe), "--top-k", "3")
+    facesearch("verify", str(probe), str(photos / "Eileen_Collins" / "portrait.jpg"))
+    (TOUR / "photos" / "Eileen_Collins").mkdir(parents=True)
+    Image.fromarray(astronaut[:, ::-1]).resize((400, 400)).save(TOUR / "photos" / "Eileen_Collins" / "small.jpg")
+    Image.fromarray(astronaut[20:420, 60:460]).save(TOUR / "photos" / "Eileen_Collins" / "crop.jpg")
+    Image.fromarray(astronaut[10:430, 50:470]).save(TOUR / "probe.jpg")
+    Image.fromarray(astronaut).save(TOUR / "a.jpg")
+    Image.fromarray(astronaut[30:330, 90:390]).resize((200, 200)).save(TOUR / "b.jpg")
 
 
 def main() -> None:
@@ -127,6 +153,7 @@ def main() -> None:
         astronaut_demo()
     facesearch("status")
     print(f"\nDemo data folder: {HOME} (delete it when done). Results are leads to review, not identifications.")
+    print(f"The README's tour goes on from here, with the files in {TOUR}.")
 
 
 if __name__ == "__main__":

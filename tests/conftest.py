@@ -46,9 +46,13 @@ def astronaut() -> np.ndarray:
 @pytest.fixture()
 def photo_folder(tmp_path: Path, astronaut: np.ndarray) -> Path:
     """A small folder of real photos: the astronaut in three variants, a face-less photo, and bad files."""
+    return write_photo_folder(tmp_path / "photos", astronaut)
+
+
+def write_photo_folder(root: Path, astronaut: np.ndarray) -> Path:
+    """The photos of :func:`photo_folder`, written into ``root``."""
     from skimage import data
 
-    root = tmp_path / "photos"
     (root / "Eileen_Collins").mkdir(parents=True)
     (root / "other").mkdir()
     Image.fromarray(astronaut).save(root / "Eileen_Collins" / "portrait.jpg", quality=92)
@@ -59,6 +63,47 @@ def photo_folder(tmp_path: Path, astronaut: np.ndarray) -> Path:
     (root / "other" / "report.jpg").write_bytes(b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\n%%EOF\n")
     (root / "other" / "notes.txt").write_text("not a photo")
     return root
+
+
+class IndexedFolders:
+    """Data folders indexed once per test process (dlib pack, SQLite catalog) and handed out as copies.
+
+    Indexing the same photos again in every test that only needs them indexed is most of those tests' time;
+    a copy of the data folder (catalog, vector files, audit key) takes milliseconds. The photos they were
+    indexed from are shared by every copy: read them, never change them.
+    """
+
+    def __init__(self, root: Path, astronaut: np.ndarray) -> None:
+        self.root = root
+        self.photos = write_photo_folder(root / "photos", astronaut)
+        self._built: dict[tuple[tuple[str, str, bool], ...], Path] = {}
+
+    def copy(self, to: Path, *collections: tuple[str, str, bool]) -> tuple[Path, Path]:
+        """(a fresh data folder at ``to``, the photos) with each (subfolder, collection, subject_from_folder)
+        indexed in turn, as ``facesearch --pack dlib index PHOTOS/SUBFOLDER -c COLLECTION`` would."""
+        import shutil
+
+        from facesearch.config import Settings
+        from facesearch.engine import FaceSearch
+
+        recipe = tuple(collections) or (("", "demo", True),)
+        template = self._built.get(recipe)
+        if template is None:
+            template = self.root / f"home-{len(self._built)}"
+            url = f"sqlite:///{template / 'catalog.sqlite3'}"
+            with FaceSearch(Settings.load(template, pack="dlib", catalog_url=url, workers=1)) as engine:
+                for subfolder, collection, from_folder in recipe:
+                    folder = self.photos / subfolder if subfolder else self.photos
+                    engine.index([folder], collection=collection, subject_from_folder=from_folder, workers=1)
+            self._built[recipe] = template
+        shutil.copytree(template, to)
+        return to, self.photos
+
+
+@pytest.fixture(scope="session")
+def indexed_folders(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> IndexedFolders:
+    """Data folders indexed once per test process, copied for each test (see :class:`IndexedFolders`)."""
+    return IndexedFolders(tmp_path_factory.mktemp("indexed"), astronaut)
 
 
 @pytest.fixture()

@@ -17,6 +17,7 @@ from facesearch.cli import app as cli_app
 from facesearch.engine import FaceSearch
 from facesearch.governance.audit import AuditError
 from facesearch.governance.context import ContextError, local_actor
+from tests.conftest import IndexedFolders
 from tests.test_api_support import PURPOSE, auth, make_users, probe_bytes, settings, write_photos
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -24,13 +25,9 @@ runner = CliRunner()
 
 
 @pytest.fixture()
-def indexed(tmp_path: Path) -> tuple[Path, Path]:
+def indexed(tmp_path: Path, indexed_folders: IndexedFolders) -> tuple[Path, Path]:
     """(home, photos): the photos indexed with dlib in an SQLite catalog."""
-    photos = write_photos(tmp_path / "photos")
-    home = tmp_path / "home"
-    with FaceSearch(settings(home, f"sqlite:///{home / 'catalog.sqlite3'}")) as engine:
-        engine.index([photos], collection="demo", subject_from_folder=True, workers=1)
-    return home, photos
+    return indexed_folders.copy(tmp_path / "home", ("", "demo", True))
 
 
 def open_engine(home: Path) -> FaceSearch:

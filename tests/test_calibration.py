@@ -23,6 +23,7 @@ from facesearch.search.calibration import (
     wilson_interval,
 )
 from facesearch.vision.packs import BUILTIN_PACKS
+from tests.conftest import IndexedFolders
 
 runner = CliRunner()
 
@@ -143,9 +144,10 @@ def json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-def test_search_and_verify_carry_fmr(home: Path, photo_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    code, output = cli(home, "index", str(photo_folder), "--collection", "demo", "--subject-from-folder", "--json")
-    assert code == 0, output
+def test_search_and_verify_carry_fmr(
+    home: Path, indexed_folders: IndexedFolders, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, photo_folder = indexed_folders.copy(home, ("", "demo", True))
     key = BUILTIN_PACKS["dlib"].key
     # A calibration of this data folder (overrides a shipped one): impostor scores uniform on [0, 0.999).
     cal = Calibration.from_scores(key, np.linspace(0.0, 0.999, 100_000), source="test")

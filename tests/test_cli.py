@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from facesearch.cli import app
+from tests.conftest import IndexedFolders
 
 runner = CliRunner()
 
@@ -100,8 +101,8 @@ def test_index_twice_stores_once_and_resumes(home: Path, photo_folder: Path) -> 
     assert status["images"] == 4
 
 
-def test_search_collection_filter_and_unknown_collection(home: Path, photo_folder: Path) -> None:
-    cli(home, "index", str(photo_folder / "Eileen_Collins"), "--collection", "a", "--workers", "1")
+def test_search_collection_filter_and_unknown_collection(home: Path, indexed_folders: IndexedFolders) -> None:
+    home, photo_folder = indexed_folders.copy(home, ("Eileen_Collins", "a", False))
     probe = str(photo_folder / "Eileen_Collins" / "portrait.jpg")
     result = json_lines(cli(home, "search", probe, "--collection", "a", "--json")[1])[0]
     assert all(c["collection"] == "a" for c in result["faces"][0]["candidates"])
@@ -109,8 +110,8 @@ def test_search_collection_filter_and_unknown_collection(home: Path, photo_folde
     assert "unknown collection" in result["error"]
 
 
-def test_faceless_probe_and_from_file(home: Path, photo_folder: Path, tmp_path: Path) -> None:
-    cli(home, "index", str(photo_folder / "Eileen_Collins"), "--collection", "a", "--workers", "1")
+def test_faceless_probe_and_from_file(home: Path, indexed_folders: IndexedFolders, tmp_path: Path) -> None:
+    home, photo_folder = indexed_folders.copy(home, ("Eileen_Collins", "a", False))
     listing = tmp_path / "probes.txt"
     listing.write_text(f"# probes\n{photo_folder / 'other' / 'coffee.jpg'}\n{photo_folder / 'other' / 'empty.jpg'}\n")
     results = json_lines(cli(home, "search", "--from-file", str(listing), "--json")[1])
@@ -159,11 +160,11 @@ def test_real_process_with_worker_pool(home: Path, photo_folder: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["delete_index", "drop_vectors"])
-def test_doctor_repairs_index_from_catalog(home: Path, photo_folder: Path, damage: str) -> None:
+def test_doctor_repairs_index_from_catalog(home: Path, indexed_folders: IndexedFolders, damage: str) -> None:
     import facesearch
     from facesearch.index.faiss_index import FaissIndex
 
-    cli(home, "index", str(photo_folder / "Eileen_Collins"), "--collection", "a", "--workers", "1")
+    home, photo_folder = indexed_folders.copy(home, ("Eileen_Collins", "a", False))
     index_file = next((home / "index").glob("*.faiss"))
     if damage == "delete_index":
         index_file.unlink()
@@ -209,8 +210,10 @@ def test_quality_policy_of_a_collection_skips_poor_faces_and_is_kept(home: Path,
     assert reset["min_quality"] is None
 
 
-def test_search_by_subject_ranks_people_by_the_template_of_all_their_photos(home: Path, photo_folder: Path) -> None:
-    cli(home, "index", str(photo_folder), "-c", "demo", "--subject-from-folder", "--workers", "1")
+def test_search_by_subject_ranks_people_by_the_template_of_all_their_photos(
+    home: Path, indexed_folders: IndexedFolders
+) -> None:
+    home, photo_folder = indexed_folders.copy(home, ("", "demo", True))
     probe = str(photo_folder / "Eileen_Collins" / "crop.png")
     plain = json_lines(cli(home, "search", probe, "--top-k", "2", "--json")[1])[0]
     assert plain["faces"][0]["subjects"] is None

@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from facesearch.cli.evaluation import _fnir_point
-from tests.conftest import GROUP_PHOTOS, LFW, REPO, SHARED_MODELS, require_shared
+from tests.conftest import GROUP_PHOTOS, LFW, REPO, SHARED_MODELS, IndexedFolders, require_shared
 
 README = REPO / "README.md"
 
@@ -371,9 +371,10 @@ def _on_a_terminal(home: Path, args: list[str], answer: str) -> tuple[int, str]:
     return process.wait(timeout=60), printed
 
 
-def test_erase_shows_what_it_would_remove_and_asks_on_a_terminal(tmp_path: Path, photo_folder: Path) -> None:
-    home = tmp_path / "home"
-    run(home, "--pack", "dlib", "index", str(photo_folder), "--collection", "demo", "--subject-from-folder")
+def test_erase_shows_what_it_would_remove_and_asks_on_a_terminal(
+    tmp_path: Path, indexed_folders: IndexedFolders
+) -> None:
+    home, _ = indexed_folders.copy(tmp_path / "home", ("", "demo", True))
     faces = json.loads(run(home, "status", "--json")[1])["faces"]
     _, out, _ = run(home, "erase", "--subject", "Eileen_Collins", "--dry-run")
     assert "would erase (subject): 0 images, 3 faces, 1 subjects" in out and "nothing erased" in out, out
@@ -386,3 +387,49 @@ def test_erase_shows_what_it_would_remove_and_asks_on_a_terminal(tmp_path: Path,
     # A script (no terminal) is never asked: the command keeps working as it always did.
     code, out, _ = run(home, "purge", "--json")
     assert json.loads(out)["collections"] == {}
+
+
+# The README's tour, after the demo -------------------------------------------------------------------------
+
+
+def _readme_tour() -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## A short tour") :]
+    return re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)[0]
+
+
+def test_the_readme_tour_runs_as_printed_after_the_demo(tmp_path: Path) -> None:
+    """``make demo`` (its astronaut variant: no ../shared), then the tour pasted into a shell, with no
+    FACESEARCH_* variable; then the Python example in the tour folder the demo left."""
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("FACESEARCH_")}
+    demo = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "demo.py"), str(tmp_path / ".facesearch-demo")],
+        env={**bare, "FACESEARCH_SHARED": str(tmp_path / "no-shared")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    (tmp_path / ".venv").symlink_to(REPO / ".venv")
+    tour = subprocess.run(
+        ["bash", "-e", "-c", _readme_tour()],
+        cwd=tmp_path,
+        env={**bare, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert tour.returncode == 0, tour.stdout + tour.stderr
+    assert "error" not in tour.stderr.lower(), tour.stderr
+    assert "Eileen_Collins" in tour.stdout and "likely the same person" in tour.stdout
+    example = subprocess.run(
+        [sys.executable, "-"],
+        input=_readme_python_example(),
+        cwd=tmp_path / ".facesearch-demo" / "tour",
+        env={**bare, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert example.returncode == 0, example.stderr
+    assert example.stdout.splitlines()[0].split()[2] == "Eileen_Collins"

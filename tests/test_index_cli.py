@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from facesearch.cli import app
+from tests.conftest import IndexedFolders
 
 runner = CliRunner()
 
@@ -29,13 +30,9 @@ def last_json(text: str) -> dict:
 
 
 @pytest.fixture()
-def two_collections(home: Path, photo_folder: Path) -> Path:
+def two_collections(home: Path, indexed_folders: IndexedFolders) -> Path:
     """The astronaut photos indexed twice: as "registered" and, with the other photos, as "missing"."""
-    code, output = cli(home, "index", str(photo_folder / "Eileen_Collins"), "-c", "registered", "--workers", "1")
-    assert code == 0, output
-    code, output = cli(home, "index", str(photo_folder), "-c", "missing", "--subject-from-folder", "--workers", "1")
-    assert code == 0, output
-    return home
+    return indexed_folders.copy(home, ("Eileen_Collins", "registered", False), ("", "missing", True))[0]
 
 
 def test_crossmatch_writes_ranked_pairs_as_csv_and_json(two_collections: Path, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 PICTURE_TYPES = "image/jpeg, image/png, image/webp, image/bmp, image/tiff, image/gif, image/heic"
-"""What an uploaded photo may be (its bytes decide, never its declared type; see facesearch.ingest.uploads)."""
+"""What an uploaded photo may be (its bytes decide, never its declared type; see facesearch.ingest.sources.uploads)."""
 
 UPLOAD_FIELDS = {"files"}  # ingest uploads also take zip archives
 

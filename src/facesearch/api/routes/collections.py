@@ -21,7 +21,8 @@ from facesearch.api.schemas import (
 )
 from facesearch.governance.access import Principal
 from facesearch.ingest.jobs import Job, JobRunner
-from facesearch.ingest.uploads import confine, confined_files, new_upload_folder, remove_folder, store_upload
+from facesearch.ingest.sources.confined import confine, confined_files
+from facesearch.ingest.sources.uploads import new_upload_folder, remove_folder, store_upload
 
 router = APIRouter(prefix="/v1", tags=["collections"])
 # The issue names job progress ``GET /jobs/{id}``: the same answer without the version prefix.

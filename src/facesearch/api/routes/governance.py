@@ -13,7 +13,7 @@ from facesearch.api.errors import ApiError
 from facesearch.api.schemas import ErasureIn, ErasureOut, ErrorBody, ForgetEraseIn, ForgetOut, OptOutOut
 from facesearch.governance.access import Principal
 from facesearch.governance.optout import OptOuts
-from facesearch.ingest.uploads import check_image_bytes
+from facesearch.ingest.sources.uploads import check_image_bytes
 
 router = APIRouter(prefix="/v1", tags=["erasure and opt-out"])
 ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorBody} for s in (401, 403, 404, 413, 415, 422, 429)}

@@ -14,7 +14,7 @@ from facesearch.api.errors import ApiError
 from facesearch.api.schemas import ErrorBody
 from facesearch.governance.access import Principal
 from facesearch.governance.context import CASE_PATTERN
-from facesearch.ingest.uploads import check_image_bytes, safe_name
+from facesearch.ingest.sources.uploads import check_image_bytes, safe_name
 from facesearch.search.results import ProbeResult, VerifyResult
 from facesearch.search.service import SearchService
 

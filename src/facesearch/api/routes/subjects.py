@@ -19,7 +19,7 @@ from facesearch.api.errors import ApiError
 from facesearch.api.schemas import ErrorBody, SubjectMergeIn, SubjectRenameIn
 from facesearch.governance.access import Principal
 from facesearch.governance.subjects import Subject
-from facesearch.ingest.uploads import check_image_bytes, new_upload_folder, remove_folder, safe_name
+from facesearch.ingest.sources.uploads import check_image_bytes, new_upload_folder, remove_folder, safe_name
 from facesearch.search.service import analysis_lock
 from facesearch.vision.image import ImageRejected
 
