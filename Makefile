@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/templates.py
 	$(PY) benchmarks/score_normalisation.py
 	$(PY) benchmarks/fusion.py
+	$(PY) benchmarks/cli_startup.py
 	$(PY) benchmarks/alignment.py
 	$(PY) benchmarks/accuracy.py --pack yunet-mobilefacenet-flip --pack fused
 

@@ -24,7 +24,7 @@ from facesearch.catalog.store import Catalog, FaceFilter
 from facesearch.index.base import VectorIndex
 from facesearch.ingest.analyse import FileTask, analyse_files, analyse_in_worker, init_worker
 from facesearch.ingest.sources import SourceFile, iter_source_files
-from facesearch.ingest.spawn_safety import workers_may_spawn
+from facesearch.ingest.spawn_safety import outside_stacklevel, workers_may_spawn
 from facesearch.vision.image import DEFAULT_MAX_PIXELS
 from facesearch.vision.packs import ModelPack
 
@@ -201,7 +201,7 @@ def run_ingest(
                 f"indexing in this process, without worker processes: {why}. Add the guard to use {workers} "
                 "processes (faster on many cores).",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=outside_stacklevel(),
             )
             workers = 1
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import multiprocessing
+import os
 import sys
 from types import FrameType
 
@@ -70,3 +71,14 @@ def workers_may_spawn() -> tuple[bool, str]:
     if any(first <= line <= last for first, last in guards):
         return True, ""
     return False, f'{path} calls facesearch outside an `if __name__ == "__main__":` guard (line {line})'
+
+
+def outside_stacklevel() -> int:
+    """The ``stacklevel`` for :func:`warnings.warn` that points at the first caller outside facesearch (the
+    user's line), counted from the function that calls this one."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        level += 1
+        frame = frame.f_back  # type: ignore[assignment]
+    return level
