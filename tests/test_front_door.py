@@ -312,6 +312,8 @@ def test_every_listing_speaks_json_and_csv_and_fits_80_columns(indexed: tuple[Pa
     _, as_csv, _ = run(home, "skipped", "--csv")
     rows = list(csv.DictReader(io.StringIO(as_csv)))
     assert [Path(r["path"]).name for r in rows] == ["broken.jpg"] and rows[0]["reason"] == "not_an_image"
+    _, text, _ = run(home, "forget", str(photos / "Eileen_Collins" / "crop.png"))
+    assert "crop.png  [demo]" in text and max(len(line) for line in text.splitlines()) <= 80, text
     _, text, _ = run(home, "models", "list")
     for pack in ("yunet-mobilefacenet", "yunet-mobilefacenet-flip", "fused", "scrfd-mobilefacenet", "dlib"):
         assert re.search(rf"^  {re.escape(pack)}: (available|missing .+)$", text, flags=re.MULTILINE), pack

@@ -105,8 +105,9 @@ def main_options(
         str | None,
         typer.Option(
             "--pack",
-            help="Model pack: yunet-mobilefacenet (default), yunet-mobilefacenet-flip, fused (most accurate), "
-            "scrfd-mobilefacenet, dlib, or DETECTOR+EMBEDDER.",
+            help="Model pack: yunet-mobilefacenet, yunet-mobilefacenet-flip, fused (most accurate), "
+            "scrfd-mobilefacenet, dlib, or DETECTOR+EMBEDDER. Default: the pack the data folder's faces were "
+            "indexed with, else the best installed one.",
         ),
     ] = None,
     catalog_url: Annotated[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -126,12 +127,14 @@ def forget_command(
         return
     out.print(f"{len(candidates)} faces at or above similarity {limit}; review each before erasing:")
     for c in candidates:
-        line = f"  face {c.face_id}  {c.similarity:.3f}  {c.subject or '-'}  {c.collection}  {c.image}"
-        out.print(line, markup=False)
+        out.print(f"  face {c.face_id}  {c.similarity:.3f}  {c.subject or '(no label)'}", markup=False)
+        typer.echo(render.wrapped(f"{os.path.basename(c.image)}  [{c.collection}]", " " * 6))
     if erased:
         out.print(f"erased {erased['faces']} faces (audit record {erased['audit_seq']})")
     elif candidates:
-        out.print("erase the confirmed ones with: facesearch forget PHOTO --confirm ID [--confirm ID ...]")
+        typer.echo(
+            render.wrapped("erase the confirmed ones with: facesearch forget PHOTO --confirm ID [--confirm ID ...]")
+        )
 
 
 @optout_app.command("add")
