@@ -96,6 +96,8 @@ def test_interfaces_write_no_audit_record(name: str) -> None:
         ("facesearch.governance", ("facesearch.api", "facesearch.cli", "facesearch.engine")),
         ("facesearch.search", ("facesearch.api", "facesearch.cli", "facesearch.engine")),
         ("facesearch.ingest", ("facesearch.api", "facesearch.cli", "facesearch.engine")),
+        # The workbench calls services: never storage, and never the command line.
+        ("facesearch.web", ("facesearch.catalog", "facesearch.index", "facesearch.cli")),
     ],
 )
 def test_each_room_imports_only_what_it_may(room: str, forbidden: tuple[str, ...]) -> None:

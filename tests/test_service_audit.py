@@ -35,15 +35,17 @@ SERVICES = (
     "reads",
     "searching",
     "crossmatch",
+    "sessions",
+    "intake",
 )
 
 # Public methods that record nothing: reads of unaudited data, checks, and helpers that run inside a change
 # made (and recorded) by another method.
 SILENT = {
-    "accounts": {"user", "users", "is_verified", "key_owner", "authenticate"},
-    "cases": {"get", "list", "is_candidate", "may_use", "record_candidates"},
+    "accounts": {"user", "users", "is_verified", "key_owner", "authenticate", "check_password", "principal_of"},
+    "cases": {"get", "list", "history", "is_candidate", "may_use", "record_candidates", "searchers"},
     "collections": {"list", "get", "status", "skipped"},
-    "subjects": set(),
+    "subjects": {"enrolled"},
     "erasure": {"preview", "erase_in", "finish"},
     "optouts": {"check", "list", "count", "for_pack"},
     "retention": {"policies", "expired"},
@@ -55,6 +57,10 @@ SILENT = {
     "reads": set(),
     "searching": {"service", "calibration", "optout_list", "forget_threshold", "embed_person"},
     "crossmatch": set(),
+    # Resolving a session reads it (and refreshes its idle time); expired ones are housekeeping.
+    "sessions": {"resolve", "purge_expired"},
+    # Intake's uploads and server-side folders queue jobs, whose ingest records itself when it runs.
+    "intake": {"upload", "ingest_path"},
 }
 
 
@@ -172,7 +178,47 @@ CHANGES: dict[tuple[str, str], tuple[str, Callable[[Fixture], Any]]] = {
         lambda f: f.engine.searching.forget_candidates(probe_bytes()),
     ),
     ("crossmatch", "run"): ("search_vectors", lambda f: f.engine.crossmatch.run("demo", "demo", batch=100)),
+    ("accounts", "set_password"): (
+        "password_set",
+        lambda f: f.engine.accounts.set_password(f.op, f.user(), "a long enough passphrase"),
+    ),
+    ("sessions", "sign_in"): ("sign_in", lambda f: sign_in(f)),
+    ("sessions", "sign_out"): ("sign_out", lambda f: f.engine.sessions.sign_out(sign_in(f))),
+    ("subjects", "faces"): ("subject_read", lambda f: f.engine.subjects.faces(f.op, f.subject())),
+    ("subjects", "split"): ("subject_split", lambda f: split(f)),
+    ("reads", "crops"): ("face_crops", lambda f: f.engine.reads.crops(f.op, [real_face(f)])),
+    ("reads", "grid"): ("face_crops", lambda f: f.engine.reads.grid(f.op, [real_face(f)])),
+    ("searching", "search_as"): (
+        "search",
+        lambda f: f.engine.searching.search_as(f.op, probe_bytes(), purpose="investigation", case_id=f.name("C")),
+    ),
+    ("searching", "verify_as"): (
+        "verify",
+        lambda f: f.engine.searching.verify_as(
+            f.op, probe_bytes(), probe_bytes("JPEG"), purpose="investigation", case_id=f.name("C")
+        ),
+    ),
+    ("intake", "enrol"): (
+        "enrol",
+        lambda f: f.engine.intake.enrol(f.op, "demo", f.name("p"), a_photo_of_her(f), "p.png"),
+    ),
 }
+
+
+def sign_in(f: Fixture) -> Any:
+    name = f.user()
+    f.engine.accounts.set_password(f.op, name, "a long enough passphrase")
+    signed = f.engine.sessions.sign_in(name, "a long enough passphrase")
+    assert signed is not None
+    return signed
+
+
+def split(f: Fixture) -> Any:
+    label = f.name("s")
+    f.faces(subject=label)
+    moved = f.faces(subject=label)
+    subject = next(s.id for s in f.engine.subjects.list(f.op) if s.label == label)
+    return f.engine.subjects.split(f.op, subject, moved, f.name("t"))
 
 
 def decide(f: Fixture) -> Any:

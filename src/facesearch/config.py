@@ -132,6 +132,13 @@ class Settings(BaseSettings):
     # PostgreSQL: rewrite the tables an erasure deleted rows from (VACUUM FULL), so that the rows are gone from
     # the database's files when the erasure returns; false only vacuums them (see docs/server.md, Erasure).
     erasure_rewrite_tables: bool = True
+    # The workbench (facesearch.web): a signed-in session ends after this long unused, and at the latest after
+    # so many hours; with four_eyes, who ran a search may not mark one of its candidates "match".
+    session_idle_minutes: int = Field(default=30, ge=1)
+    session_max_hours: int = Field(default=12, ge=1)
+    four_eyes: bool = True
+    # The workbench is served in this language unless the browser asks for another it has ("en" or "uk").
+    language: str = "en"
 
     @classmethod
     def settings_customise_sources(

@@ -23,8 +23,10 @@ from facesearch.governance.erasure import Erasure
 from facesearch.governance.optout import OptOuts
 from facesearch.governance.reads import FaceReads
 from facesearch.governance.retention import Retention
+from facesearch.governance.sessions import Sessions
 from facesearch.governance.subjects import Subjects
 from facesearch.governance.witness import AuditWitness
+from facesearch.ingest.intake import Intake
 from facesearch.ingest.reconcile import Indexes
 from facesearch.ingest.service import Ingest
 from facesearch.search.crossmatch import Crossmatch
@@ -60,7 +62,14 @@ class FaceSearch:
         self.packs = Packs(settings.pack, settings.models_dir, stored=lambda: self.catalog.stats()["packs"])
         self.indexes = Indexes(settings, self.catalog, self.audit, self.operator)
         self.accounts = Accounts(self.catalog, self.audit)
-        self.cases = Cases(self.catalog, self.audit)
+        self.sessions = Sessions(
+            self.catalog,
+            self.audit,
+            self.accounts,
+            idle_minutes=settings.session_idle_minutes,
+            max_hours=settings.session_max_hours,
+        )
+        self.cases = Cases(self.catalog, self.audit, four_eyes=settings.four_eyes)
         self.collections = Collections(self.catalog, self.audit)
         self.subjects = Subjects(self.catalog, self.audit)
         self.reads = FaceReads(self.catalog, self.audit, self.cases, max_pixels=settings.max_probe_pixels * 4)
@@ -80,6 +89,7 @@ class FaceSearch:
         )
         self.ingest = Ingest(settings, self.catalog, self.audit, self.packs, self.indexes, self.operator)
         self.crossmatch = Crossmatch(self.catalog, self.searching)
+        self.intake = Intake(settings, self.uploads_dir, self.collections, self.subjects, self.ingest, self.packs)
         # The notebook API: the services' own methods.
         self.index = self.ingest.index
         self.search = self.searching.search

@@ -27,6 +27,7 @@ from facesearch.engine import FaceSearch
 from facesearch.governance.access import Principal
 from facesearch.governance.retention import RetentionSchedule
 from facesearch.ingest.jobs import JobRunner
+from facesearch.web import install_web
 
 DESCRIPTION = """Self-hosted, accountable face search.
 
@@ -100,6 +101,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(collections.aliases)
     app.include_router(subjects.aliases)
+    install_web(app)  # the workbench under /, after the API's error handlers (it makes them pages on its paths)
 
     # Middleware: the last added runs first. CORS is off unless origins are configured.
     if settings.cors_origins:

@@ -33,6 +33,10 @@ SOURCE_STATUS = {
     "path_not_allowed": 403,
     "not_found": 404,
     "validation_error": 422,
+    "no_pictures": 422,
+    "no_face": 422,
+    "invalid_label": 422,
+    "not_enrolled": 409,
 }
 """The status each refusal of an upload or a server-side path is answered with."""
 

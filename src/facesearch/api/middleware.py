@@ -17,7 +17,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-INGEST_UPLOAD_PATH = re.compile(r"^/v1/collections/[^/]+/uploads$")
+INGEST_UPLOAD_PATH = re.compile(r"^(/v1/collections/[^/]+/uploads|/collections/[^/]+/upload)$")
+"""Ingest uploads, of the API and of the workbench: they have the larger body limit."""
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),

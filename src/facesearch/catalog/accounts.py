@@ -85,6 +85,27 @@ class AccountStore(Store):
         tx.execute(update(User).where(User.id == user_id, User.disabled_at.is_(None)).values(disabled_at=when))
         tx.execute(update(ApiKey).where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None)).values(revoked_at=when))
 
+    def set_password(self, tx: Transaction, user_id: int, password_hash: str | None, when: datetime) -> None:
+        """Store a user's password hash (``None`` removes the password)."""
+        tx.execute(update(User).where(User.id == user_id).values(password_hash=password_hash, password_set_at=when))
+
+    def password_hash(self, name: str, tx: Transaction | None = None) -> tuple[UserRecord, str | None] | None:
+        """A user and their password hash (``None`` without a password), or ``None`` for an unknown name."""
+        with self._reading(tx) as session:
+            row = session.scalar(select(User).where(User.name == name))
+            return (_user(row), row.password_hash) if row is not None else None
+
+    def has_password(self, user_id: int, tx: Transaction | None = None) -> bool:
+        """True when the user has a password."""
+        with self._reading(tx) as session:
+            return session.scalar(select(User.password_hash).where(User.id == user_id)) is not None
+
+    def user_by_id(self, user_id: int, tx: Transaction | None = None) -> UserRecord | None:
+        """The user with id ``user_id``, or ``None``."""
+        with self._reading(tx) as session:
+            row = session.get(User, user_id)
+            return _user(row) if row is not None else None
+
     def keys_of(self, user_id: int, tx: Transaction | None = None) -> list[KeyRecord]:
         """A user's keys (revoked ones included)."""
         with self._reading(tx) as session:

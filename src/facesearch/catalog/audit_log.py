@@ -83,17 +83,30 @@ class AuditStore(Store):
         action: str | None = None,
         case_ref: str | None = None,
         actor: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        before_seq: int | None = None,
+        newest_first: bool = False,
     ) -> list[AuditRow]:
-        """Records after ``after_seq`` in chain order, optionally of one action, case or actor."""
+        """Records after ``after_seq`` (and before ``before_seq``) in chain order, or newest first; optionally
+        of one action, case or actor, and at or after ``since`` / before ``until`` (ISO 8601 UTC text, which
+        orders as the times do)."""
         query = select(AuditRecord).where(AuditRecord.seq > after_seq)
+        if before_seq is not None:
+            query = query.where(AuditRecord.seq < before_seq)
         if action is not None:
             query = query.where(AuditRecord.action == action)
         if case_ref is not None:
             query = query.where(AuditRecord.case_ref == case_ref)
         if actor is not None:
             query = query.where(AuditRecord.actor == actor)
+        if since is not None:
+            query = query.where(AuditRecord.at >= since)
+        if until is not None:
+            query = query.where(AuditRecord.at < until)
+        order = AuditRecord.seq.desc() if newest_first else AuditRecord.seq
         with self._reading(None) as session:
-            return [_row(record) for record in session.scalars(query.order_by(AuditRecord.seq).limit(limit))]
+            return [_row(record) for record in session.scalars(query.order_by(order).limit(limit))]
 
     def iterate(self, after_seq: int = 0, chunk: int = 5000) -> Iterator[AuditRow]:
         """Every record after ``after_seq`` in chain order, read ``chunk`` at a time."""

@@ -71,6 +71,18 @@ class UserRecord:
 
 
 @dataclass(frozen=True)
+class SessionRecord:
+    """A signed-in workbench session (its id is the sha256 of the cookie's token)."""
+
+    id: str
+    user_id: int
+    csrf: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class KeyRecord:
     """An API key: its public id, its owner's id, the argon2 hash of the whole key, and when it was revoked."""
 

@@ -33,7 +33,9 @@ from facesearch.catalog.schema import (
     ImageFile,
     ImageScan,
     Subject,
+    iso_utc,
 )
+from facesearch.catalog.sessions import SessionStore
 from facesearch.catalog.subjects import SubjectStore
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -54,6 +56,8 @@ class FaceDetails:
     bbox: tuple[float, float, float, float]
     quality: float
     pack: str
+    source_page: str | None = None
+    captured_at: str | None = None  # ISO 8601, when the source says when the photo was taken
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -114,6 +118,8 @@ _FACE_DETAILS = (
         Face.h,
         Face.quality,
         Face.pack,
+        Image.source_page,
+        Image.captured_at,
     )
     .join(Image, Image.id == Face.image_id)
     .join(Collection, Collection.id == Image.collection_id)
@@ -174,6 +180,7 @@ class Catalog:
         self.optouts = OptOutStore(self._sessions)
         self.subjects = SubjectStore(self._sessions)
         self.erasure = ErasureStore(self._sessions)
+        self.sessions = SessionStore(self._sessions)
 
     def close(self) -> None:
         """Release the database connections."""
@@ -587,6 +594,8 @@ class Catalog:
                 bbox=(row[6], row[7], row[8], row[9]),
                 quality=row[10],
                 pack=row[11],
+                source_page=row[12],
+                captured_at=iso_utc(row[13]),
             )
             for row in rows
         }

@@ -79,3 +79,36 @@ class SubjectStore(Store):
             tx.delete(row)
         tx.flush()
         return int(moved.rowcount or 0)  # type: ignore[attr-defined]
+
+    def faces_of(
+        self, subject_id: int, *, collections: Names[str] | None = None, tx: Transaction | None = None
+    ) -> list[tuple[int, str, str]]:
+        """(face id, collection, image path) of the subject's faces (in ``collections`` when given), by id."""
+        query = (
+            select(Face.id, Collection.name, Image.path)
+            .join(Image, Image.id == Face.image_id)
+            .join(Collection, Collection.id == Image.collection_id)
+            .where(Face.subject_id == subject_id)
+            .order_by(Face.id)
+        )
+        if collections is not None:
+            query = query.where(Collection.name.in_(sorted(collections)))
+        with self._reading(tx) as session:
+            return [(int(i), str(c), str(p)) for i, c, p in session.execute(query)]
+
+    def split(self, tx: Transaction, subject_id: int, face_ids: Names[int], label: str) -> int:
+        """Move ``face_ids`` (faces of ``subject_id``) to a new subject called ``label``; returns its id."""
+        row = Subject(label=label)
+        tx.add(row)
+        tx.flush()
+        tx.execute(
+            update(Face).where(Face.subject_id == subject_id, Face.id.in_(sorted(face_ids))).values(subject_id=row.id)
+        )
+        tx.flush()
+        return int(row.id)
+
+    def id_of(self, label: str, tx: Transaction | None = None) -> int | None:
+        """The id of the subject called ``label``, or ``None``."""
+        with self._reading(tx) as session:
+            found = session.scalar(select(Subject.id).where(Subject.label == label))
+            return int(found) if found is not None else None

@@ -8,7 +8,7 @@ import typer
 
 from facesearch.cli import render
 from facesearch.cli._app import CSV, FAILED, JSON, fail, out, print_json, state
-from facesearch.errors import AuditError
+from facesearch.errors import AccountError, AuditError
 
 users_app = typer.Typer(
     help="Accounts: users with a role (admin, investigator, reviewer, auditor).", no_args_is_help=True
@@ -27,8 +27,6 @@ def users_add_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Add a user with a role."""
-    from facesearch.governance.accounts import AccountError
-
     with state.engine() as engine:
         try:
             user = engine.accounts.add_user(engine.operator, name, role, collections=collections or None)
@@ -60,11 +58,34 @@ def users_list_command(json_output: JSON = False, csv_output: CSV = False) -> No
     typer.echo(render.listing(rows, columns, as_json=False, as_csv_=csv_output, empty="no user yet"))
 
 
+@users_app.command("passwd")
+def users_passwd_command(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
+    """Set a user's password for the workbench (the browser UI); every session of theirs ends.
+
+    On a terminal it is asked twice, unseen; otherwise it is read from standard input (its first line), so
+    that a script can run ``printf '%s\\n' "$PASSWORD" | facesearch users passwd NAME``.
+    """
+    import sys
+
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass(f"password for {name}: ")
+        if getpass.getpass("again: ") != password:
+            raise fail("the two passwords differ; nothing changed", code=FAILED)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    with state.engine() as engine:
+        try:
+            engine.accounts.set_password(engine.operator, name, password)
+        except (AccountError, LookupError, AuditError) as error:
+            raise fail(str(error), code=FAILED) from error
+    out.print(f"password of {name} set; they sign in to the workbench at the server's address", markup=False)
+
+
 @users_app.command("revoke")
 def users_revoke_command(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
     """Disable a user and revoke all their keys (effective on the server's next request)."""
-    from facesearch.governance.accounts import AccountError
-
     with state.engine() as engine:
         try:
             engine.accounts.revoke_user(engine.operator, name)
@@ -80,8 +101,6 @@ def users_grant_command(
     remove: Annotated[bool, typer.Option("--remove", help="Take the collection away instead.")] = False,
 ) -> None:
     """Grant a user one collection (a user with grants sees only their granted collections)."""
-    from facesearch.governance.accounts import AccountError
-
     with state.engine() as engine:
         try:
             user = (engine.accounts.ungrant if remove else engine.accounts.grant)(engine.operator, name, collection)
@@ -93,8 +112,6 @@ def users_grant_command(
 @keys_app.command("create")
 def keys_create_command(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
     """Create an API key for a user; the key is printed alone on the last line, once."""
-    from facesearch.governance.accounts import AccountError
-
     with state.engine() as engine:
         try:
             key_id, key = engine.accounts.create_key(engine.operator, name)

@@ -49,6 +49,23 @@ _KEY_PATTERN = re.compile(r"^fsk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 
+MIN_PASSWORD = 10
+"""The shortest password accepted (NIST SP 800-63B asks at least 8; a long passphrase is better)."""
+MAX_PASSWORD = 1024
+_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+
+
+def password_problem(name: str, password: str) -> str | None:
+    """Why ``password`` may not be ``name``'s password, or ``None`` when it may."""
+    if len(password) < MIN_PASSWORD:
+        return f"a password has at least {MIN_PASSWORD} characters"
+    if len(password) > MAX_PASSWORD:
+        return f"a password has at most {MAX_PASSWORD} characters"
+    if password.strip().casefold() == name.casefold():
+        return "a password may not be the user's name"
+    return None
+
+
 def _key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -147,6 +164,7 @@ class Accounts:
             "active": user.disabled_at is None,
             "created_at": iso_utc(user.created_at),
             "collections": None if user.all_collections else sorted(self.store.grants(user.id, tx)),
+            "password": self.store.has_password(user.id, tx),  # whether they can sign in to the workbench
             "keys": [
                 {"key_id": key.key_id, "created_at": iso_utc(key.created_at), "active": key.revoked_at is None}
                 for key in self.store.keys_of(user.id, tx)
@@ -158,6 +176,7 @@ class Accounts:
         with self.catalog.transaction() as tx:
             user = self._managed_user(actor, name, tx)
             self.store.disable_user(tx, user.id, utcnow())
+            self.catalog.sessions.remove_of_user(tx, user.id)  # signed-in workbench sessions end with the user
             audit = self._audited(tx, actor, "user_revoke", {"user": name})
             described = self._describe(self.store.user(name, tx) or user, tx)
         self.audit.committed(*audit)
@@ -188,6 +207,63 @@ class Accounts:
             described = self._describe(self.store.user(name, tx) or user, tx)
         self.audit.committed(*audit)
         return described
+
+    # Passwords (the workbench) ------------------------------------------------------------------------------
+
+    def set_password(self, actor: Principal, name: str, password: str) -> None:
+        """Set user ``name``'s workbench password: by the user themself, an administrator who manages them, or
+        the local operator. Stored as an argon2 hash; every session of the user ends (sign in again)."""
+        problem = password_problem(name, password)
+        if problem:
+            raise AccountError(problem)
+        with self.catalog.transaction() as tx:
+            if actor.operator or actor.name == name:
+                user = self.store.user(name, tx)
+                if user is None:
+                    raise AccountError(f"unknown user {name!r}")
+            else:
+                user = self._managed_user(actor, name, tx)
+            if user.disabled_at is not None:
+                raise AccountError(f"user {name!r} is revoked")
+            self.store.set_password(tx, user.id, _HASHER.hash(password), utcnow())
+            self.catalog.sessions.remove_of_user(tx, user.id)
+            audit = self._audited(tx, actor, "password_set", {"user": name})
+        self.audit.committed(*audit)
+
+    def check_password(
+        self, name: str, password: str, *, before_hash: Callable[[str], None] | None = None
+    ) -> Principal | None:
+        """The active user ``name`` if ``password`` is theirs, else ``None``. ``before_hash`` is called with the
+        name before the slow hash (a caller counting failures may refuse first); an unknown name or a user
+        without a password costs the same hash, so the answer's time does not tell which names exist."""
+        if before_hash is not None:
+            before_hash(name)
+        found = self.store.password_hash(name) if NAME_PATTERN.match(name) else None
+        stored = found[1] if found is not None else None
+        try:
+            _HASHER.verify(stored or _DUMMY_HASH, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return None
+        if found is None or stored is None or found[0].disabled_at is not None:
+            return None
+        return self._principal(found[0])
+
+    def principal_of(self, user_id: int) -> Principal | None:
+        """The principal of an active user, by id (``None`` if unknown or revoked): what a session acts as."""
+        user = self.store.user_by_id(user_id)
+        if user is None or user.disabled_at is not None:
+            return None
+        return self._principal(user)
+
+    def _principal(self, user: UserRecord, key_id: str | None = None) -> Principal:
+        return Principal(
+            user_id=user.id,
+            name=user.name,
+            role=Role(user.role),
+            key_id=key_id,
+            all_collections=user.all_collections,
+            collections=self.store.grants(user.id),
+        )
 
     # Keys -----------------------------------------------------------------------------------------------------
 
@@ -281,11 +357,4 @@ class Accounts:
                 return None
             with self._lock:
                 self._verified[digest] = key_id
-        return Principal(
-            user_id=user.id,
-            name=user.name,
-            role=Role(user.role),
-            key_id=key_id,
-            all_collections=user.all_collections,
-            collections=self.store.grants(user.id),
-        )
+        return self._principal(user, key_id)

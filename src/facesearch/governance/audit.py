@@ -307,10 +307,23 @@ class AuditTrail:
         action: str | None = None,
         case_ref: str | None = None,
         actor: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        before_seq: int | None = None,
+        newest_first: bool = False,
     ) -> list[dict[str, Any]]:
-        """Records after ``after_seq`` in chain order, optionally of one action, case or actor."""
+        """Records after ``after_seq`` in chain order (or newest first, before ``before_seq``), optionally of one
+        action, case or actor, and from ``since`` until ``until`` (ISO 8601 UTC)."""
         rows = self.catalog.audit_log.records(
-            after_seq=after_seq, limit=limit, action=action, case_ref=case_ref, actor=actor
+            after_seq=after_seq,
+            limit=limit,
+            action=action,
+            case_ref=case_ref,
+            actor=actor,
+            since=since,
+            until=until,
+            before_seq=before_seq,
+            newest_first=newest_first,
         )
         return [_record_dict(row) for row in rows]
 

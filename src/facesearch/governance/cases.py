@@ -9,6 +9,8 @@ Every change (opening, closing, members, decisions) is audited in the transactio
 
 from __future__ import annotations
 
+import builtins
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,10 +50,11 @@ def _unknown(reference: str) -> NotVisible:
 class Cases:
     """Cases, their members, candidates and decisions."""
 
-    def __init__(self, catalog: Catalog, audit: AuditTrail) -> None:
+    def __init__(self, catalog: Catalog, audit: AuditTrail, *, four_eyes: bool = True) -> None:
         self.catalog = catalog
         self.store = catalog.cases
         self.audit = audit
+        self.four_eyes = four_eyes
 
     # Access -----------------------------------------------------------------------------------------------------
 
@@ -169,6 +172,14 @@ class Cases:
         visible_to = None if everyone else (principal.actor, principal.user_id)
         return [_case_dict(case) for case in self.store.cases(open_only=open_only, limit=limit, visible_to=visible_to)]
 
+    def history(self, principal: Principal, reference: str, *, limit: int = 1000) -> builtins.list[dict[str, Any]]:
+        """The case's own audit records (searches, decisions, reads, members), newest first, for those who may
+        read the case: its history is part of it, while the rest of the log stays the auditors'."""
+        if not principal.can("cases.manage"):
+            require(principal, "cases.read")
+        self._readable(reference, principal)
+        return self.audit.records(case_ref=reference, limit=limit, newest_first=True)
+
     def is_candidate(self, principal: Principal, reference: str, face_id: int) -> bool:
         """True when ``principal`` may use case ``reference`` and one of its searches returned ``face_id``."""
         case = self.store.case(reference)
@@ -245,6 +256,12 @@ class Cases:
             if first_seq is None:
                 raise NotVisible(f"face {face_id} is not a candidate of case {reference!r}", code="unknown_face")
             seq = audit_seq if audit_seq is not None else first_seq
+            if self.four_eyes and decision == "match" and principal.actor in self.searchers(reference, face_id):
+                raise AccessDenied(
+                    f"four eyes: {principal.actor} ran the search that returned face {face_id}; another person "
+                    "must confirm it as a match",
+                    code="four_eyes",
+                )
             decision_id = self.store.add_decision(tx, case.id, face_id, decision, principal.actor, note, seq)
             details = {"face_id": face_id, "decision": decision, "audit_seq": seq}
             audit = self.audit.append_in(
@@ -252,6 +269,15 @@ class Cases:
             )
         self.audit.committed(*audit)
         return {"id": decision_id, "case_id": reference, "face_id": face_id, "decision": decision, "note": note}
+
+    def searchers(self, reference: str, face_id: int) -> set[str]:
+        """Who ran the searches under case ``reference`` that returned ``face_id`` (from their audit records)."""
+        found = set()
+        for row in self.catalog.audit_log.records(case_ref=reference, action="search", limit=1_000_000):
+            results = json.loads(row.details).get("results") or []
+            if any(pair[0] == face_id for face in results for pair in face):
+                found.add(row.actor)
+        return found
 
     def record_candidates(
         self, tx: Transaction, reference: str, audit_seq: int, found: Sequence[tuple[int, float]]

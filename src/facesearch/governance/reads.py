@@ -9,13 +9,14 @@ is handed out.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from facesearch.catalog.store import Catalog, FaceDetails
 from facesearch.governance.access import AccessDenied, NotVisible, Principal, Role, require
 from facesearch.governance.audit import AuditTrail
 from facesearch.governance.cases import Cases
 from facesearch.vision.crops import face_crop_jpeg, image_jpeg
+from facesearch.vision.image import ImageRejected
 
 
 class FaceReads:
@@ -79,3 +80,35 @@ class FaceReads:
             "image_read",
             lambda face: image_jpeg(face.image_path, max_pixels=self.max_pixels),
         )
+
+    def crops(self, principal: Principal, face_ids: Sequence[int], *, case_ref: str | None = None) -> dict[int, bytes]:
+        """Several faces' crops at once (a grid of candidates), under one audit record naming every face
+        (``face_crops``). Faces the principal may not read are left out of the answer, not refused: a grid
+        shows what it may; none is read without being named in the record."""
+        return {face.face_id: crop for face, crop in self.grid(principal, face_ids, case_ref=case_ref) if crop}
+
+    def grid(
+        self, principal: Principal, face_ids: Sequence[int], *, case_ref: str | None = None
+    ) -> list[tuple[FaceDetails, bytes | None]]:
+        """The faces ``principal`` may read among ``face_ids``, in order, each with its crop (``None`` when its
+        photo can no longer be read), under one audit record naming every face read (``face_crops``)."""
+        allowed = []
+        for face_id in dict.fromkeys(face_ids):
+            try:
+                allowed.append(self._authorized(principal, face_id, case_ref))
+            except (NotVisible, AccessDenied):
+                continue
+        grid: list[tuple[FaceDetails, bytes | None]] = []
+        for face in allowed:
+            try:
+                grid.append((face, face_crop_jpeg(face.image_path, face.bbox, max_pixels=self.max_pixels)))
+            except ImageRejected:
+                grid.append((face, None))  # the photo can no longer be read: the grid shows the face without it
+        if grid:
+            self.audit.append(
+                actor=principal.actor,
+                action="face_crops",
+                details={"face_ids": sorted(face.face_id for face, _ in grid)},
+                case_ref=case_ref,
+            )
+        return grid

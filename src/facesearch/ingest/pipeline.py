@@ -60,6 +60,10 @@ class IngestProgress:
     elapsed_s: float
 
 
+SKIPPED_LISTED = 200
+"""How many skipped files an ingest's summary names (the catalog keeps them all)."""
+
+
 @dataclass
 class IngestSummary:
     """The result of an ingest run."""
@@ -91,6 +95,8 @@ class IngestSummary:
             "min_quality": self.min_quality,
             "skipped": sum(self.skipped.values()),
             "skipped_by_reason": dict(self.skipped),
+            # The files behind the counts (the first SKIPPED_LISTED), so that a person can see what to fix.
+            "skipped_files": self.skipped_files[:SKIPPED_LISTED],
             "elapsed_s": round(self.elapsed_s, 3),
             "images_per_s": round(self.files_seen / self.elapsed_s, 2) if self.elapsed_s > 0 else None,
         }

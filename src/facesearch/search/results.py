@@ -23,6 +23,9 @@ class Candidate(BaseModel):
     fmr: float | None = None
     expected_false_matches: float | None = None
     fmr_beyond_data: bool | None = None
+    # Provenance of the candidate's photo, when its source said (a manifest's page and capture date).
+    source_page: str | None = None
+    captured_at: str | None = None
 
 
 class SubjectCandidate(BaseModel):

@@ -102,6 +102,49 @@ class Searching:
             calibration=self.calibration(model_pack.key),
         )
 
+    def search_as(
+        self,
+        principal: Principal,
+        image: ImageInput,
+        *,
+        purpose: str | None,
+        case_id: str | None,
+        top_k: int = 10,
+        collection: str | None = None,
+        max_fmr: float | None = None,
+        by_subject: bool = False,
+        probe_name: str | None = None,
+    ) -> ProbeResult:
+        """A search by a user of the server (the API, the workbench): purpose and case required, only the
+        principal's collections searched, probes limited to ``max_probe_pixels``; audited as the principal."""
+        context = self.context(principal=principal, purpose=purpose, case_id=case_id, required=True)
+        service = self.service(context=context, max_pixels=self.settings.max_probe_pixels)
+        return service.search(
+            image,
+            top_k=top_k,
+            collection=collection,
+            probe_name=probe_name,
+            context=context,
+            collections=None if principal.all_collections else sorted(principal.collections),
+            max_fmr=max_fmr,
+            by_subject=by_subject,
+        )
+
+    def verify_as(
+        self,
+        principal: Principal,
+        image_a: ImageInput,
+        image_b: ImageInput,
+        *,
+        purpose: str | None,
+        case_id: str | None,
+        fmr: float | None = None,
+    ) -> VerifyResult:
+        """A verification by a user of the server: purpose and case required; audited as the principal."""
+        context = self.context(principal=principal, purpose=purpose, case_id=case_id, required=True)
+        service = self.service(context=context, max_pixels=self.settings.max_probe_pixels)
+        return service.verify(image_a, image_b, context=context, fmr=fmr)
+
     def calibration(self, pack_key: str) -> Calibration | None:
         """A pack's score calibration: this data folder's own (``facesearch calibrate``), else the shipped one."""
         return find_calibration(pack_key, self.settings.home)

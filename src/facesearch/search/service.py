@@ -259,7 +259,7 @@ class SearchService:
             "search",
             context,
             probe_sha256,
-            {**details, "faces": len(faces), "results": _results(all_candidates)},
+            {**details, "faces": len(faces), "faces_searched": searched, "results": _results(all_candidates)},
             returned,
         )
         result.faces_searched = searched
@@ -483,6 +483,8 @@ class SearchService:
                         similarity=round(float(score), 4),
                         source_url=info.source_url,
                         bbox=_bbox(info.bbox),
+                        source_page=info.source_page,
+                        captured_at=info.captured_at,
                     )
                 )
             results.append(candidates)

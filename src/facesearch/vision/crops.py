@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -12,6 +13,7 @@ from facesearch.vision.image import ImageRejected, load_image, read_image_bytes
 CROP_SIZE = 256
 MARGIN = 0.25  # of the face box's size on each side: the hair and chin a reviewer needs to see
 IMAGE_SIZE = 2048  # the longest side of a whole source photo shown on demand
+PREVIEW_SIZE = 960  # the longest side of a probe photo shown with its faces boxed
 
 
 def face_crop_jpeg(image_path: str, bbox: tuple[float, float, float, float], *, max_pixels: int) -> bytes:
@@ -19,7 +21,12 @@ def face_crop_jpeg(image_path: str, bbox: tuple[float, float, float, float], *, 
 
     Raises :class:`ImageRejected` when the image can no longer be read.
     """
-    rgb = load_image(read_image_bytes(image_path), max_pixels=max_pixels)
+    return crop_jpeg(load_image(read_image_bytes(image_path), max_pixels=max_pixels), bbox)
+
+
+def crop_jpeg(rgb: np.ndarray, bbox: Sequence[float]) -> bytes:
+    """A JPEG of the face at ``bbox`` (x, y, w, h) of a decoded picture, with a margin, at most
+    :data:`CROP_SIZE` pixels a side. Raises :class:`ImageRejected` when the box lies outside the picture."""
     x, y, w, h = (float(v) for v in bbox)
     height, width = rgb.shape[:2]
     left = int(max(0, np.floor(x - MARGIN * w)))
@@ -30,8 +37,19 @@ def face_crop_jpeg(image_path: str, bbox: tuple[float, float, float, float], *, 
         raise ImageRejected("corrupt", "the face box lies outside the image")
     crop = Image.fromarray(np.ascontiguousarray(rgb[top:bottom, left:right]))
     crop.thumbnail((CROP_SIZE, CROP_SIZE))
+    return _jpeg(crop)
+
+
+def preview_jpeg(rgb: np.ndarray, *, size: int = PREVIEW_SIZE) -> bytes:
+    """A decoded picture as a JPEG at most ``size`` pixels a side (a probe shown beside its results)."""
+    picture = Image.fromarray(np.ascontiguousarray(rgb))
+    picture.thumbnail((size, size))
+    return _jpeg(picture)
+
+
+def _jpeg(picture: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    crop.save(buffer, format="JPEG", quality=90)
+    picture.save(buffer, format="JPEG", quality=88)
     return buffer.getvalue()
 
 
@@ -44,6 +62,4 @@ def image_jpeg(image_path: str, *, max_pixels: int, size: int = IMAGE_SIZE) -> b
     rgb = load_image(read_image_bytes(image_path), max_pixels=max_pixels)
     picture = Image.fromarray(np.ascontiguousarray(rgb))
     picture.thumbnail((size, size))
-    buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
+    return _jpeg(picture)

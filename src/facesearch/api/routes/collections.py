@@ -21,8 +21,6 @@ from facesearch.api.schemas import (
 )
 from facesearch.governance.access import Principal
 from facesearch.ingest.jobs import Job, JobRunner
-from facesearch.ingest.sources.confined import confine, confined_files
-from facesearch.ingest.sources.uploads import new_upload_folder, remove_folder, store_upload
 
 router = APIRouter(prefix="/v1", tags=["collections"])
 # The issue names job progress ``GET /jobs/{id}``: the same answer without the version prefix.
@@ -108,30 +106,14 @@ def upload_images(
     source_url: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> JSONResponse:
     """Upload pictures (or zip archives) into a collection; they are ingested by a background job."""
-    engine = engine_of(request)
-    engine.collections.get(principal, name)
-    if not files:
-        raise ApiError(422, "validation_error", "no file was uploaded")
-    folder = new_upload_folder(engine.uploads_dir, name)
-    stored: list[str] = []
-    try:
-        for upload in files:
-            limit = engine.settings.max_ingest_upload_bytes
-            stored.extend(str(p) for p in store_upload(upload.file, upload.filename, folder, limit=limit))
-    except BaseException:  # refused or failed: nothing of this request stays on disk
-        remove_folder(folder)
-        raise
-    if not stored:
-        remove_folder(folder)
-        raise ApiError(422, "no_pictures", "nothing uploaded was a picture")
-    job = _jobs(request).submit_ingest(
-        collection=name,
-        paths=[str(folder)] if subject_from_folder else stored,
-        principal=principal,
+    job = engine_of(request).intake.upload(
+        principal,
+        name,
+        [(upload.file, upload.filename) for upload in files],
+        _jobs(request),
         subject_from_folder=subject_from_folder,
         source_url=source_url,
     )
-    job.files_total = len(stored)
     return JSONResponse(job.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
@@ -143,17 +125,11 @@ def ingest_path(
     principal: Annotated[Principal, Depends(require("collections.manage"))],
 ) -> JSONResponse:
     """Ingest a folder or file on the server; it must lie inside the configured ingest roots."""
-    engine = engine_of(request)
-    engine.collections.get(principal, name)
-    roots = engine.settings.ingest_roots
-    path = confine(body.path, roots)
-    files = list(confined_files(path, roots))
-    if not files:
-        raise ApiError(422, "no_pictures", "no picture files were found at that path")
-    job = _jobs(request).submit_ingest(
-        collection=name,
-        paths=files,
-        principal=principal,
+    job = engine_of(request).intake.ingest_path(
+        principal,
+        name,
+        body.path,
+        _jobs(request),
         subject_from_folder=body.subject_from_folder,
         source_url=body.source_url,
     )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from facesearch.api.auth import engine_of, require
-from facesearch.api.deps import read_upload, search_context, visible_collections
+from facesearch.api.deps import read_upload, search_context
 from facesearch.api.errors import ApiError
 from facesearch.api.schemas import ErrorBody
 from facesearch.governance.access import Principal
@@ -61,25 +61,21 @@ def search(
     Each candidate is a lead for a person to review, never an identification.
     """
     engine = engine_of(request)
-    settings = engine.settings
-    context = search_context(engine, principal, purpose, case_id)
-    options: dict[str, Any] = {}
-    if max_fmr is not None:
-        if not _SUPPORTS_MAX_FMR:
-            raise ApiError(422, "max_fmr_unavailable", "this version has no calibrated scores to filter by FMR")
-        options["max_fmr"] = max_fmr
-    data = read_upload(image, settings.max_upload_bytes, "probe image")
+    search_context(engine, principal, purpose, case_id)  # purpose and case are checked before the upload is read
+    if max_fmr is not None and not _SUPPORTS_MAX_FMR:
+        raise ApiError(422, "max_fmr_unavailable", "this version has no calibrated scores to filter by FMR")
+    data = read_upload(image, engine.settings.max_upload_bytes, "probe image")
     check_image_bytes(data, "probe image")
-    service = engine.searching.service(context=context, max_pixels=settings.max_probe_pixels)
-    result = service.search(
+    result = engine.searching.search_as(
+        principal,
         data,
+        purpose=purpose,
+        case_id=case_id,
         top_k=top_k,
         collection=collection,
-        probe_name=safe_name(image.filename, "upload"),
-        context=context,
-        collections=visible_collections(principal),
+        max_fmr=max_fmr,
         by_subject=by_subject,
-        **options,
+        probe_name=safe_name(image.filename, "upload"),
     )
     if result.error is not None:
         if result.error.startswith("unknown collection"):
@@ -99,14 +95,12 @@ def verify(
 ) -> JSONResponse:
     """Are the largest faces of two photos the same person? Answers what ``facesearch verify --json`` prints."""
     engine = engine_of(request)
-    settings = engine.settings
-    context = search_context(engine, principal, purpose, case_id)
-    first = read_upload(image_a, settings.max_upload_bytes, "first image")
-    second = read_upload(image_b, settings.max_upload_bytes, "second image")
+    search_context(engine, principal, purpose, case_id)  # purpose and case are checked before the uploads are read
+    first = read_upload(image_a, engine.settings.max_upload_bytes, "first image")
+    second = read_upload(image_b, engine.settings.max_upload_bytes, "second image")
     check_image_bytes(first, "first image")
     check_image_bytes(second, "second image")
-    service = engine.searching.service(context=context, max_pixels=settings.max_probe_pixels)
-    result = service.verify(first, second, context=context)
+    result = engine.searching.verify_as(principal, first, second, purpose=purpose, case_id=case_id)
     if result.error is not None and "no face found" in result.error:
         # Nothing to compare is not an answer: the client gets an error it must handle, not a 200 with nulls.
         raise ApiError(422, "no_face", result.error)

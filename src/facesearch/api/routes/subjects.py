@@ -7,7 +7,6 @@ stored under a neutral name and its label given to the ingest directly.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -19,17 +18,13 @@ from facesearch.api.errors import ApiError
 from facesearch.api.schemas import ErrorBody, SubjectMergeIn, SubjectRenameIn
 from facesearch.governance.access import Principal
 from facesearch.governance.subjects import Subject
-from facesearch.ingest.sources.uploads import check_image_bytes, new_upload_folder, remove_folder, safe_name
-from facesearch.search.service import analysis_lock
+from facesearch.ingest.intake import LABEL_PATTERN
 from facesearch.vision.image import ImageRejected
 
 router = APIRouter(prefix="/v1", tags=["subjects"])
 # The issue names crops ``GET /faces/{id}/crop.jpg``: the same answer without the version prefix.
 aliases = APIRouter(tags=["faces"])
 ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorBody} for s in (401, 403, 404, 409, 413, 415, 422, 429)}
-# A label is a person's name, not a path: no separators, no control characters, not only spaces.
-LABEL_PATTERN = r"^[^/\\\x00-\x1f]*[^/\\\x00-\x1f\s][^/\\\x00-\x1f]*$"
-_LABEL = re.compile(LABEL_PATTERN)
 CaseQuery = Annotated[
     str | None,
     Query(
@@ -74,28 +69,8 @@ def enrol_subject(
 ) -> Subject:
     """Enrol a person: index the photo into ``collection`` with its main face under ``label``."""
     engine = engine_of(request)
-    label = label.strip()
-    if not _LABEL.match(label):
-        raise ApiError(
-            422, "invalid_label", "a label is 1-200 characters, not only spaces, without slashes or control characters"
-        )
-    engine.collections.get(principal, collection)
     data = read_upload(image, engine.settings.max_upload_bytes, "image")
-    check_image_bytes(data, "image")
-    folder = new_upload_folder(engine.uploads_dir, collection)
-    target = folder / safe_name(image.filename, "photo.jpg")
-    target.write_bytes(data)
-    with analysis_lock(engine.packs.pack()):  # one file: analysed in this process, on the pack searches use
-        summary = engine.index([str(target)], collection=collection, subject=label, workers=1, principal=principal)
-    if summary.faces == 0:
-        remove_folder(folder)
-        if summary.duplicates:
-            raise ApiError(409, "not_enrolled", "the photo was already in the collection; nothing new was enrolled")
-        raise ApiError(422, "no_face", "no face was found in the photo")
-    for subject in engine.subjects.list(principal, limit=10_000):
-        if subject.label == label:
-            return subject
-    raise ApiError(409, "not_enrolled", "the photo was already in the collection; nothing new was enrolled")
+    return engine.intake.enrol(principal, collection, label, data, image.filename)
 
 
 @router.patch("/subjects/{subject_id}", response_model=Subject, responses=ERRORS)

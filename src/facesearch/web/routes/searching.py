@@ -1,0 +1,242 @@
+"""Search (1:N) and verify (1:1) pages, for investigators: every search names a case and a purpose, and every
+candidate is shown as a lead with what its score means for the gallery searched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi.responses import Response
+
+from facesearch.api.deps import read_upload
+from facesearch.api.errors import ApiError
+from facesearch.ingest.sources.uploads import check_image_bytes, safe_name
+from facesearch.search.results import Candidate, ProbeFace, ProbeResult
+from facesearch.vision.crops import crop_jpeg, preview_jpeg
+from facesearch.vision.image import ImageRejected, load_image
+from facesearch.web import meaning
+from facesearch.web.pages import EXPECTED_ERRORS, Page, error_status, signed_in
+
+if TYPE_CHECKING:
+    from facesearch.catalog.store import FaceDetails
+
+router = APIRouter(include_in_schema=False)
+
+FMR_CHOICES = (1e-2, 1e-3, 1e-4, 1e-5)
+"""The false-match rates a user may filter candidates by, and decide a verification at."""
+
+
+@dataclass
+class ShownCandidate:
+    """A candidate as the page shows it: the search's answer, its crop and what its score means."""
+
+    candidate: Candidate
+    crop: bytes | None
+    meaning: str
+    details: FaceDetails | None
+
+
+@dataclass
+class ShownFace:
+    """A face of the probe: where it is, its crop, its warnings and its candidates."""
+
+    number: int
+    face: ProbeFace
+    crop: bytes | None
+    candidates: list[ShownCandidate]
+    warnings: list[str]
+
+
+def form_context(current: Page) -> dict[str, Any]:
+    """What the search and verify forms offer: the user's open cases, the purposes, collections, FMRs."""
+    principal = current.principal
+    return {
+        "cases": current.engine.cases.list(principal, open_only=True),
+        "purposes": list(current.engine.settings.purposes),
+        "collections": [c["name"] for c in current.engine.collections.list(principal)],
+        "fmr_choices": FMR_CHOICES,
+    }
+
+
+def parse_fmr(text: str) -> float | None:
+    """A false-match rate from a form ("" for none); refused unless between 0 and 1."""
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise ApiError(422, "validation_error", "a false-match rate is a number between 0 and 1")
+    return value
+
+
+def _case_and_purpose(case_id: str, new_case: str, purpose: str) -> tuple[str, str]:
+    return (new_case.strip() or case_id.strip()), purpose.strip()
+
+
+@router.get("/search")
+def search_form(current: Annotated[Page, Depends(signed_in("search"))], case: str | None = None) -> Response:
+    """The search form: a case (or a new one), a purpose, a probe photo and the filters."""
+    return current.render(
+        "search.html", result=None, error=None, chosen={"case_id": case or ""}, **form_context(current)
+    )
+
+
+@router.post("/search")
+def search(
+    current: Annotated[Page, Depends(signed_in("search"))],
+    image: Annotated[UploadFile, File()],
+    csrf: Annotated[str, Form()] = "",
+    case_id: Annotated[str, Form(max_length=200)] = "",
+    new_case: Annotated[str, Form(max_length=200)] = "",
+    purpose: Annotated[str, Form(max_length=200)] = "",
+    collection: Annotated[str, Form(max_length=200)] = "",
+    max_fmr: Annotated[str, Form(max_length=20)] = "",
+    by_subject: Annotated[bool, Form()] = False,
+    top_k: Annotated[int, Form(ge=1, le=50)] = 10,
+) -> Response:
+    """Search the probe under the case; show its faces boxed and each face's candidates with their meaning."""
+    current.check_form(csrf)
+    case_ref, purpose = _case_and_purpose(case_id, new_case, purpose)
+    chosen = {
+        "case_id": case_ref,
+        "purpose": purpose,
+        "collection": collection,
+        "max_fmr": max_fmr,
+        "by_subject": by_subject,
+    }
+    engine = current.engine
+    try:
+        data = read_upload(image, engine.settings.max_upload_bytes, "probe image")
+        check_image_bytes(data, "probe image")
+        fmr = parse_fmr(max_fmr)
+        result = engine.searching.search_as(
+            current.principal,
+            data,
+            purpose=purpose or None,
+            case_id=case_ref or None,
+            top_k=top_k,
+            collection=collection or None,
+            max_fmr=fmr,
+            by_subject=by_subject,
+            probe_name=safe_name(image.filename, "upload"),
+        )
+    except EXPECTED_ERRORS as error:
+        return _form_error(current, "search.html", error, chosen)
+    if result.error is not None:
+        return current.render(
+            "search.html", status=422, result=None, error=result.error, chosen=chosen, **form_context(current)
+        )
+    shown = show_result(current, data, result, case_ref)
+    return current.render(
+        "search.html",
+        result=result,
+        faces=shown,
+        probe=shown_probe(data, engine.settings.max_probe_pixels),
+        error=None,
+        chosen=chosen,
+        **form_context(current),
+    )
+
+
+def _form_error(current: Page, template: str, error: Exception, chosen: dict[str, Any]) -> Response:
+    status, message = error_status(error)
+    return current.render(template, status=status, result=None, error=message, chosen=chosen, **form_context(current))
+
+
+@dataclass
+class ShownProbe:
+    """The probe as the page shows it: a preview and the size its face boxes are measured in."""
+
+    preview: bytes
+    width: int
+    height: int
+
+
+def shown_probe(data: bytes, max_pixels: int) -> ShownProbe | None:
+    """The probe photo as a preview (its faces are boxed over it in the page, in the photo's own pixels)."""
+    try:
+        rgb = load_image(data, max_pixels=max_pixels)
+    except ImageRejected:
+        return None
+    return ShownProbe(preview_jpeg(rgb), int(rgb.shape[1]), int(rgb.shape[0]))
+
+
+def show_result(current: Page, data: bytes, result: ProbeResult, case_ref: str) -> list[ShownFace]:
+    """Every probe face with its crop and candidates (their crops read in one audited read)."""
+    try:
+        rgb = load_image(data, max_pixels=current.engine.settings.max_probe_pixels)
+    except ImageRejected:
+        rgb = None
+    face_ids = [c.face_id for face in result.faces for c in face.candidates]
+    grid = current.engine.reads.grid(current.principal, face_ids, case_ref=case_ref) if face_ids else []
+    by_id = {details.face_id: (details, crop) for details, crop in grid}
+    shown = []
+    for number, face in enumerate(result.faces, start=1):
+        crop = None
+        if rgb is not None:
+            try:
+                crop = crop_jpeg(rgb, face.bbox)
+            except ImageRejected:
+                crop = None
+        candidates = []
+        for candidate in face.candidates:
+            details, candidate_crop = by_id.get(candidate.face_id, (None, None))
+            words = meaning.strangers(current.language, candidate.expected_false_matches, candidate.fmr_beyond_data)
+            candidates.append(ShownCandidate(candidate, candidate_crop, words, details))
+        warnings = [reason for reason in face.quality_reasons]
+        shown.append(ShownFace(number, face, crop, candidates, warnings))
+    return shown
+
+
+@router.get("/verify")
+def verify_form(current: Annotated[Page, Depends(signed_in("verify"))]) -> Response:
+    """Two photos side by side: are their largest faces the same person?"""
+    return current.render("verify.html", result=None, error=None, chosen={}, **form_context(current))
+
+
+@router.post("/verify")
+def verify(
+    current: Annotated[Page, Depends(signed_in("verify"))],
+    image_a: Annotated[UploadFile, File()],
+    image_b: Annotated[UploadFile, File()],
+    csrf: Annotated[str, Form()] = "",
+    case_id: Annotated[str, Form(max_length=200)] = "",
+    new_case: Annotated[str, Form(max_length=200)] = "",
+    purpose: Annotated[str, Form(max_length=200)] = "",
+    fmr: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """Compare the two photos' largest faces and say what the decision means at the chosen FMR."""
+    current.check_form(csrf)
+    case_ref, purpose = _case_and_purpose(case_id, new_case, purpose)
+    chosen = {"case_id": case_ref, "purpose": purpose, "fmr": fmr}
+    engine = current.engine
+    try:
+        first = read_upload(image_a, engine.settings.max_upload_bytes, "first image")
+        second = read_upload(image_b, engine.settings.max_upload_bytes, "second image")
+        check_image_bytes(first, "first image")
+        check_image_bytes(second, "second image")
+        result = engine.searching.verify_as(
+            current.principal,
+            first,
+            second,
+            purpose=purpose or None,
+            case_id=case_ref or None,
+            fmr=parse_fmr(fmr),
+        )
+    except EXPECTED_ERRORS as error:
+        return _form_error(current, "verify.html", error, chosen)
+    max_pixels = engine.settings.max_probe_pixels
+    verdict = meaning.verdict(current.language, result.same_person, result.decision_fmr)
+    return current.render(
+        "verify.html",
+        status=422 if result.error else 200,
+        result=result,
+        verdict=verdict,
+        photos=[shown_probe(first, max_pixels), shown_probe(second, max_pixels)],
+        error=result.error,
+        chosen=chosen,
+        **form_context(current),
+    )

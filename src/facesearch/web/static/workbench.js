@@ -1,0 +1,95 @@
+// The workbench's only script. Every page works without it; it only makes some things nicer:
+// choosing a probe face, dropping files onto a file field, and following an ingest job's progress.
+"use strict";
+
+function showFace(number) {
+  document.querySelectorAll("[data-face-result]").forEach(function (section) {
+    section.hidden = section.getAttribute("data-face-result") !== String(number);
+  });
+  document.querySelectorAll("[data-face-link]").forEach(function (link) {
+    if (link.getAttribute("data-face-link") === String(number)) {
+      link.setAttribute("aria-current", "true");
+    } else {
+      link.removeAttribute("aria-current");
+    }
+  });
+  document.querySelectorAll("svg rect[data-face]").forEach(function (rect) {
+    rect.classList.toggle("chosen", rect.getAttribute("data-face") === String(number));
+  });
+}
+
+function enhanceFacePicker() {
+  var links = document.querySelectorAll("[data-face-link]");
+  if (!links.length) {
+    return;
+  }
+  links.forEach(function (link) {
+    link.addEventListener("click", function (event) {
+      event.preventDefault();
+      showFace(link.getAttribute("data-face-link"));
+    });
+  });
+  showFace(1);
+}
+
+function enhanceDropzones() {
+  document.querySelectorAll("[data-dropzone]").forEach(function (zone) {
+    var input = zone.querySelector("input[type=file]");
+    if (!input) {
+      return;
+    }
+    ["dragenter", "dragover"].forEach(function (name) {
+      zone.addEventListener(name, function (event) {
+        event.preventDefault();
+        zone.classList.add("over");
+      });
+    });
+    ["dragleave", "drop"].forEach(function (name) {
+      zone.addEventListener(name, function () {
+        zone.classList.remove("over");
+      });
+    });
+    zone.addEventListener("drop", function (event) {
+      event.preventDefault();
+      if (event.dataTransfer && event.dataTransfer.files.length) {
+        input.files = event.dataTransfer.files;
+      }
+    });
+  });
+}
+
+function followProgress() {
+  var box = document.querySelector("[data-progress]");
+  if (!box || box.getAttribute("data-finished") === "true") {
+    return;
+  }
+  var url = box.getAttribute("data-progress");
+  var bar = box.querySelector("progress");
+  function poll() {
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) { return response.json(); })
+      .then(function (job) {
+        bar.max = Math.max(job.files_total, 1);
+        bar.value = job.files_done;
+        ["status", "files_done", "files_total", "faces"].forEach(function (field) {
+          var target = box.querySelector("[data-field=" + field + "]");
+          if (target) {
+            target.textContent = job[field];
+          }
+        });
+        if (job.finished) {
+          window.location.reload();
+        } else {
+          window.setTimeout(poll, 700);
+        }
+      })
+      .catch(function () { window.setTimeout(poll, 2000); });
+  }
+  poll();
+}
+
+document.addEventListener("DOMContentLoaded", function () {
+  enhanceFacePicker();
+  enhanceDropzones();
+  followProgress();
+});
