@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from facesearch.web.i18n import N_
 from facesearch.web.pages import PAGE_CSP, PageRefused, SignInRequired, page
 from facesearch.web.routes import accounts, audit, cases, collections, forget, people, searching, signin
 
@@ -26,18 +27,18 @@ API_PREFIXES = ("/v1/", "/health", "/docs", "/openapi.json", "/jobs/", "/faces/"
 """Paths of the API (JSON answers, errors included); every other path is the workbench's."""
 
 STATUS_TITLES = {
-    400: "The request could not be read",
-    401: "Sign in first",
-    403: "Not allowed",
-    404: "Not found",
-    405: "Not allowed here",
-    409: "Not done: it conflicts with what is there",
-    413: "Too large",
-    415: "Not a picture we can read",
-    422: "Not done",
-    429: "Too many attempts",
-    500: "Something went wrong",
-    503: "Not available",
+    400: N_("The request could not be read"),
+    401: N_("Sign in first"),
+    403: N_("Not allowed"),
+    404: N_("Not found"),
+    405: N_("Not allowed here"),
+    409: N_("Not done: it conflicts with what is there"),
+    413: N_("Too large"),
+    415: N_("Not a picture we can read"),
+    422: N_("Not done"),
+    429: N_("Too many attempts"),
+    500: N_("Something went wrong"),
+    503: N_("Not available"),
 }
 
 

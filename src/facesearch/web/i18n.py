@@ -22,6 +22,25 @@ NAMES = {"en": "English", "uk": "Українська"}
 """Languages the workbench is served in, by their own names (for the language switch)."""
 
 
+def N_(message: str) -> str:
+    """Mark ``message`` for translation where it is defined; it is translated where it is shown."""
+    return message
+
+
+LABELS = (
+    N_("admin"),
+    N_("investigator"),
+    N_("reviewer"),
+    N_("auditor"),
+    N_("queued"),
+    N_("running"),
+    N_("done"),
+    N_("failed"),
+    N_("interrupted"),
+)
+"""Words the pages show from data (roles, job states), marked here so that catalogues carry them."""
+
+
 class CatalogueTranslations(gettext.NullTranslations):
     """gettext translations from a Babel catalogue: translated, non-fuzzy messages; the rest stays English."""
 

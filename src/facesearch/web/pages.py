@@ -28,7 +28,7 @@ from facesearch.governance.access import Principal
 from facesearch.governance.sessions import SignedIn
 from facesearch.vision.image import ImageRejected
 from facesearch.web import i18n, meaning
-from facesearch.web.i18n import Language
+from facesearch.web.i18n import N_, Language
 
 SESSION_COOKIE = "facesearch_session"
 LANGUAGE_COOKIE = "facesearch_lang"
@@ -51,14 +51,14 @@ class NavItem:
 
 
 NAV = (
-    NavItem("/search", "Search", ("search",)),
-    NavItem("/verify", "Verify", ("verify",)),
-    NavItem("/cases", "Cases", ("cases.read", "cases.manage")),
-    NavItem("/collections", "Collections", ("collections.manage",)),
-    NavItem("/people", "People", ("subjects.read",)),
-    NavItem("/forget", "Forget and opt-out", ("erase", "optout")),
-    NavItem("/audit", "Audit", ("audit",)),
-    NavItem("/accounts", "Accounts", ("accounts",)),
+    NavItem("/search", N_("Search"), ("search",)),
+    NavItem("/verify", N_("Verify"), ("verify",)),
+    NavItem("/cases", N_("Cases"), ("cases.read", "cases.manage")),
+    NavItem("/collections", N_("Collections"), ("collections.manage",)),
+    NavItem("/people", N_("People"), ("subjects.read",)),
+    NavItem("/forget", N_("Forget and opt-out"), ("erase", "optout")),
+    NavItem("/audit", N_("Audit"), ("audit",)),
+    NavItem("/accounts", N_("Accounts"), ("accounts",)),
 )
 
 

@@ -20,14 +20,14 @@ from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Tabl
 
 from facesearch.web import meaning
 from facesearch.web.case_view import CaseView
-from facesearch.web.i18n import Language
+from facesearch.web.i18n import N_, Language
 
 FONT_CANDIDATES = (
     Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
     Path("/usr/share/fonts/dejavu/DejaVuSans.ttf"),
 )
 
-DECISION_LABELS = {"match": "Match", "no_match": "No match", "unsure": "Unsure"}
+DECISION_LABELS = {"match": N_("Match"), "no_match": N_("No match"), "unsure": N_("Unsure")}
 
 
 @functools.cache

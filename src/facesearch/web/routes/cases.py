@@ -11,12 +11,11 @@ from fastapi.responses import Response
 from facesearch.governance.cases import DECISIONS
 from facesearch.web import case_view, report_pdf
 from facesearch.web.pages import EXPECTED_ERRORS, Page, PageRefused, error_status, signed_in
+from facesearch.web.report_pdf import DECISION_LABELS
 
 router = APIRouter(include_in_schema=False)
 
 READERS = ("cases.read", "cases.manage")
-
-DECISION_LABELS = {"match": "Match", "no_match": "No match", "unsure": "Unsure"}
 
 
 @router.get("/cases")
