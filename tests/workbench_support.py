@@ -3,8 +3,10 @@ a password, and browser-like clients that sign in and send forms with their CSRF
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
@@ -76,3 +78,69 @@ def browser(app: FastAPI, name: str | None = None) -> Browser:
         answer = opened.sign_in(name)
         assert answer.status_code == 303, answer.text
     return opened
+
+
+LFW_IMAGES = (
+    Path(os.environ.get("FACESEARCH_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+    / "data"
+    / "lfw-dev"
+    / "images"
+)
+
+
+@dataclass
+class WorkbenchData:
+    """A data folder served to a browser: people enrolled, strangers beside them, probes kept out."""
+
+    home: Path
+    catalog_url: str
+    probes: list[Path]
+    people: list[str]
+
+
+def build_data_folder(root: Path, *, people: int = 8, per_person: int = 4, strangers: int = 40) -> WorkbenchData:
+    """Index real photos into ``root/home`` with the dlib pack, one user per role with a password.
+
+    lfw-dev's people when ``../shared`` is there (``people`` of those with more than ``per_person`` photos,
+    enrolled from ``per_person`` each, one more photo of each kept as a probe, and ``strangers`` people with
+    one photo); scikit-image's astronaut otherwise. Photos are linked, never copied.
+    """
+    from facesearch.config import Settings
+
+    home = root / "home"
+    photos = root / "photos"
+    photos.mkdir(parents=True)
+    probes: list[Path] = []
+    names: list[str] = []
+    if LFW_IMAGES.is_dir():
+        folders = sorted(p for p in LFW_IMAGES.iterdir() if p.is_dir())
+        enrolled = [f for f in folders if len(list(f.iterdir())) > per_person][:people]
+        for folder in enrolled:
+            files = sorted(folder.iterdir())
+            (photos / folder.name).mkdir()
+            for file in files[:per_person]:
+                (photos / folder.name / file.name).symlink_to(file)
+            probes.append(files[per_person])
+            names.append(folder.name)
+        (photos / "unlabelled").mkdir()
+        for folder in [f for f in folders if f not in enrolled][:strangers]:
+            first = sorted(folder.iterdir())[0]
+            (photos / "unlabelled" / first.name).symlink_to(first)
+    else:
+        from tests.test_api_support import probe_bytes, write_photos
+
+        write_photos(photos)
+        probe = root / "probe.png"
+        probe.write_bytes(probe_bytes())
+        probes.append(probe)
+        names.append("Eileen_Collins")
+    url = f"sqlite:///{home / 'catalog.sqlite3'}"
+    settings = Settings.load(home, pack="dlib", catalog_url=url, workers=1)
+    with FaceSearch(settings) as engine:
+        engine.collections.create(engine.operator, "registry", legal_basis="consent of the people registered")
+        engine.index([photos / name for name in names], collection="registry", subject_from_folder=True, workers=1)
+        others = [p for p in photos.iterdir() if p.name not in names]
+        if others:
+            engine.index(others, collection="registry", workers=1)
+        add_users(engine)
+    return WorkbenchData(home, url, probes, names)
