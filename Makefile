@@ -12,7 +12,7 @@ export FACESEARCH_MODEL_DIRS := $(SHARED)/models
 endif
 export FACESEARCH_SHARED := $(SHARED)
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo demo-serve test lint bench clean screenshots
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml requirements.lock
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
+
+# The demo, then the workbench on http://127.0.0.1:8000/ with a login per role (printed), until Ctrl-C.
+demo-serve: $(STAMP)
+	$(PY) scripts/demo.py --serve
 
 # The workbench's browser tests drive Debian's Chromium (Playwright cannot download browsers here).
 CHROMIUM ?= /usr/bin/chromium
@@ -57,6 +61,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/cli_startup.py
 	$(PY) benchmarks/alignment.py
 	$(PY) benchmarks/accuracy.py --pack yunet-mobilefacenet-flip --pack fused
+
+# The workbench's screenshots in docs/ui/ (README, docs/ui.md), from public-domain photos only.
+screenshots: $(STAMP)
+	$(PY) scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

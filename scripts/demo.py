@@ -6,10 +6,14 @@ the repository it uses scikit-image's public-domain astronaut photo and the alwa
 It leaves the data folder in `.facesearch-demo/` (or the folder given as the first argument) and, in its
 `tour/` subfolder, what the README's tour and Python example use: `photos/` (a few people, one folder each),
 `probe.jpg`, and `a.jpg` and `b.jpg` (two photos of one person).
+
+With `--serve` (`make demo-serve`) it then adds one demo user per role, each with a password, prints the
+workbench's address and the logins, and serves it until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -19,7 +23,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FACESEARCH_SHARED", REPO.parent / "shared"))
 LFW = SHARED / "data" / "lfw-dev" / "images"
-HOME = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else REPO / ".facesearch-demo"
+ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
+SERVE = "--serve" in sys.argv[1:]
+HOME = Path(ARGS[0]).resolve() if ARGS else REPO / ".facesearch-demo"
+PORT = int(os.environ.get("FACESEARCH_DEMO_PORT", "8000"))
+DEMO_PASSWORD = "demo-password"  # a demo's login, printed for the newcomer
+DEMO_USERS = {"investigator": "investigator", "reviewer": "reviewer", "admin": "admin", "auditor": "auditor"}
 TOUR = HOME / "tour"
 
 
@@ -29,6 +38,25 @@ def facesearch(*args: str) -> None:
     print("\n$ " + " ".join(command), flush=True)
     executable = [sys.executable, "-m", "facesearch.cli", *command[1:]]
     subprocess.run(executable, check=True)
+
+
+def quiet(*args: str, stdin: str | None = None) -> None:
+    """Run the facesearch command on the demo's data folder without showing it."""
+    executable = [sys.executable, "-m", "facesearch.cli", "--home", str(HOME), *args]
+    subprocess.run(executable, check=True, input=stdin, text=True, stdout=subprocess.DEVNULL)
+
+
+def serve() -> None:
+    """Add the demo's users (one per role, one password), print the workbench's address, and serve it."""
+    for name, role in DEMO_USERS.items():
+        quiet("users", "add", name, "--role", role)
+        quiet("users", "passwd", name, stdin=DEMO_PASSWORD + "\n")
+    url = f"http://127.0.0.1:{PORT}/"
+    print(f"\nThe workbench: {url}")
+    print(f"Sign in as investigator (search), reviewer (decide), admin or auditor; password: {DEMO_PASSWORD}")
+    print("Ctrl-C stops the server.", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        facesearch("serve", "--host", "127.0.0.1", "--port", str(PORT), "--log-level", "warning")
 
 
 def search_stranger(photo: Path) -> None:
@@ -154,6 +182,10 @@ def main() -> None:
     facesearch("status")
     print(f"\nDemo data folder: {HOME} (delete it when done). Results are leads to review, not identifications.")
     print(f"The README's tour goes on from here, with the files in {TOUR}.")
+    if SERVE:
+        serve()
+    else:
+        print("To see it in the browser (the workbench): make demo-serve")
 
 
 if __name__ == "__main__":

@@ -117,9 +117,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def cli_command(home: Path, url: str, *args: str) -> list[str]:
-    """The facesearch command line for a data folder and catalog (run as a separate process)."""
-    return [sys.executable, "-m", "facesearch.cli", "--home", str(home), "--pack", "dlib", "--catalog-url", url, *args]
+def cli_command(home: Path, url: str, *args: str, pack: str | None = "dlib") -> list[str]:
+    """The facesearch command line for a data folder and catalog (run as a separate process); ``pack=None``:
+    the pack the data folder remembers."""
+    chosen = ["--pack", pack] if pack else []
+    return [sys.executable, "-m", "facesearch.cli", "--home", str(home), *chosen, "--catalog-url", url, *args]
 
 
 def run_cli(home: Path, url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -137,12 +139,14 @@ def _env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def server(home: Path, url: str, *extra: str) -> Iterator[str]:
+def server(home: Path, url: str, *extra: str, pack: str | None = "dlib") -> Iterator[str]:
     """``facesearch --home H serve --host 127.0.0.1 --port P`` as a real process; yields its base URL."""
     port = free_port()
     log = (home.parent / f"server-{port}.log").open("w")
     process = subprocess.Popen(
-        cli_command(home, url, "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *extra),
+        cli_command(
+            home, url, "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *extra, pack=pack
+        ),
         stdout=log,
         stderr=subprocess.STDOUT,
         env=_env(),

@@ -43,8 +43,8 @@ SERVICES = (
 # made (and recorded) by another method.
 SILENT = {
     "accounts": {"user", "users", "is_verified", "key_owner", "authenticate", "check_password", "principal_of"},
-    "cases": {"get", "list", "history", "is_candidate", "may_use", "record_candidates", "searchers"},
-    "collections": {"list", "get", "status", "skipped"},
+    "cases": {"get", "list", "history", "is_candidate", "candidate_ids", "may_use", "record_candidates", "searchers"},
+    "collections": {"list", "names", "get", "status", "skipped"},
     "subjects": {"enrolled"},
     "erasure": {"preview", "erase_in", "finish"},
     "optouts": {"check", "list", "count", "for_pack"},

@@ -98,12 +98,15 @@ class WorkbenchData:
     people: list[str]
 
 
-def build_data_folder(root: Path, *, people: int = 8, per_person: int = 4, strangers: int = 40) -> WorkbenchData:
+def build_data_folder(
+    root: Path, *, people: int = 8, per_person: int = 4, strangers: int = 40, lfw: bool = True
+) -> WorkbenchData:
     """Index real photos into ``root/home`` with the dlib pack, one user per role with a password.
 
     lfw-dev's people when ``../shared`` is there (``people`` of those with more than ``per_person`` photos,
     enrolled from ``per_person`` each, one more photo of each kept as a probe, and ``strangers`` people with
-    one photo); scikit-image's astronaut otherwise. Photos are linked, never copied.
+    one photo); scikit-image's public-domain astronaut otherwise, or when ``lfw`` is false (pictures that may
+    be published: the screenshots). Photos are linked, never copied.
     """
     from facesearch.config import Settings
 
@@ -112,7 +115,7 @@ def build_data_folder(root: Path, *, people: int = 8, per_person: int = 4, stran
     photos.mkdir(parents=True)
     probes: list[Path] = []
     names: list[str] = []
-    if LFW_IMAGES.is_dir():
+    if lfw and LFW_IMAGES.is_dir():
         folders = sorted(p for p in LFW_IMAGES.iterdir() if p.is_dir())
         enrolled = [f for f in folders if len(list(f.iterdir())) > per_person][:people]
         for folder in enrolled:

@@ -279,6 +279,11 @@ class Catalog:
         with self.session() as session:
             return session.scalar(select(Collection.id).where(Collection.name == name))
 
+    def collection_names(self) -> list[str]:
+        """Every collection's name, sorted (no counts: cheap at any size)."""
+        with self.session() as session:
+            return list(session.scalars(select(Collection.name).order_by(Collection.name)))
+
     def collections(self) -> list[dict[str, Any]]:
         """Every collection with its image, skipped-file and face counts."""
         with self.session() as session:

@@ -187,6 +187,13 @@ class Cases:
             return False
         return self.store.candidate_seq(case.id, face_id) is not None
 
+    def candidate_ids(self, principal: Principal, reference: str) -> set[int]:
+        """The faces the searches of case ``reference`` returned, if ``principal`` may use it (else none)."""
+        case = self.store.case(reference)
+        if case is None or not self._may_use(case, principal):
+            return set()
+        return {face_id for face_id, _similarity, _seq in self.store.candidates(case.id)}
+
     def may_use(self, principal: Principal, reference: str) -> bool:
         """True when case ``reference`` exists and ``principal`` is its owner or a member (or the operator)."""
         case = self.store.case(reference)

@@ -29,6 +29,11 @@ class Collections:
         require(principal, "collections.read")
         return [row for row in self.catalog.collections() if principal.may_see(row["name"])]
 
+    def names(self, principal: Principal) -> builtins.list[str]:
+        """The names of the collections ``principal`` may see, sorted (what a filter offers; no counts)."""
+        require(principal, "collections.read")
+        return [name for name in self.catalog.collection_names() if principal.may_see(name)]
+
     def status(self, principal: Principal) -> dict[str, Any]:
         """What the data folder holds: images, faces, skipped files (by reason), subjects, collections and
         packs; a user limited to some collections gets the figures of those only."""

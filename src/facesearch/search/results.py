@@ -4,7 +4,7 @@ contract, relied on by scripts: extend them, never rename them)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 
 class Candidate(BaseModel):
@@ -81,6 +81,13 @@ class ProbeResult(BaseModel):
     # How many stored faces were compared with (the whole gallery, or the collections searched): 0 says the
     # search had nothing to compare with, which an empty list of candidates alone would not.
     faces_searched: int | None = None
+    # The candidates' face crops (JPEG, by face id) when the search was asked for them (the workbench shows
+    # them with the results; its audit record says so): never part of the JSON answer.
+    _crops: dict[int, bytes] = PrivateAttr(default_factory=dict)
+
+    def crop(self, face_id: int) -> bytes | None:
+        """The crop of candidate ``face_id`` made with the search (``None``: not asked for, or unreadable)."""
+        return self._crops.get(face_id)
 
 
 class VerifyResult(BaseModel):

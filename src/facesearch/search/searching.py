@@ -114,9 +114,11 @@ class Searching:
         max_fmr: float | None = None,
         by_subject: bool = False,
         probe_name: str | None = None,
+        crops: bool = False,
     ) -> ProbeResult:
         """A search by a user of the server (the API, the workbench): purpose and case required, only the
-        principal's collections searched, probes limited to ``max_probe_pixels``; audited as the principal."""
+        principal's collections searched, probes limited to ``max_probe_pixels``; audited as the principal.
+        ``crops``: the candidates' crops come with the result, and its one audit record says they were shown."""
         context = self.context(principal=principal, purpose=purpose, case_id=case_id, required=True)
         service = self.service(context=context, max_pixels=self.settings.max_probe_pixels)
         return service.search(
@@ -128,6 +130,7 @@ class Searching:
             collections=None if principal.all_collections else sorted(principal.collections),
             max_fmr=max_fmr,
             by_subject=by_subject,
+            crops=crops,
         )
 
     def verify_as(

@@ -15,7 +15,8 @@ import contextlib
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -28,6 +29,7 @@ from facesearch.governance.optout import OptOutList
 from facesearch.index.base import VectorIndex
 from facesearch.search.calibration import DEFAULT_VERIFY_FMR, Calibration, find_calibration
 from facesearch.search.results import Candidate, ProbeFace, ProbeResult, SubjectCandidate, VerifyResult
+from facesearch.vision.crops import GRID_CROP_SIZE, face_crop_jpeg
 from facesearch.vision.image import DEFAULT_MAX_PIXELS, ImageRejected, load_image, read_image_bytes
 from facesearch.vision.packs import AnalysedFace, ModelPack
 from facesearch.vision.quality import POOR_REASONS
@@ -40,6 +42,8 @@ ImageInput = str | os.PathLike[str] | bytes | np.ndarray
 
 SUBJECT_POOL = 100
 """Faces looked at per probe face to find the subjects to rank (``search(by_subject=True)``)."""
+CROP_THREADS = 4
+"""Stored photos decoded at once when a search cuts its candidates' crops."""
 
 
 Ranked = TypeVar("Ranked", Candidate, SubjectCandidate)
@@ -203,8 +207,12 @@ class SearchService:
         collections: Sequence[str] | None = None,
         max_fmr: float | None = None,
         by_subject: bool = False,
+        crops: bool = False,
     ) -> ProbeResult:
         """Search every face of a probe photo; an unreadable probe gives a result with ``error`` set.
+
+        With ``crops`` the candidates' face crops are cut before the audit record is written, which then says
+        they were shown (``crops_shown``): one record for the search and what it disclosed (the workbench).
 
         With ``by_subject`` each face also gets ``subjects``: the enrolled people ranked by the similarity to
         their template (all their enrolled faces combined; see :class:`SubjectCandidate`), which is more
@@ -255,13 +263,21 @@ class SearchService:
         ]
         returned = [(c.face_id, c.similarity) for row in all_candidates for c in row]
         returned += [(s.best_face_id, s.best_similarity) for row in all_subjects if row for s in row]
-        self._record(
-            "search",
-            context,
-            probe_sha256,
-            {**details, "faces": len(faces), "faces_searched": searched, "results": _results(all_candidates)},
-            returned,
-        )
+        with ThreadPoolExecutor(max_workers=CROP_THREADS) as pool:
+            # The crops are cut while the record is written (decoding and the commit both release the GIL);
+            # nothing is handed out before the record is committed, and the record says they were shown.
+            cutting = self._crops(pool, [face_id for face_id, _ in returned]) if crops and returned else None
+            if cutting is not None:
+                details["crops_shown"] = True
+            self._record(
+                "search",
+                context,
+                probe_sha256,
+                {**details, "faces": len(faces), "faces_searched": searched, "results": _results(all_candidates)},
+                returned,
+            )
+            if cutting is not None:
+                result._crops = {face_id: crop for face_id, crop in cutting if crop is not None}
         result.faces_searched = searched
         if searched == 0:
             scope = f"collection {collection!r}" if collection else "the gallery"
@@ -292,6 +308,20 @@ class SearchService:
             )
             result.warnings.extend(_probe_warnings(face, where))
         return result
+
+    def _crops(self, pool: ThreadPoolExecutor, face_ids: Sequence[int]) -> Iterator[tuple[int, bytes | None]]:
+        """The crops of stored faces, being cut in ``pool`` (``None`` for a photo that cannot be read)."""
+        faces = self.catalog.face_details(list(dict.fromkeys(face_ids)))
+
+        def cut(face_id: int) -> tuple[int, bytes | None]:
+            face = faces[face_id]
+            try:
+                crop = face_crop_jpeg(face.image_path, face.bbox, max_pixels=self.max_pixels * 4, size=GRID_CROP_SIZE)
+            except ImageRejected:
+                return face_id, None
+            return face_id, crop
+
+        return pool.map(cut, faces)
 
     def _subjects(
         self,

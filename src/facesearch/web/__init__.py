@@ -42,6 +42,17 @@ STATUS_TITLES = {
 }
 
 
+class CachedStaticFiles(StaticFiles):
+    """The workbench's style sheet and script: the same for everyone, named with the version they belong to
+    (``?v=``), so browsers may keep them for a day (every other answer is ``no-store``)."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        """The file, marked cacheable."""
+        response = super().file_response(*args, **kwargs)
+        response.headers["cache-control"] = "public, max-age=86400"
+        return response
+
+
 def is_web_path(path: str) -> bool:
     """Whether ``path`` belongs to the workbench (HTML) rather than the API (JSON)."""
     return not path.startswith(API_PREFIXES) and path != "/v1"
@@ -58,7 +69,7 @@ def install_web(app: FastAPI) -> None:
     """Serve the workbench from ``app``: its pages, its static files, and HTML errors on its paths."""
     for module in (signin, searching, cases, collections, people, forget, audit, accounts):
         app.include_router(module.router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", CachedStaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(_request: Request, error: SignInRequired) -> Response:

@@ -24,6 +24,7 @@ class CandidateView:
     """One face a search returned: its score, what it means, its crop and the decisions on it."""
 
     face_id: int
+    probe_face: int  # which face of the probe photo (1: the largest) it was a candidate for
     rank: int
     similarity: float
     fmr: float | None
@@ -84,7 +85,7 @@ def build(engine: FaceSearch, principal: Principal, reference: str, language: La
             faces_searched=searched,
             probe_faces=len(details["results"]),
         )
-        for face in details["results"]:
+        for probe_face, face in enumerate(details["results"], start=1):
             for rank, (face_id, similarity) in enumerate(face, start=1):
                 if face_id not in shown:
                     continue  # erased since, or outside the principal's grants: never shown
@@ -99,6 +100,7 @@ def build(engine: FaceSearch, principal: Principal, reference: str, language: La
                 view.candidates.append(
                     CandidateView(
                         face_id=face_id,
+                        probe_face=probe_face,
                         rank=rank,
                         similarity=float(similarity),
                         fmr=fmr,

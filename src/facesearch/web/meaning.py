@@ -3,12 +3,27 @@ stranger would score as high in a gallery of this size."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from facesearch.web.i18n import Language
 
 
 def number(value: float) -> str:
     """A count for people: 1,234 (thousands separated, no decimals)."""
     return f"{round(value):,}"
+
+
+def when(value: str | None) -> str:
+    """An ISO 8601 time as people read it: "2026-12-01 20:50:52 UTC" (as given when it is not one)."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def rate(fmr: float | None) -> str:

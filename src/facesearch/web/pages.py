@@ -94,6 +94,7 @@ def environment(language: str) -> jinja2.Environment:
     env.filters["rate"] = meaning.rate
     env.filters["number"] = meaning.number
     env.filters["data_url"] = data_url
+    env.filters["when"] = meaning.when
     env.filters["urlquote"] = lambda value: quote(str(value), safe="")
     env.globals["version"] = __version__
     return env

@@ -55,7 +55,7 @@ def render(view: CaseView, language: Language, *, printed_by: str) -> bytes:
     story: list[object] = [
         para(f"{_('Case report')}: {case['case_id']}" + (f" · {case['title']}" if case["title"] else ""), title),
         para(
-            _("Opened by %(user)s on %(at)s.", user=case["opened_by"], at=case["created_at"])
+            _("Opened by %(user)s on %(at)s.", user=case["opened_by"], at=meaning.when(case["created_at"]))
             + " "
             + _("Printed by %(user)s.", user=printed_by)
         ),
@@ -63,7 +63,7 @@ def render(view: CaseView, language: Language, *, printed_by: str) -> bytes:
         Spacer(1, 4 * mm),
     ]
     for search in view.searches:
-        story.append(para(_("Search by %(user)s on %(at)s", user=search.actor, at=search.at), heading))
+        story.append(para(_("Search by %(user)s on %(at)s", user=search.actor, at=meaning.when(search.at)), heading))
         story.append(
             para(
                 _(
@@ -87,7 +87,7 @@ def render(view: CaseView, language: Language, *, printed_by: str) -> bytes:
                 if c.details.source_url:
                     where += f"\n{c.details.source_url}"
             decided = "\n".join(
-                f"{_(DECISION_LABELS[d['decision']])} ({d['decided_by']}, {d['created_at']}, "
+                f"{_(DECISION_LABELS[d['decision']])} ({d['decided_by']}, {meaning.when(d['created_at'])}, "
                 f"{_('audit record')} {d['audit_seq']})" + (f": {d['note']}" if d["note"] else "")
                 for d in c.decisions
             ) or _("none yet")
@@ -115,7 +115,7 @@ def render(view: CaseView, language: Language, *, printed_by: str) -> bytes:
     story.append(para(_("History"), heading))
     history_rows: list[list[object]] = [[para(_(h)) for h in ("Record", "When", "Who", "What", "Record hash")]]
     history_rows += [
-        [para(str(r["seq"])), para(r["at"]), para(r["actor"]), para(r["action"]), para(r["hash"][:16])]
+        [para(str(r["seq"])), para(meaning.when(r["at"])), para(r["actor"]), para(r["action"]), para(r["hash"][:16])]
         for r in view.history
     ]
     history = Table(history_rows, colWidths=[16 * mm, 46 * mm, 34 * mm, 40 * mm, 40 * mm], repeatRows=1)

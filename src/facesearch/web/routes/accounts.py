@@ -21,7 +21,7 @@ def _page(current: Page, *, status: int = 200, error: str | None = None, notice:
         status=status,
         users=current.engine.accounts.users(principal),
         roles=[role.value for role in Role],
-        collections=[c["name"] for c in current.engine.collections.list(principal)],
+        collections=current.engine.collections.names(principal),
         error=error,
         notice=notice,
     )

@@ -23,7 +23,7 @@ def _list(current: Page, *, status: int = 200, error: str | None = None, query: 
     subjects = current.engine.subjects.list(current.principal, limit=1000)
     if query:
         subjects = [s for s in subjects if query.lower() in s.label.lower()]
-    collections = [c["name"] for c in current.engine.collections.list(current.principal)]
+    collections = current.engine.collections.names(current.principal)
     return current.render(
         "people.html", status=status, subjects=subjects, error=error, query=query, collections=collections
     )

@@ -4,7 +4,7 @@ candidate is shown as a lead with what its score means for the gallery searched.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import Response
@@ -13,13 +13,10 @@ from facesearch.api.deps import read_upload
 from facesearch.api.errors import ApiError
 from facesearch.ingest.sources.uploads import check_image_bytes, safe_name
 from facesearch.search.results import Candidate, ProbeFace, ProbeResult
-from facesearch.vision.crops import crop_jpeg, preview_jpeg
+from facesearch.vision.crops import GRID_CROP_SIZE, crop_jpeg, preview_jpeg
 from facesearch.vision.image import ImageRejected, load_image
 from facesearch.web import meaning
 from facesearch.web.pages import EXPECTED_ERRORS, Page, error_status, signed_in
-
-if TYPE_CHECKING:
-    from facesearch.catalog.store import FaceDetails
 
 router = APIRouter(include_in_schema=False)
 
@@ -34,7 +31,6 @@ class ShownCandidate:
     candidate: Candidate
     crop: bytes | None
     meaning: str
-    details: FaceDetails | None
 
 
 @dataclass
@@ -54,7 +50,7 @@ def form_context(current: Page) -> dict[str, Any]:
     return {
         "cases": current.engine.cases.list(principal, open_only=True),
         "purposes": list(current.engine.settings.purposes),
-        "collections": [c["name"] for c in current.engine.collections.list(principal)],
+        "collections": current.engine.collections.names(principal),
         "fmr_choices": FMR_CHOICES,
     }
 
@@ -122,6 +118,7 @@ def search(
             max_fmr=fmr,
             by_subject=by_subject,
             probe_name=safe_name(image.filename, "upload"),
+            crops=True,  # shown with the results, under the search's own audit record
         )
     except EXPECTED_ERRORS as error:
         return _form_error(current, "search.html", error, chosen)
@@ -129,7 +126,7 @@ def search(
         return current.render(
             "search.html", status=422, result=None, error=result.error, chosen=chosen, **form_context(current)
         )
-    shown = show_result(current, data, result, case_ref)
+    shown = show_result(current, data, result)
     return current.render(
         "search.html",
         result=result,
@@ -164,28 +161,24 @@ def shown_probe(data: bytes, max_pixels: int) -> ShownProbe | None:
     return ShownProbe(preview_jpeg(rgb), int(rgb.shape[1]), int(rgb.shape[0]))
 
 
-def show_result(current: Page, data: bytes, result: ProbeResult, case_ref: str) -> list[ShownFace]:
-    """Every probe face with its crop and candidates (their crops read in one audited read)."""
+def show_result(current: Page, data: bytes, result: ProbeResult) -> list[ShownFace]:
+    """Every probe face with its crop and candidates (their crops came with the search and its record)."""
     try:
         rgb = load_image(data, max_pixels=current.engine.settings.max_probe_pixels)
     except ImageRejected:
         rgb = None
-    face_ids = [c.face_id for face in result.faces for c in face.candidates]
-    grid = current.engine.reads.grid(current.principal, face_ids, case_ref=case_ref) if face_ids else []
-    by_id = {details.face_id: (details, crop) for details, crop in grid}
     shown = []
     for number, face in enumerate(result.faces, start=1):
         crop = None
         if rgb is not None:
             try:
-                crop = crop_jpeg(rgb, face.bbox)
+                crop = crop_jpeg(rgb, face.bbox, size=GRID_CROP_SIZE)
             except ImageRejected:
                 crop = None
         candidates = []
         for candidate in face.candidates:
-            details, candidate_crop = by_id.get(candidate.face_id, (None, None))
             words = meaning.strangers(current.language, candidate.expected_false_matches, candidate.fmr_beyond_data)
-            candidates.append(ShownCandidate(candidate, candidate_crop, words, details))
+            candidates.append(ShownCandidate(candidate, result.crop(candidate.face_id), words))
         warnings = [reason for reason in face.quality_reasons]
         shown.append(ShownFace(number, face, crop, candidates, warnings))
     return shown
