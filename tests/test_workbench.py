@@ -227,9 +227,18 @@ def test_search_shows_every_face_boxed_and_each_candidate_as_a_lead_with_its_mea
     assert "never an identification" in page
     record = workbench.engine.audit.records(action="search", limit=10)[-1]
     assert record["actor"] == "investigator" and record["purpose"] == PURPOSE and record["case_id"] == "CASE-1"
-    # The crops shown with the results are named by the search's own record (one record for what it disclosed).
-    assert record["details"]["crops_shown"] is True
+    # The largest face's crops come with the results, named by the search's own record (one record for what it
+    # showed); another face's are read, each an audited read, when that face is chosen.
+    first_face = [face_id for face_id, _ in record["details"]["results"][0]]
+    assert record["details"]["crops_shown"] == sorted(first_face)
     assert workbench.engine.audit.records(action="face_crops", limit=10) == []
+    later = re.findall(r'src="(/crops/\d+\?case=CASE-1)"', page)
+    assert len(later) == sum(len(face) for face in record["details"]["results"][1:])
+    if later:
+        crop = investigator.get(later[0])
+        assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
+        assert workbench.engine.audit.records(action="face_crop", limit=10)[-1]["actor"] == "investigator"
+        assert browser(workbench.app, "auditor").get(later[0]).status_code == 403
     # Nothing is searched without a case and a purpose.
     refused = investigator.post(
         "/search", {"purpose": PURPOSE}, files={"image": ("p.png", probe_bytes(), "image/png")}, token_from="/search"
@@ -243,6 +252,33 @@ def test_search_shows_every_face_boxed_and_each_candidate_as_a_lead_with_its_mea
         token_from="/search",
     )
     assert pdf.status_code in (415, 422) and 'role="alert"' in pdf.text
+
+
+def test_the_pages_script_gets_the_results_alone_and_the_same_rules_apply(workbench: Workbench) -> None:
+    investigator = browser(workbench.app, "investigator")
+    token = investigator.token("/search")
+    answer = investigator.client.post(
+        "/search",
+        data={"csrf": token, "new_case": "CASE-F", "purpose": PURPOSE},
+        files={"image": ("probe.png", probe_bytes(), "image/png")},
+        headers={"X-Workbench-Fragment": "results"},
+    )
+    assert answer.status_code == 200 and "<html" not in answer.text and 'id="search-form"' not in answer.text
+    assert 'class="face-result"' in answer.text and "data:image/jpeg;base64," in answer.text
+    refused = investigator.client.post(
+        "/search",
+        data={"new_case": "CASE-F", "purpose": PURPOSE},
+        files={"image": ("probe.png", probe_bytes(), "image/png")},
+        headers={"X-Workbench-Fragment": "results"},
+    )
+    assert refused.status_code == 403  # no CSRF token: refused whatever asks for it
+    bad = investigator.client.post(
+        "/search",
+        data={"csrf": token, "purpose": PURPOSE},
+        files={"image": ("probe.png", probe_bytes(), "image/png")},
+        headers={"X-Workbench-Fragment": "results"},
+    )
+    assert bad.status_code == 422 and 'role="alert"' in bad.text and "<html" not in bad.text
 
 
 def test_a_reviewer_decides_on_a_case_and_its_report_carries_crops_scores_decisions_and_audit_references(

@@ -4,6 +4,9 @@ contract, relied on by scripts: extend them, never rename them)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr
 
 
@@ -84,6 +87,13 @@ class ProbeResult(BaseModel):
     # The candidates' face crops (JPEG, by face id) when the search was asked for them (the workbench shows
     # them with the results; its audit record says so): never part of the JSON answer.
     _crops: dict[int, bytes] = PrivateAttr(default_factory=dict)
+    # The probe as decoded (upright RGB), kept for an interface that shows it beside its results.
+    _pixels: Any = PrivateAttr(default=None)
+
+    def pixels(self) -> np.ndarray | None:
+        """The probe's decoded pixels (when the search was asked for crops), else ``None``."""
+        pixels: np.ndarray | None = self._pixels
+        return pixels
 
     def crop(self, face_id: int) -> bytes | None:
         """The crop of candidate ``face_id`` made with the search (``None``: not asked for, or unreadable)."""

@@ -118,7 +118,7 @@ class Searching:
     ) -> ProbeResult:
         """A search by a user of the server (the API, the workbench): purpose and case required, only the
         principal's collections searched, probes limited to ``max_probe_pixels``; audited as the principal.
-        ``crops``: the candidates' crops come with the result, and its one audit record says they were shown."""
+        ``crops``: the crops of the largest face's candidates come with the result, named by its one record."""
         context = self.context(principal=principal, purpose=purpose, case_id=case_id, required=True)
         service = self.service(context=context, max_pixels=self.settings.max_probe_pixels)
         return service.search(

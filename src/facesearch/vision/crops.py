@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 from PIL import Image
 
-from facesearch.vision.image import ImageRejected, load_image, read_image_bytes
+from facesearch.vision.image import ImageRejected, decode_upright, load_image, read_image_bytes, to_rgb_image
 
 CROP_SIZE = 256
 GRID_CROP_SIZE = 192  # a crop shown in a grid of candidates (128 CSS pixels, sharp on a 1.5x screen)
@@ -22,32 +23,74 @@ def face_crop_jpeg(
 ) -> bytes:
     """A JPEG of the face at ``bbox`` (x, y, w, h) with a margin, at most ``size`` pixels a side.
 
-    Raises :class:`ImageRejected` when the image can no longer be read.
+    A JPEG is decoded only as large as the crop needs (its decoder's 1/2 to 1/8 reduction): a face in a large
+    photo is cut for a fraction of the cost of decoding the whole photo. Raises :class:`ImageRejected` when
+    the image can no longer be read.
     """
-    return crop_jpeg(load_image(read_image_bytes(image_path), max_pixels=max_pixels), bbox, size=size)
-
-
-def crop_jpeg(rgb: np.ndarray, bbox: Sequence[float], *, size: int = CROP_SIZE) -> bytes:
-    """A JPEG of the face at ``bbox`` (x, y, w, h) of a decoded picture, with a margin, at most ``size``
-    pixels a side. Raises :class:`ImageRejected` when the box lies outside the picture."""
     x, y, w, h = (float(v) for v in bbox)
-    height, width = rgb.shape[:2]
+    region = max(w, h) * (1 + 2 * MARGIN)
+    at_least = min(1.0, size / region) if region > 0 else 1.0
+
+    def cut(picture: Image.Image, scale: float) -> bytes:
+        box = _region(picture.size, (x * scale, y * scale, w * scale, h * scale))
+        crop = to_rgb_image(picture.crop(box))
+        crop.thumbnail((size, size))
+        return _jpeg(crop)
+
+    return decode_upright(read_image_bytes(image_path), max_pixels=max_pixels, convert=cut, scale_at_least=at_least)
+
+
+def _region(size: tuple[int, int], bbox: Sequence[float]) -> tuple[int, int, int, int]:
+    """The face box (x, y, w, h) with its margin, clipped to a picture of ``size``, as (left, top, right,
+    bottom); raises :class:`ImageRejected` when nothing of it lies inside."""
+    x, y, w, h = bbox
+    width, height = size
     left = int(max(0, np.floor(x - MARGIN * w)))
     top = int(max(0, np.floor(y - MARGIN * h)))
     right = int(min(width, np.ceil(x + w + MARGIN * w)))
     bottom = int(min(height, np.ceil(y + h + MARGIN * h)))
     if right <= left or bottom <= top:
         raise ImageRejected("corrupt", "the face box lies outside the image")
+    return left, top, right, bottom
+
+
+def crop_jpeg(rgb: np.ndarray, bbox: Sequence[float], *, size: int = CROP_SIZE) -> bytes:
+    """A JPEG of the face at ``bbox`` (x, y, w, h) of a decoded picture, with a margin, at most ``size``
+    pixels a side. Raises :class:`ImageRejected` when the box lies outside the picture."""
+    height, width = rgb.shape[:2]
+    left, top, right, bottom = _region((width, height), [float(v) for v in bbox])
     crop = Image.fromarray(np.ascontiguousarray(rgb[top:bottom, left:right]))
     crop.thumbnail((size, size))
     return _jpeg(crop)
 
 
+def crops_jpeg(rgb: np.ndarray, bboxes: Sequence[Sequence[float]], *, size: int = CROP_SIZE) -> list[bytes | None]:
+    """The crops of several faces of one decoded picture (as :func:`crop_jpeg`, ``None`` for a box outside
+    it), the picture converted once for all of them."""
+    picture = Image.fromarray(np.ascontiguousarray(rgb))
+    crops: list[bytes | None] = []
+    for bbox in bboxes:
+        try:
+            box = _region(picture.size, [float(v) for v in bbox])
+        except ImageRejected:
+            crops.append(None)
+            continue
+        crop = picture.crop(box)
+        crop.thumbnail((size, size))
+        crops.append(_jpeg(crop))
+    return crops
+
+
 def preview_jpeg(rgb: np.ndarray, *, size: int = PREVIEW_SIZE) -> bytes:
     """A decoded picture as a JPEG at most ``size`` pixels a side (a probe shown beside its results)."""
-    picture = Image.fromarray(np.ascontiguousarray(rgb))
-    picture.thumbnail((size, size))
-    return _jpeg(picture)
+    height, width = rgb.shape[:2]
+    scale = size / max(height, width)
+    if scale < 1:
+        # OpenCV's area resampling: as sharp as Pillow's thumbnail, a quarter of its time on a large photo.
+        rgb = cv2.resize(
+            rgb, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+        )
+    return _jpeg(Image.fromarray(np.ascontiguousarray(rgb)))
 
 
 def _jpeg(picture: Image.Image) -> bytes:

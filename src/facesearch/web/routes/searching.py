@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import Response
 
@@ -13,12 +14,15 @@ from facesearch.api.deps import read_upload
 from facesearch.api.errors import ApiError
 from facesearch.ingest.sources.uploads import check_image_bytes, safe_name
 from facesearch.search.results import Candidate, ProbeFace, ProbeResult
-from facesearch.vision.crops import GRID_CROP_SIZE, crop_jpeg, preview_jpeg
+from facesearch.vision.crops import GRID_CROP_SIZE, crops_jpeg, preview_jpeg
 from facesearch.vision.image import ImageRejected, load_image
 from facesearch.web import meaning
-from facesearch.web.pages import EXPECTED_ERRORS, Page, error_status, signed_in
+from facesearch.web.pages import EXPECTED_ERRORS, Page, PageRefused, error_status, signed_in
 
 router = APIRouter(include_in_schema=False)
+
+FRAGMENT_HEADER = "x-workbench-fragment"
+"""Sent by the page's script when it asks for the results alone, to put them in the page without a reload."""
 
 FMR_CHOICES = (1e-2, 1e-3, 1e-4, 1e-5)
 """The false-match rates a user may filter candidates by, and decide a verification at."""
@@ -31,6 +35,7 @@ class ShownCandidate:
     candidate: Candidate
     crop: bytes | None
     meaning: str
+    lazy: bool = False  # the crop is read (an audited read) when the face is chosen, from /crops/{face_id}
 
 
 @dataclass
@@ -45,7 +50,10 @@ class ShownFace:
 
 
 def form_context(current: Page) -> dict[str, Any]:
-    """What the search and verify forms offer: the user's open cases, the purposes, collections, FMRs."""
+    """What the search and verify forms offer: the user's open cases, the purposes, collections, FMRs (nothing
+    for the results alone, which hold no form)."""
+    if current.request.headers.get(FRAGMENT_HEADER) == "results":
+        return {}
     principal = current.principal
     return {
         "cases": current.engine.cases.list(principal, open_only=True),
@@ -118,24 +126,36 @@ def search(
             max_fmr=fmr,
             by_subject=by_subject,
             probe_name=safe_name(image.filename, "upload"),
-            crops=True,  # shown with the results, under the search's own audit record
+            crops=True,  # the largest face's, shown with the results under the search's own audit record
         )
     except EXPECTED_ERRORS as error:
-        return _form_error(current, "search.html", error, chosen)
+        return _form_error(current, _search_template(current), error, chosen)
     if result.error is not None:
         return current.render(
-            "search.html", status=422, result=None, error=result.error, chosen=chosen, **form_context(current)
+            _search_template(current),
+            status=422,
+            result=None,
+            error=result.error,
+            chosen=chosen,
+            **form_context(current),
         )
-    shown = show_result(current, data, result)
+    pixels = result.pixels()
+    if pixels is None:  # decoded by the search when it answered (kept for this page)
+        pixels = load_image(data, max_pixels=engine.settings.max_probe_pixels)
     return current.render(
-        "search.html",
+        _search_template(current),
         result=result,
-        faces=shown,
-        probe=shown_probe(data, engine.settings.max_probe_pixels),
+        faces=show_result(current, pixels, result),
+        probe=probe_of(pixels),
         error=None,
         chosen=chosen,
         **form_context(current),
     )
+
+
+def _search_template(current: Page) -> str:
+    """The whole search page, or only its results when the page's script asked for them."""
+    return "search_results.html" if current.request.headers.get(FRAGMENT_HEADER) == "results" else "search.html"
 
 
 def _form_error(current: Page, template: str, error: Exception, chosen: dict[str, Any]) -> Response:
@@ -152,35 +172,31 @@ class ShownProbe:
     height: int
 
 
-def shown_probe(data: bytes, max_pixels: int) -> ShownProbe | None:
-    """The probe photo as a preview (its faces are boxed over it in the page, in the photo's own pixels)."""
-    try:
-        rgb = load_image(data, max_pixels=max_pixels)
-    except ImageRejected:
-        return None
+def probe_of(rgb: np.ndarray) -> ShownProbe:
+    """A decoded photo as the page shows it: a preview, and the size its face boxes are measured in."""
     return ShownProbe(preview_jpeg(rgb), int(rgb.shape[1]), int(rgb.shape[0]))
 
 
-def show_result(current: Page, data: bytes, result: ProbeResult) -> list[ShownFace]:
-    """Every probe face with its crop and candidates (their crops came with the search and its record)."""
+def shown_probe(data: bytes, max_pixels: int) -> ShownProbe | None:
+    """A photo as a preview (its faces are boxed over it in the page, in the photo's own pixels)."""
     try:
-        rgb = load_image(data, max_pixels=current.engine.settings.max_probe_pixels)
+        return probe_of(load_image(data, max_pixels=max_pixels))
     except ImageRejected:
-        rgb = None
+        return None
+
+
+def show_result(current: Page, rgb: np.ndarray, result: ProbeResult) -> list[ShownFace]:
+    """Every probe face with its crop and candidates (the largest face's crops came with the search)."""
     shown = []
-    for number, face in enumerate(result.faces, start=1):
-        crop = None
-        if rgb is not None:
-            try:
-                crop = crop_jpeg(rgb, face.bbox, size=GRID_CROP_SIZE)
-            except ImageRejected:
-                crop = None
+    probe_crops = crops_jpeg(rgb, [face.bbox for face in result.faces], size=GRID_CROP_SIZE)
+    for number, (face, crop) in enumerate(zip(result.faces, probe_crops, strict=True), start=1):
         candidates = []
         for candidate in face.candidates:
             words = meaning.strangers(current.language, candidate.expected_false_matches, candidate.fmr_beyond_data)
-            candidates.append(ShownCandidate(candidate, result.crop(candidate.face_id), words))
-        warnings = [reason for reason in face.quality_reasons]
-        shown.append(ShownFace(number, face, crop, candidates, warnings))
+            # The largest face's crops came with the search; another face's are read when it is chosen.
+            crop_of = result.crop(candidate.face_id) if number == 1 else None
+            candidates.append(ShownCandidate(candidate, crop_of, words, lazy=number > 1))
+        shown.append(ShownFace(number, face, crop, candidates, list(face.quality_reasons)))
     return shown
 
 
@@ -233,3 +249,15 @@ def verify(
         chosen=chosen,
         **form_context(current),
     )
+
+
+@router.get("/crops/{face_id}")
+def crop(face_id: int, current: Annotated[Page, Depends(signed_in("faces.read"))], case: str = "") -> Response:
+    """One stored face's crop, read under the case (audited as ``face_crop``): the candidates of a probe
+    face other than the largest, fetched by the browser when that face is chosen."""
+    try:
+        data = current.engine.reads.crop(current.principal, face_id, case_ref=case or None)
+    except EXPECTED_ERRORS as error:
+        status, message = error_status(error)
+        raise PageRefused(status, message) from error
+    return current.finish(Response(data, media_type="image/jpeg"))

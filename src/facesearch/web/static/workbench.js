@@ -4,7 +4,9 @@
 
 function showFace(number) {
   document.querySelectorAll("[data-face-result]").forEach(function (section) {
-    section.hidden = section.getAttribute("data-face-result") !== String(number);
+    var chosen = section.getAttribute("data-face-result") === String(number);
+    section.open = chosen;
+    section.hidden = !chosen;
   });
   document.querySelectorAll("[data-face-link]").forEach(function (link) {
     if (link.getAttribute("data-face-link") === String(number)) {
@@ -15,6 +17,56 @@ function showFace(number) {
   });
   document.querySelectorAll("svg rect[data-face]").forEach(function (rect) {
     rect.classList.toggle("chosen", rect.getAttribute("data-face") === String(number));
+  });
+}
+
+// The search form: its answer is fetched and put in the page (no reload of the form, the styles and this
+// script), so that the candidates appear as soon as the server has them. Without fetch, the form posts.
+function enhanceSearchForm() {
+  var form = document.getElementById("search-form");
+  var results = document.getElementById("results");
+  if (!form || !results || !window.fetch || !window.FormData) {
+    return;
+  }
+  form.addEventListener("submit", function (event) {
+    if (!form.checkValidity()) {
+      return;
+    }
+    event.preventDefault();
+    var started = performance.now();
+    var button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    results.setAttribute("aria-busy", "true");
+    fetch(form.action, {
+      method: "POST",
+      body: new FormData(form),
+      credentials: "same-origin",
+      headers: { "X-Workbench-Fragment": "results" },
+    })
+      .then(function (response) {
+        document.body.setAttribute("data-search-answered-ms", String(Math.round(performance.now() - started)));
+        if (response.redirected || !(response.headers.get("content-type") || "").startsWith("text/html")) {
+          throw new Error("not a fragment");
+        }
+        return response.text();
+      })
+      .then(function (html) {
+        results.innerHTML = html;
+        enhanceFacePicker();
+        document.body.setAttribute("data-search-inserted-ms", String(Math.round(performance.now() - started)));
+        var shown = Array.prototype.slice.call(results.querySelectorAll("details[open] img.crop"));
+        return Promise.all(shown.map(function (img) { return img.decode().catch(function () {}); }));
+      })
+      .then(function () {
+        document.body.setAttribute("data-search-ms", String(Math.round(performance.now() - started)));
+        results.removeAttribute("aria-busy");
+        button.disabled = false;
+        results.focus();  // screen readers and keyboards continue from the answer
+      })
+      .catch(function () {
+        button.disabled = false;
+        form.submit();  // the plain way: the whole page
+      });
   });
 }
 
@@ -29,7 +81,6 @@ function enhanceFacePicker() {
       showFace(link.getAttribute("data-face-link"));
     });
   });
-  showFace(1);
 }
 
 function enhanceDropzones() {
@@ -90,6 +141,7 @@ function followProgress() {
 
 document.addEventListener("DOMContentLoaded", function () {
   enhanceFacePicker();
+  enhanceSearchForm();
   enhanceDropzones();
   followProgress();
 });
