@@ -201,3 +201,20 @@ def test_every_page_passes_axe_with_no_serious_violation(
         assert serious_violations(page) == [], f"{path} in Ukrainian"
         page.goto(path + "?lang=en")
     page.context.close()
+
+
+def test_the_api_docs_render_offline_under_their_policy(served: tuple[str, WorkbenchData], chromium: Any) -> None:
+    """/docs (Swagger UI from the package, issue 11) draws the operations in a real browser, with no request
+    leaving the server and nothing refused by its content security policy."""
+    base, _data = served
+    context = chromium.new_context(base_url=base)
+    page = context.new_page()
+    refused: list[str] = []
+    outside: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((base, "data:")) else None)
+    page.goto("/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+    assert page.locator(".opblock-summary-path").filter(has_text="/v1/search").count() >= 1
+    assert refused == [] and outside == []
+    context.close()

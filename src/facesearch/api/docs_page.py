@@ -1,8 +1,10 @@
 """The interactive API documentation (``/docs``), served whole by the server itself.
 
-Swagger UI's scripts and styles come from the ``swagger-ui-bundle`` package, not from a CDN, so the page works
-on a machine without internet access and a strict Content-Security-Policy holds: the page's one inline script
-is allowed by its SHA-256 hash, every other script and style must come from this server.
+Swagger UI's scripts and styles (Swagger UI 5, which reads OpenAPI 3.1 as FastAPI writes it) come from the
+``fastapi-offline`` package's static files, not from a CDN, so the page works on a machine without internet
+access and a strict Content-Security-Policy holds: the page's one inline script is allowed by its SHA-256
+hash, every other script and style must come from this server. (Swagger UI 4, from ``swagger-ui-bundle``,
+refused FastAPI's OpenAPI 3.1 document: "Unable to render this definition".)
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -32,7 +35,7 @@ def docs_page(title: str, openapi_url: str) -> tuple[bytes, str]:
         title=f"{title}: API",
         swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
         swagger_css_url=f"{ASSETS}/swagger-ui.css",
-        swagger_favicon_url=f"{ASSETS}/favicon-32x32.png",
+        swagger_favicon_url=f"{ASSETS}/favicon.png",
     ).body
     text = bytes(html).decode()
     # Swagger UI sets style attributes on the elements it draws, hence 'unsafe-inline' for styles only.
@@ -45,9 +48,10 @@ def docs_page(title: str, openapi_url: str) -> tuple[bytes, str]:
 
 def install_docs(app: FastAPI) -> None:
     """Serve ``/docs`` and its assets (the app must be made with ``docs_url=None``)."""
-    from swagger_ui_bundle import swagger_ui_path
+    import fastapi_offline
 
-    app.mount(ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
     html, policy = docs_page(app.title, app.openapi_url or "/openapi.json")
 
     @app.get("/docs", include_in_schema=False)
