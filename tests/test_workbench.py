@@ -254,6 +254,21 @@ def test_search_shows_every_face_boxed_and_each_candidate_as_a_lead_with_its_mea
     assert pdf.status_code in (415, 422) and 'role="alert"' in pdf.text
 
 
+def test_a_source_address_is_a_link_only_when_it_is_a_web_address(workbench: Workbench, tmp_path: Path) -> None:
+    photo = tmp_path / "hostile" / "portrait.jpg"
+    photo.parent.mkdir()
+    photo.write_bytes((workbench.photos / "Eileen_Collins" / "portrait.jpg").read_bytes())
+    photo.with_name("other.png").write_bytes(probe_bytes())
+    workbench.engine.index([photo], collection="hostile", source_url="javascript:alert(document.cookie)", workers=1)
+    workbench.engine.index(
+        [photo.with_name("other.png")], collection="hostile", source_url="https://example.org/a?b=1", workers=1
+    )
+    page = search(browser(workbench.app, "investigator"))
+    assert "javascript:alert" in page  # shown, as text
+    assert 'href="javascript:' not in page
+    assert 'href="https://example.org/a?b=1"' in page
+
+
 def test_the_pages_script_gets_the_results_alone_and_the_same_rules_apply(workbench: Workbench) -> None:
     investigator = browser(workbench.app, "investigator")
     token = investigator.token("/search")

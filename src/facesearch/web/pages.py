@@ -96,8 +96,14 @@ def environment(language: str) -> jinja2.Environment:
     env.filters["data_url"] = data_url
     env.filters["when"] = meaning.when
     env.filters["urlquote"] = lambda value: quote(str(value), safe="")
+    env.filters["web_address"] = web_address
     env.globals["version"] = __version__
     return env
+
+
+def web_address(url: object) -> bool:
+    """Whether ``url`` is an http(s) address, safe to link to (a manifest may hold anything)."""
+    return isinstance(url, str) and urlsplit(url).scheme.lower() in ("http", "https")
 
 
 def data_url(data: bytes | None, media_type: str = "image/jpeg") -> str:
