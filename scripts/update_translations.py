@@ -4,7 +4,9 @@
     python scripts/update_translations.py --check  # exit 1 when a catalogue lacks a string of the pages
 
 New strings arrive untranslated (shown in English until a translator fills them in); strings no longer used
-are kept as obsolete entries. Translators edit the .po files; the server reads them as they are.
+are kept as obsolete entries. Entries are sorted by their English text and carry no "#:" locations, so that a
+change to a page that moves its lines but not its strings leaves the catalogues as they are. Translators edit
+the .po files; the server reads them as they are.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ def main() -> int:
         catalogue.update(template, update_header_comment=False)
         catalogue.creation_date = created  # the catalogue's own date: an update with nothing new changes nothing
         buffer = io.BytesIO()
-        write_po(buffer, catalogue, width=0, sort_by_file=True, ignore_obsolete=False, include_previous=True)
+        # Without "#:" locations: a page's lines moving is no change of its strings.
+        write_po(buffer, catalogue, width=0, no_location=True, sort_output=True, ignore_obsolete=False)
         if buffer.getvalue() != path.read_bytes():
             stale = True
             if not args.check:
