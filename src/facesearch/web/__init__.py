@@ -8,6 +8,7 @@ the package: nothing from a CDN, no build step, works offline.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -102,8 +103,7 @@ def _html_on_web_paths(handler: Any) -> Any:
 
 
 def _message_of(response: Response, error: Exception) -> str:
-    import json
-
+    """The message of the API's JSON answer to ``error`` (what the error page says)."""
     try:
         body = json.loads(bytes(response.body))
         return str(body.get("message") or "")
