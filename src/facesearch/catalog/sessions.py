@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 
 from facesearch.catalog.base import Store, Transaction
 from facesearch.catalog.records import SessionRecord
@@ -48,8 +48,3 @@ class SessionStore(Store):
                 delete(WebSession).where((WebSession.expires_at < now) | (WebSession.last_seen_at < idle_before))
             )
             return int(gone.rowcount)  # type: ignore[attr-defined]
-
-    def count_of_user(self, user_id: int) -> int:
-        """How many sessions a user has open."""
-        with self._reading(None) as session:
-            return len(list(session.scalars(select(WebSession.id).where(WebSession.user_id == user_id))))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import hmac
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -258,6 +258,11 @@ def error_status(error: Exception) -> tuple[int, str]:
     return 422, str(error)
 
 
-def choices(values: Iterable[str]) -> list[str]:
-    """Distinct, sorted values for a select box."""
-    return sorted(set(values))
+def jpeg_answer(current: Page, read: Callable[[], bytes]) -> Response:
+    """A picture a service read for the page (an audited read), or the error page of its refusal."""
+    try:
+        data = read()
+    except EXPECTED_ERRORS as error:
+        status, message = error_status(error)
+        raise PageRefused(status, message) from error
+    return current.finish(Response(data, media_type="image/jpeg"))

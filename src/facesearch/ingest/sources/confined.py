@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from facesearch.errors import SourceRefused
-from facesearch.vision.image import SUPPORTED_EXTENSIONS
+from facesearch.ingest.sources.folders import walk_pictures
 
 
 def _inside(path: str, roots: Sequence[str]) -> bool:
@@ -42,21 +42,6 @@ def confined_files(path: Path, roots: Sequence[Path]) -> Iterator[str]:
     if path.is_file():
         yield str(path)
         return
-    seen: set[tuple[int, int]] = set()
-    for folder, dirs, files in os.walk(path, followlinks=True):
-        real_folder = os.path.realpath(folder)
-        if not _inside(real_folder, real_roots):
-            dirs[:] = []
-            continue
-        info = os.stat(real_folder)
-        if (info.st_dev, info.st_ino) in seen:
-            dirs[:] = []
-            continue
-        seen.add((info.st_dev, info.st_ino))
-        dirs.sort()
-        for name in sorted(files):
-            if Path(name).suffix.lower() not in SUPPORTED_EXTENSIONS:
-                continue
-            candidate = os.path.join(folder, name)
-            if _inside(os.path.realpath(candidate), real_roots):
-                yield os.path.abspath(candidate)
+    for _folder, candidate in walk_pictures(path, keep_folder=lambda real: _inside(real, real_roots)):
+        if _inside(os.path.realpath(candidate), real_roots):
+            yield os.path.abspath(candidate)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +35,21 @@ def iter_source_files(paths: Sequence[str | os.PathLike[str]]) -> Iterator[Sourc
 
 
 def _walk(root: Path) -> Iterator[SourceFile]:
+    for folder, path in walk_pictures(root):
+        yield SourceFile(os.path.abspath(path), Path(folder).name)
+
+
+def walk_pictures(root: Path, keep_folder: Callable[[str], bool] | None = None) -> Iterator[tuple[str, str]]:
+    """``(folder, file)`` for every file with an image suffix under ``root``, in a stable order.
+
+    Symbolic links are followed, but each real folder is walked once (a link back into a folder already being
+    walked would loop); ``keep_folder(real path)`` may refuse a folder, and nothing under it is walked.
+    """
     seen: set[tuple[int, int]] = set()
     for folder, dirs, files in os.walk(root, followlinks=True):
+        if keep_folder is not None and not keep_folder(os.path.realpath(folder)):
+            dirs[:] = []
+            continue
         try:
             info = os.stat(folder)
         except OSError:
@@ -48,5 +61,4 @@ def _walk(root: Path) -> Iterator[SourceFile]:
         dirs.sort()
         for name in sorted(files):
             if Path(name).suffix.lower() in SUPPORTED_EXTENSIONS:
-                absolute = os.path.abspath(os.path.join(folder, name))
-                yield SourceFile(absolute, Path(folder).name)
+                yield folder, os.path.join(folder, name)

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from facesearch.governance.cases import DECISIONS
 from facesearch.web import case_view, report_pdf
-from facesearch.web.pages import EXPECTED_ERRORS, Page, PageRefused, error_status, signed_in
+from facesearch.web.pages import EXPECTED_ERRORS, Page, PageRefused, error_status, jpeg_answer, signed_in
 from facesearch.web.report_pdf import DECISION_LABELS
 
 router = APIRouter(include_in_schema=False)
@@ -150,9 +150,4 @@ def _file_safe(reference: str) -> str:
 @router.get("/photo/{face_id}")
 def source_photo(face_id: int, current: Annotated[Page, Depends(signed_in("faces.read"))], case: str = "") -> Response:
     """The whole photo a candidate was found in (audited as ``image_read`` under the case)."""
-    try:
-        data = current.engine.reads.image(current.principal, face_id, case_ref=case or None)
-    except EXPECTED_ERRORS as error:
-        status, message = error_status(error)
-        raise PageRefused(status, message) from error
-    return current.finish(Response(data, media_type="image/jpeg"))
+    return jpeg_answer(current, lambda: current.engine.reads.image(current.principal, face_id, case_ref=case or None))

@@ -17,7 +17,7 @@ from facesearch.search.results import Candidate, ProbeFace, ProbeResult
 from facesearch.vision.crops import GRID_CROP_SIZE, crops_jpeg, preview_jpeg
 from facesearch.vision.image import ImageRejected, load_image
 from facesearch.web import meaning
-from facesearch.web.pages import EXPECTED_ERRORS, Page, PageRefused, error_status, signed_in
+from facesearch.web.pages import EXPECTED_ERRORS, Page, error_status, jpeg_answer, signed_in
 
 router = APIRouter(include_in_schema=False)
 
@@ -255,9 +255,4 @@ def verify(
 def crop(face_id: int, current: Annotated[Page, Depends(signed_in("faces.read"))], case: str = "") -> Response:
     """One stored face's crop, read under the case (audited as ``face_crop``): the candidates of a probe
     face other than the largest, fetched by the browser when that face is chosen."""
-    try:
-        data = current.engine.reads.crop(current.principal, face_id, case_ref=case or None)
-    except EXPECTED_ERRORS as error:
-        status, message = error_status(error)
-        raise PageRefused(status, message) from error
-    return current.finish(Response(data, media_type="image/jpeg"))
+    return jpeg_answer(current, lambda: current.engine.reads.crop(current.principal, face_id, case_ref=case or None))
