@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +135,7 @@ def test_faiss_index_exact_search_remove_and_atomic_save(tmp_path: Path) -> None
     assert set(allowed.ravel()) - {-1} == set(ids[500:503])
     index.save()
     reopened = FaissIndex(tmp_path / "p.faiss", 16)
-    assert len(reopened) == 995 and not (tmp_path / "p.faiss.tmp").exists()
+    assert len(reopened) == 995 and not list(tmp_path.glob("*.tmp"))
     with pytest.raises(ValueError, match="16-d"):
         FaissIndex(tmp_path / "p.faiss", 32)
 
@@ -140,3 +143,36 @@ def test_faiss_index_exact_search_remove_and_atomic_save(tmp_path: Path) -> None
 def test_empty_index_search_returns_no_ids(tmp_path: Path) -> None:
     scores, ids = FaissIndex(tmp_path / "e.faiss", 4).search(unit_vectors(2, 4), 3)
     assert (ids == -1).all() and np.isneginf(scores).all()
+
+
+def test_concurrent_commits_of_one_index_never_take_each_others_temporary_file(tmp_path: Path) -> None:
+    """Two processes (a server and a CLI ingest) commit the same index: each writes its own temporary header and
+    a writer opening the index leaves another's commit in progress alone."""
+    path = tmp_path / "p.faiss"
+    first, second = FaissIndex(path, 16), FaissIndex(path, 16)
+    first.add(np.arange(10, dtype=np.int64), unit_vectors(10, 16))
+    in_progress = path.with_name(path.name + ".4242-cafe.tmp")
+    in_progress.write_bytes(b"half written by another process")
+    FaissIndex(path, 16)  # opening removes strays, but not a temporary file written a moment ago
+    assert in_progress.exists()
+    errors: list[BaseException] = []
+
+    def commit(index: FaissIndex, start: int) -> None:
+        try:
+            for step in range(30):
+                index.add(np.array([1000 * start + step], dtype=np.int64), unit_vectors(1, 16))
+                index.save()
+        except BaseException as error:  # either writer failing fails the test
+            errors.append(error)
+
+    writers = [threading.Thread(target=commit, args=(index, n)) for n, index in enumerate((first, second), 1)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert not errors
+    assert {p.name for p in tmp_path.glob("*.tmp")} == {in_progress.name}
+    old = time.time() - 2 * 3600
+    os.utime(in_progress, (old, old))
+    FaissIndex(path, 16)
+    assert not list(tmp_path.glob("*.tmp"))

@@ -43,7 +43,7 @@ from facesearch.index.policy import (
     auto_factory,
     training_size,
 )
-from facesearch.index.vector_store import VectorStore, stray_generations
+from facesearch.index.vector_store import VectorStore, stray_generations, stray_temporaries, temporary_commit_file
 
 log = logging.getLogger(__name__)
 # FAISS's bundled type hints miss most of its SWIG classes and keyword constructors: treat the module as dynamic.
@@ -340,9 +340,8 @@ class FaissIndex:
         return index
 
     def _remove_strays(self) -> None:
-        for path in stray_generations(self.path, self._generation):
+        for path in [*stray_generations(self.path, self._generation), *stray_temporaries(self.path)]:
             path.unlink(missing_ok=True)
-        self.path.with_name(self.path.name + ".tmp").unlink(missing_ok=True)
 
     # Changes -----------------------------------------------------------------------------------------------
 
@@ -564,15 +563,21 @@ class FaissIndex:
         }
         encoded = json.dumps(header).encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        with temporary.open("wb") as handle:
-            handle.write(MAGIC + struct.pack("<I", len(encoded)) + encoded)
-            handle.write(self._store.ids.tobytes())
-            if self._factory != FLAT:  # a flat index is rebuilt from the store when opened: no second copy
-                faiss.write_index(self._index, faiss.PyCallbackIOWriter(handle.write))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.path)
+        # A name of its own: another process may be committing this index at the same moment, and one writer
+        # must never rename (or remove) the other's half-written file.
+        temporary = temporary_commit_file(self.path)
+        try:
+            with temporary.open("wb") as handle:
+                handle.write(MAGIC + struct.pack("<I", len(encoded)) + encoded)
+                handle.write(self._store.ids.tobytes())
+                if self._factory != FLAT:  # a flat index is rebuilt from the store when opened: no second copy
+                    faiss.write_index(self._index, faiss.PyCallbackIOWriter(handle.write))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)  # a full disk leaves no half-written header behind
+            raise
         with contextlib.suppress(OSError):  # the rename itself is durable once the folder is synced
             folder = os.open(self.path.parent, os.O_RDONLY)
             try:

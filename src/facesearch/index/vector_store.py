@@ -53,6 +53,25 @@ def stray_generations(prefix: Path, committed: int) -> list[Path]:
     return found
 
 
+def temporary_commit_file(prefix: Path) -> Path:
+    """A name no other writer uses for the header file being written (processes commit the same index)."""
+    return prefix.with_name(f"{prefix.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
+
+
+def stray_temporaries(prefix: Path) -> list[Path]:
+    """Header files a writer began and never renamed; one written recently may be another process's commit in
+    progress, so only those untouched for long are strays."""
+    now = time.time()
+    found = []
+    for path in prefix.parent.glob(f"{prefix.name}*.tmp"):
+        try:
+            if now - path.stat().st_mtime > ABANDONED_AFTER_S:
+                found.append(path)
+        except FileNotFoundError:  # renamed by its writer meanwhile
+            continue
+    return found
+
+
 class VectorStore:
     """Rows of vectors in one append-only file, with this process's row -> face id column (-1: not a live face).
 
