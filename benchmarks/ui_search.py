@@ -14,12 +14,13 @@ the same case and purpose, ``--runs`` times each way after a warm-up, and the me
   until its JSON is parsed) and the workbench (the form submitted until the candidates' crops are decoded on
   screen; the page's script fetches the results and puts them in place).
 
-    python benchmarks/ui_search.py [--faces 1000] [--runs 15] [--json]
+    python benchmarks/ui_search.py [--faces 1000] [--runs 15] [--probe PHOTO] [--data DIR] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -64,13 +65,20 @@ def main() -> None:
     parser.add_argument(
         "--probe", type=Path, help="The probe photo (default: an LFW photo of a person in the gallery)."
     )
+    parser.add_argument(
+        "--data", type=Path, help="Build the data folder here and keep it; reused as it is when it already exists."
+    )
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
     use_shared_models()
     report: dict[str, Any] = {"machine": machine()}
-    with tempfile.TemporaryDirectory(prefix="facesearch-ui-bench-") as scratch:
-        home, photos = Path(scratch) / "home", Path(scratch) / "photos"
-        if LFW.is_dir():
+    with contextlib.ExitStack() as stack:
+        scratch = options.data or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="facesearch-ui-")))
+        home, photos = scratch / "home", scratch / "photos"
+        reused = (home / "catalog.sqlite3").exists()
+        if reused:
+            probe = Path((scratch / "probe.txt").read_text())
+        elif LFW.is_dir():
             _chosen, probe = gallery(photos, options.faces)
         else:
             from PIL import Image
@@ -82,12 +90,14 @@ def main() -> None:
         if options.probe is not None:
             probe = options.probe
         base_command = [COMMAND, "--home", str(home)]
-        run([*base_command, "index", str(photos), "--collection", "bench", "--subject-from-folder"])
+        if not reused:
+            (scratch / "probe.txt").write_text(str(probe))
+            run([*base_command, "index", str(photos), "--collection", "bench", "--subject-from-folder"])
+            run([*base_command, "users", "add", "bench", "--role", "investigator"])
+            run([*base_command, "users", "passwd", "bench"], stdin=PASSWORD + "\n")
         status = json.loads(run([*base_command, "status", "--json"]))
         report["gallery"] = {"faces": status["faces"], "pack": status["packs"][0]["pack"]}
         report["probe"] = probe.name
-        run([*base_command, "users", "add", "bench", "--role", "investigator"])
-        run([*base_command, "users", "passwd", "bench"], stdin=PASSWORD + "\n")
         key = run([*base_command, "keys", "create", "bench"]).split()[-1]
         url = f"sqlite:///{home / 'catalog.sqlite3'}"
         probe_bytes = probe.read_bytes()
