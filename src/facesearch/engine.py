@@ -29,6 +29,7 @@ from facesearch.governance.witness import AuditWitness
 from facesearch.ingest.intake import Intake
 from facesearch.ingest.reconcile import Indexes
 from facesearch.ingest.service import Ingest
+from facesearch.search.clusters import Clusters
 from facesearch.search.crossmatch import Crossmatch
 from facesearch.search.searching import Searching
 from facesearch.vision.packs import Packs
@@ -89,6 +90,7 @@ class FaceSearch:
         )
         self.ingest = Ingest(settings, self.catalog, self.audit, self.packs, self.indexes, self.operator)
         self.crossmatch = Crossmatch(self.catalog, self.searching)
+        self.clusters = Clusters(self.catalog, self.audit, self.searching)
         self.intake = Intake(settings, self.uploads_dir, self.collections, self.subjects, self.ingest, self.packs)
         # The notebook API: the services' own methods.
         self.index = self.ingest.index

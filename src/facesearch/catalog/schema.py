@@ -315,3 +315,58 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# Clusters (see facesearch.search.clustering) ----------------------------------------------------------------
+
+
+class Clustering(Base):
+    """How a pack's faces were last clustered: the similarity threshold (and the false-match rate it was read
+    at), the neighbours per face and Leiden's resolution."""
+
+    __tablename__ = "clusterings"
+    pack: Mapped[str] = mapped_column(String(120), primary_key=True)
+    threshold: Mapped[float] = mapped_column(Float)
+    fmr: Mapped[float | None] = mapped_column(Float)
+    neighbours: Mapped[int] = mapped_column(Integer)
+    resolution: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Cluster(Base):
+    """A group of faces the clustering (or a reviewer) holds to be one person, with how sure it is.
+
+    ``reviewed``: a reviewer made or corrected it; its pinned faces stay in it and the algorithm never merges it
+    with another reviewed cluster. ``subject_id``: the person it was named as. Ids are never reused (they name
+    clusters in audit records and reviewers' notes)."""
+
+    __tablename__ = "clusters"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pack: Mapped[str] = mapped_column(String(120), index=True)
+    subject_id: Mapped[int | None] = mapped_column(ForeignKey("subjects.id", ondelete="SET NULL"))
+    reviewed: Mapped[bool] = mapped_column(Boolean, default=False)
+    weakest_link: Mapped[float | None] = mapped_column(Float)
+    mean_similarity: Mapped[float | None] = mapped_column(Float)
+    mixed: Mapped[bool] = mapped_column(Boolean, default=False)
+    mixed_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ClusterFace(Base):
+    """That a face is in a cluster; ``pinned`` when a reviewer put it (or confirmed it) there."""
+
+    __tablename__ = "cluster_faces"
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True)
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"), index=True)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ClusterApart(Base):
+    """That a reviewer said two clusters are not the same person (a cannot-link; ``cluster_a < cluster_b``)."""
+
+    __tablename__ = "cluster_apart"
+    cluster_a: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"), primary_key=True)
+    cluster_b: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

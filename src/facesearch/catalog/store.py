@@ -21,6 +21,7 @@ from facesearch.catalog.accounts import AccountStore
 from facesearch.catalog.audit_log import AuditStore
 from facesearch.catalog.base import Transaction
 from facesearch.catalog.cases import CaseStore
+from facesearch.catalog.clusters import ClusterStore
 from facesearch.catalog.erasure import ErasureStore
 from facesearch.catalog.jobs import JobStore
 from facesearch.catalog.optouts import OptOutStore
@@ -179,6 +180,7 @@ class Catalog:
         self.jobs = JobStore(self._sessions)
         self.optouts = OptOutStore(self._sessions)
         self.subjects = SubjectStore(self._sessions)
+        self.clusters = ClusterStore(self._sessions)
         self.erasure = ErasureStore(self._sessions)
         self.sessions = SessionStore(self._sessions)
 
@@ -208,7 +210,17 @@ class Catalog:
                 session.rollback()
 
     # Tables that hold personal data and lose rows on erasure (PostgreSQL vacuums them after one).
-    _ERASED_TABLES = ("faces", "subjects", "images", "image_files", "image_scans", "decisions", "case_candidates")
+    _ERASED_TABLES = (
+        "faces",
+        "subjects",
+        "images",
+        "image_files",
+        "image_scans",
+        "decisions",
+        "case_candidates",
+        "cluster_faces",
+        "clusters",
+    )
 
     def forget_deleted(self, *, rewrite: bool = True) -> None:
         """Make the storage forget rows deleted so far (after an erasure has committed).
@@ -632,6 +644,33 @@ class Catalog:
                 .where(Image.collection_id == collection_id, Face.pack.concat("") == pack)
             ).all()
             return np.array(ids, dtype=np.int64)
+
+    def pack_face_ids(self, pack: str) -> np.ndarray:
+        """Ids of every face stored under ``pack``."""
+        with self.session() as session:
+            return np.array(session.scalars(select(Face.id).where(Face.pack == pack)).all(), dtype=np.int64)
+
+    def face_qualities(self, face_ids: Sequence[int]) -> dict[int, float]:
+        """face id -> its quality score (0-1)."""
+        found: dict[int, float] = {}
+        with self.session() as session:
+            for batch in _batches([int(i) for i in face_ids], 5000):
+                found.update(
+                    {
+                        int(i): float(q)
+                        for i, q in session.execute(select(Face.id, Face.quality).where(Face.id.in_(batch)))
+                    }
+                )
+        return found
+
+    def face_paths(self, face_ids: Sequence[int]) -> dict[int, str]:
+        """face id -> the path of its image, in batches (cheaper than :meth:`face_details` for many faces)."""
+        found: dict[int, str] = {}
+        with self.session() as session:
+            for batch in _batches([int(i) for i in face_ids], 5000):
+                query = select(Face.id, Image.path).join(Image, Image.id == Face.image_id).where(Face.id.in_(batch))
+                found.update({int(i): str(p) for i, p in session.execute(query)})
+        return found
 
     Box = tuple[float, float, float, float]
 

@@ -107,6 +107,19 @@ class SubjectStore(Store):
         tx.flush()
         return int(row.id)
 
+    def enrol_faces(self, tx: Transaction, label: str, face_ids: Names[int]) -> int:
+        """Enrol faces under the subject called ``label`` (made when there is none); returns its id."""
+        subject_id = tx.scalar(select(Subject.id).where(Subject.label == label))
+        if subject_id is None:
+            row = Subject(label=label)
+            tx.add(row)
+            tx.flush()
+            subject_id = row.id
+        for start in range(0, len(face_ids), 500):
+            batch = sorted(face_ids)[start : start + 500]
+            tx.execute(update(Face).where(Face.id.in_(batch)).values(subject_id=subject_id))
+        return int(subject_id)
+
     def id_of(self, label: str, tx: Transaction | None = None) -> int | None:
         """The id of the subject called ``label``, or ``None``."""
         with self._reading(tx) as session:

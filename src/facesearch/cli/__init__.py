@@ -13,6 +13,7 @@ from facesearch.cli import (  # noqa: F401 - each module registers its commands 
     accounts,
     audit,
     cases,
+    clusters,
     evaluation,
     governance,
     indexing,
@@ -31,6 +32,7 @@ app.add_typer(audit.audit_app, name="audit")
 app.add_typer(governance.optout_app, name="optout")
 app.add_typer(governance.retention_app, name="retention")
 app.add_typer(cases.cases_app, name="cases")
+app.add_typer(clusters.clusters_app, name="clusters")
 
 __all__ = ["app", "main"]
 

@@ -45,6 +45,7 @@ PERMISSIONS: dict[Role, frozenset[str]] = {
             "optout",
             "retention",
             "cases.manage",
+            "clusters",
         }
     ),
     # Search, verify and their own cases.

@@ -1,0 +1,121 @@
+"""Clustering the unidentified: cluster (run), and clusters list|split|merge|apart|name (reviewers' corrections)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated
+
+import typer
+
+from facesearch.cli import render
+from facesearch.cli._app import CSV, FAILED, JSON, app, console, fail, out, state
+from facesearch.errors import AuditError, PackError
+from facesearch.search.clusters import ClusterError
+
+clusters_app = typer.Typer(help="Clusters of faces and reviewers' corrections to them.", no_args_is_help=True)
+
+
+@app.command("cluster")
+def cluster_command(
+    collection: Annotated[
+        list[str] | None,
+        typer.Option("--collection", "-c", help="Cluster the faces of this collection (repeat; default: all)."),
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Cluster every face again from scratch (reviewers' corrections kept).")
+    ] = False,
+    fmr: Annotated[
+        float | None,
+        typer.Option("--fmr", help="Link two faces when their false-match rate is at most this (default 2e-6)."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help='One JSON object per face: {"face_id", "image", "cluster"}.')
+    ] = False,
+) -> None:
+    """Cluster faces into identities: faces that arrived since the last run join the clusters (or form new ones);
+    the first run, --full or another --fmr cluster everything again. A cluster is a lead for a person to review."""
+    try:
+        with state.engine() as engine:
+            result = engine.clusters.run(engine.operator, collection or [], full=full, fmr=fmr)
+    except (ClusterError, PackError) as error:
+        raise fail(str(error)) from error
+    except AuditError as error:
+        raise fail(str(error), code=FAILED) from error
+    if json_output:
+        import json
+
+        for face in result.faces:
+            typer.echo(json.dumps({"face_id": face.face_id, "image": face.image, "cluster": face.cluster}))
+        return
+    summary = result.summary()
+    how = "from scratch" if summary["full"] else f"{summary['new_faces']} new faces added"
+    console.print(
+        f"{summary['faces']} faces in {summary['clusters']} clusters ({how}; pairs linked at similarity >= "
+        f"{summary['threshold']}, false-match rate {summary['fmr']:g}) in {summary['elapsed_s']:.1f} s. "
+        "Review with `facesearch clusters list`."
+    )
+
+
+@clusters_app.command("list")
+def clusters_list_command(json_output: JSON = False, csv_output: CSV = False) -> None:
+    """Clusters, risky ones first: flagged as likely two people, then the weakest links."""
+    with state.engine() as engine:
+        rows = [dataclasses.asdict(row) for row in engine.clusters.rows(engine.operator)]
+    columns = ("id", "size", "mixed", "weakest_link", "mean_similarity", "reviewed", "subject", "mixed_reason")
+    typer.echo(render.listing(rows, columns, as_json=json_output, as_csv_=csv_output, empty="no cluster yet"))
+
+
+def _correct(action: str, *args: object) -> object:
+    try:
+        with state.engine() as engine:
+            if action == "merge":
+                cluster, into, despite_apart = args
+                return engine.clusters.merge(engine.operator, cluster, into, despite_apart=despite_apart)  # type: ignore[arg-type]
+            return getattr(engine.clusters, action)(engine.operator, *args)
+    except ClusterError as error:
+        raise fail(str(error)) from error
+    except AuditError as error:
+        raise fail(str(error), code=FAILED) from error
+
+
+@clusters_app.command("split")
+def clusters_split_command(
+    cluster: Annotated[int, typer.Argument(help="The cluster.")],
+    faces: Annotated[list[int], typer.Argument(help="Faces to move out, into a cluster of their own.")],
+) -> None:
+    """Move faces out of a cluster into a new one; the two are marked different people from then on."""
+    new_id = _correct("move_out", cluster, faces)
+    out.print(f"{len(faces)} faces moved from cluster {cluster} to new cluster {new_id}")
+
+
+@clusters_app.command("merge")
+def clusters_merge_command(
+    cluster: Annotated[int, typer.Argument(help="The cluster to merge.")],
+    into: Annotated[int, typer.Argument(help="The cluster it is merged into.")],
+    despite_apart: Annotated[
+        bool, typer.Option("--despite-apart", help="Merge even if the two were marked different people.")
+    ] = False,
+) -> None:
+    """Merge two clusters: they are the same person."""
+    moved = _correct("merge", cluster, into, despite_apart)
+    out.print(f"{moved} faces moved from cluster {cluster} into cluster {into}")
+
+
+@clusters_app.command("apart")
+def clusters_apart_command(
+    first: Annotated[int, typer.Argument(help="A cluster.")],
+    second: Annotated[int, typer.Argument(help="Another cluster.")],
+) -> None:
+    """Mark two clusters as different people: no later clustering puts them together."""
+    _correct("mark_apart", first, second)
+    out.print(f"clusters {first} and {second} are marked different people")
+
+
+@clusters_app.command("name")
+def clusters_name_command(
+    cluster: Annotated[int, typer.Argument(help="The cluster.")],
+    label: Annotated[str, typer.Argument(help="The person's name (a subject; made when new).")],
+) -> None:
+    """Name a cluster: its faces are enrolled as that subject."""
+    subject_id = _correct("name", cluster, label)
+    out.print(f"cluster {cluster} named {label!r} (subject {subject_id})")
