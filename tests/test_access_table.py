@@ -138,6 +138,24 @@ class World:
         subject_id = next(s.id for s in self.engine.subjects.list(self.operator) if s.label == label)
         return label, subject_id
 
+    def cluster(self, collection: str, size: int = 1) -> tuple[int, list[int]]:
+        """A new reviewed cluster of ``size`` new faces of ``collection``: (its id, its faces)."""
+        faces = self.faces(collection, size)
+        with self.engine.catalog.transaction() as tx:
+            cluster_id = self.engine.catalog.clusters.move_to_new(tx, self.engine.packs.pack().key, faces)
+        return cluster_id, faces
+
+    def review_item(self) -> int:
+        """A new item of the review queue: a cross-match pair of two new faces of ``demo``."""
+        from facesearch.catalog.review import NewReviewItem
+
+        a, b = self.faces("demo", 2)
+        pack = self.engine.packs.pack().key
+        item = NewReviewItem(f"crossmatch_pair:{a}:{b}", "crossmatch_pair", pack, face_a=a, face_b=b, similarity=0.9)
+        with self.engine.catalog.transaction() as tx:
+            self.engine.catalog.review.add(tx, [item])
+        return next(row.id for row in self.engine.catalog.review.items() if row.face_a == a)
+
     def investigator_case(self) -> str:
         reference = self.name("CASE")
         self.engine.cases.create(self.principals["investigator"], reference)
@@ -347,6 +365,41 @@ BUILDERS: dict[tuple[str, str], Builder] = {
         "PATCH",
         f"/v1/subjects/{w.subject('demo', 'other')[1]}",
         {"json": {"label": w.name("renamed")}},
+    ),
+    ("POST /v1/clusters/run", "collection demo"): lambda w, c: (
+        "POST",
+        "/v1/clusters/run",
+        {"json": {"collections": ["demo"]}},
+    ),
+    ("GET /v1/clusters", ""): lambda w, c: ("GET", "/v1/clusters", {}),
+    ("GET /v1/clusters/{cluster_id}", "new cluster in demo"): lambda w, c: (
+        "GET",
+        f"/v1/clusters/{w.cluster('demo')[0]}",
+        {},
+    ),
+    ("POST /v1/clusters/{cluster_id}/split", "new cluster of two faces in demo, one moved out"): lambda w, c: (
+        lambda made: ("POST", f"/v1/clusters/{made[0]}/split", {"json": {"face_ids": made[1][:1]}})
+    )(w.cluster("demo", 2)),
+    ("POST /v1/clusters/{cluster_id}/merge", "new cluster in demo into another"): lambda w, c: (
+        "POST",
+        f"/v1/clusters/{w.cluster('demo')[0]}/merge",
+        {"json": {"into": w.cluster("demo")[0]}},
+    ),
+    ("POST /v1/clusters/{cluster_id}/apart", "new cluster in demo and another"): lambda w, c: (
+        "POST",
+        f"/v1/clusters/{w.cluster('demo')[0]}/apart",
+        {"json": {"other": w.cluster("demo")[0]}},
+    ),
+    ("POST /v1/clusters/{cluster_id}/name", "new cluster in demo"): lambda w, c: (
+        "POST",
+        f"/v1/clusters/{w.cluster('demo')[0]}/name",
+        {"json": {"label": w.name("Person")}},
+    ),
+    ("GET /v1/review", ""): lambda w, c: ("GET", "/v1/review", {}),
+    ("POST /v1/review/{item_id}/decision", "new cross-match pair in demo"): lambda w, c: (
+        "POST",
+        f"/v1/review/{w.review_item()}/decision",
+        {"json": {"decision": "unsure", "note": "checked"}},
     ),
     ("POST /v1/subjects/{subject_id}/merge", "new subject in demo into another"): lambda w, c: (
         "POST",

@@ -495,3 +495,44 @@ def test_a_flood_of_wrong_secrets_is_refused_before_hashing_and_spares_the_key_o
             # The key's owner is not refused: their key was verified before, and is recognised without a hash.
             assert client.get("/v1/me", headers=auth(valid)).status_code == 200
             assert len(hashed) == 6
+
+
+def test_clusters_run_list_read_and_correct(api: Api) -> None:
+    """Clustering through the API: admins only, every collection; the astronaut's three photos are one
+    cluster; a split is marked apart (a merge back is refused unless said so); naming enrols the faces."""
+    assert api.post("/v1/clusters/run", "investigator", json={}).status_code == 403
+    assert api.post("/v1/clusters/run", json={"fmr": 2}).status_code == 422
+    assert api.post("/v1/clusters/run", json={"collections": ["nowhere"]}).status_code == 404
+    ran = api.post("/v1/clusters/run", json={"collections": ["demo"]})
+    assert ran.status_code == 200, ran.text
+    summary = ran.json()
+    assert summary["faces"] >= 3 and summary["full"] and summary["fmr"] == 1.8e-6 and 0 < summary["threshold"] < 1
+    listed = api.get("/v1/clusters").json()
+    biggest = max(listed, key=lambda row: row["size"])
+    assert biggest["size"] >= 3 and not biggest["mixed"] and biggest["weakest_link"] >= summary["threshold"]
+    read = api.get(f"/v1/clusters/{biggest['id']}").json()
+    assert len(read["face_ids"]) == biggest["size"]
+    assert api.get("/v1/clusters/999999").status_code == 404
+    face = read["face_ids"][0]
+    split = api.post(f"/v1/clusters/{biggest['id']}/split", json={"face_ids": [face]})
+    assert split.status_code == 200 and split.json()["size"] == 1 and split.json()["reviewed"]
+    again = api.post("/v1/clusters/run", json={"collections": ["demo"], "full": True}).json()
+    assert again["faces"] == summary["faces"]
+    assert face not in api.get(f"/v1/clusters/{biggest['id']}").json()["face_ids"]
+    back = api.post(f"/v1/clusters/{split.json()['id']}/merge", json={"into": biggest["id"]})
+    assert back.status_code == 409 and back.json()["code"] == "clusters_apart"
+    merged = api.post(f"/v1/clusters/{split.json()['id']}/merge", json={"into": biggest["id"], "despite_apart": True})
+    assert merged.status_code == 200 and merged.json()["size"] == biggest["size"]
+    named = api.post(f"/v1/clusters/{biggest['id']}/name", json={"label": "Eileen_Collins"})
+    assert named.status_code == 200 and named.json()["subject"] == "Eileen_Collins"
+    assert api.post(f"/v1/clusters/{biggest['id']}/name", json={"label": "../x"}).status_code == 422
+    assert api.post(f"/v1/clusters/{biggest['id']}/apart", json={"other": biggest["id"]}).status_code == 422
+
+
+def test_review_queue_lists_and_decides(api: Api) -> None:
+    assert api.get("/v1/review", "investigator").status_code == 403
+    listed = api.get("/v1/review", params={"kind": "near_threshold"})
+    assert listed.status_code == 200 and isinstance(listed.json(), list)
+    assert api.get("/v1/review", params={"kind": "nonsense"}).status_code == 422
+    assert api.post("/v1/review/999999/decision", json={"decision": "same"}).status_code == 404
+    assert api.post("/v1/review/1/decision", json={"decision": "maybe"}).status_code == 422

@@ -251,12 +251,72 @@ def test_cluster_command_on_lfw_photos_incremental_full_and_corrections(tmp_path
     assert mine["reviewed"] and mine["subject"] == "Person A" and mine["size"] >= len(members)
     assert all({"size", "weakest_link", "mean_similarity", "mixed", "mixed_reason"} <= set(row) for row in listed)
 
+    # The review queue: a cross-match's pairs go in once; deciding one feeds back into the clusters.
+    pairs_file = tmp_path / "pairs.csv"
+    first_queue = cli(
+        home, "crossmatch", "-c", "arrivals", "--against", "unidentified", "-o", str(pairs_file), "--json", "--queue"
+    )
+    queued = json.loads(first_queue.stdout)["queued_for_review"]
+    assert queued >= 1
+    again_queued = cli(
+        home, "crossmatch", "-c", "arrivals", "--against", "unidentified", "-o", str(pairs_file), "--json", "--queue"
+    )
+    assert json.loads(again_queued.stdout)["queued_for_review"] == 0
+    items = json.loads(cli(home, "review", "list", "--kind", "crossmatch_pair", "--json").stdout)
+    assert len(items) == queued and all(item["decision"] is None for item in items)
+    current = clusters_of(home)
+    separate = next(i for i in items if current[i["face_a"]]["cluster"] != current[i["face_b"]]["cluster"])
+    cli(home, "review", "decide", str(separate["id"]), "different", "--note", "not the same person")
+    a, b = current[separate["face_a"]]["cluster"], current[separate["face_b"]]["cluster"]
+    refused = cli(home, "clusters", "merge", str(a), str(b), check=False)
+    assert refused.returncode != 0 and "marked different people" in refused.stderr
+    assert cli(home, "review", "decide", str(separate["id"]), "same", check=False).returncode != 0  # decided once
+    left = json.loads(cli(home, "review", "list", "--kind", "crossmatch_pair", "--json").stdout)
+    assert separate["id"] not in {item["id"] for item in left}
+    same = next((i for i in left if current[i["face_a"]]["cluster"] != current[i["face_b"]]["cluster"]), None)
+    if same is not None:
+        cli(home, "review", "decide", str(same["id"]), "same")
+        after = clusters_of(home)
+        assert after[same["face_a"]]["cluster"] == after[same["face_b"]]["cluster"]
+
     # Every run and correction is in the audit log.
     exported = [json.loads(line) for line in cli(home, "audit", "export").stdout.splitlines()]
     actions = {record.get("action") for record in exported}
-    for action in ("cluster", "cluster_split", "cluster_merge", "cluster_apart", "cluster_name", "clusters_list"):
+    for action in (
+        "cluster",
+        "cluster_split",
+        "cluster_merge",
+        "cluster_apart",
+        "cluster_name",
+        "clusters_list",
+        "review_queue_add",
+        "review_list",
+        "review_decision",
+    ):
         assert action in actions, action
 
     # An erased face leaves its cluster.
     cli(home, "erase", "--face", str(members[1]), "--yes")
     assert members[1] not in clusters_of(home)
+
+
+def test_quality_of_a_cluster_of_unrelated_faces_with_negative_similarities() -> None:
+    """A cluster a reviewer made of faces that are not alike at all (similarities below zero) is measured,
+    not refused (Leiden takes no negative weight)."""
+    vectors = clustering.normalised(np.random.default_rng(2).standard_normal((12, 8)))
+    measured = clustering.quality(vectors, np.arange(12))
+    assert measured.size == 12 and measured.mean_similarity is not None and measured.mean_similarity < 0.2
+
+
+def test_near_misses_are_the_best_matches_elsewhere_just_short_of_the_threshold() -> None:
+    vectors, _who = people(3, 4, seed=12)
+    # One face of person 2 made closer to person 0, but not close enough to be linked.
+    centre = clustering.normalised(vectors[:4].mean(axis=0, keepdims=True))[0]
+    vectors[8] = clustering.normalised((0.75 * centre + 0.25 * vectors[8])[None, :])[0]
+    similarities, positions = clustering.neighbours(vectors, 6)
+    threshold = float((vectors[8] @ vectors[:4].T).max()) + 0.02
+    labels = clustering.cluster_faces(vectors, threshold)
+    misses = clustering.near_misses(similarities, positions, labels, threshold - 0.3, threshold)
+    assert any(8 in (a, b) and min(a, b) < 4 and threshold - 0.3 <= s < threshold for a, b, s in misses)
+    assert all(labels[a] != labels[b] for a, b, _ in misses)
+    assert clustering.near_misses(similarities, positions, labels, threshold, threshold) == []

@@ -31,6 +31,7 @@ from facesearch.ingest.reconcile import Indexes
 from facesearch.ingest.service import Ingest
 from facesearch.search.clusters import Clusters
 from facesearch.search.crossmatch import Crossmatch
+from facesearch.search.review import ReviewQueue
 from facesearch.search.searching import Searching
 from facesearch.vision.packs import Packs
 
@@ -91,6 +92,7 @@ class FaceSearch:
         self.ingest = Ingest(settings, self.catalog, self.audit, self.packs, self.indexes, self.operator)
         self.crossmatch = Crossmatch(self.catalog, self.searching)
         self.clusters = Clusters(self.catalog, self.audit, self.searching)
+        self.review = ReviewQueue(self.catalog, self.audit)
         self.intake = Intake(settings, self.uploads_dir, self.collections, self.subjects, self.ingest, self.packs)
         # The notebook API: the services' own methods.
         self.index = self.ingest.index

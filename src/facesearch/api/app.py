@@ -20,7 +20,7 @@ from facesearch.api.docs_page import install_docs
 from facesearch.api.errors import install_error_handlers
 from facesearch.api.middleware import BodyLimit, FailedAuthGate, SecurityHeaders
 from facesearch.api.openapi import install_openapi
-from facesearch.api.routes import accounts, audit, cases, collections, governance, search, subjects
+from facesearch.api.routes import accounts, audit, cases, clusters, collections, governance, search, subjects
 from facesearch.api.schemas import ErrorBody, Health
 from facesearch.config import Settings
 from facesearch.engine import FaceSearch
@@ -97,7 +97,7 @@ def create_app(
         report.pop("home", None)  # the server's file system layout is nobody's business
         return {**report, "pack": current.packs.pack().key, "purposes": list(current.settings.purposes)}
 
-    for module in (search, collections, subjects, cases, audit, governance, accounts):
+    for module in (search, collections, subjects, cases, clusters, audit, governance, accounts):
         app.include_router(module.router)
     app.include_router(collections.aliases)
     app.include_router(subjects.aliases)

@@ -23,6 +23,7 @@ from facesearch.governance.context import ContextError
 from facesearch.governance.erasure import ErasureError
 from facesearch.governance.optout import OptOutError
 from facesearch.governance.subjects import SubjectError
+from facesearch.search.clusters import ClusterError
 
 SOURCE_STATUS = {
     "empty_file": 422,
@@ -166,6 +167,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _context(_request: Request, error: ContextError) -> JSONResponse:
         code = "invalid_purpose" if "purpose" in str(error) else "invalid_case"
         return error_response(422, code, str(error))
+
+    @app.exception_handler(ClusterError)
+    async def _cluster(_request: Request, error: ClusterError) -> JSONResponse:
+        text = str(error)
+        if "marked different people" in text:
+            return error_response(409, "clusters_apart", text)
+        return error_response(422, "invalid_cluster_change", text)
 
     @app.exception_handler(SubjectError)
     async def _subject(_request: Request, error: SubjectError) -> JSONResponse:

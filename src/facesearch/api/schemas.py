@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from facesearch.ingest.intake import LABEL_PATTERN
 from facesearch.search.results import Candidate
 
 MAX_ID = 2**53 - 1
@@ -215,3 +216,96 @@ class VerificationOut(Open):
     records: int
     first_bad_seq: int | None
     problem: str | None
+
+
+class ClusterRunIn(BaseModel):
+    """Cluster the faces of some collections (all when none is named)."""
+
+    model_config = ConfigDict(extra="forbid")
+    collections: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(default_factory=list, max_length=100)
+    full: bool = Field(False, description="Cluster every face again from scratch (reviewers' corrections kept).")
+    fmr: float | None = Field(None, gt=0, lt=1, description="Link two faces at this false-match rate (default 1.8e-6).")
+
+
+class ClusterRunOut(BaseModel):
+    """What a clustering run did."""
+
+    pack: str
+    collections: list[str]
+    threshold: float
+    fmr: float | None
+    full: bool
+    faces: int
+    new_faces: int
+    clusters: int
+    elapsed_s: float
+
+
+class ClusterOut(BaseModel):
+    """A cluster: how many faces, how sure (weakest link, mean similarity, the mixed flag and why), whether a
+    reviewer made or corrected it, and the subject it was named as."""
+
+    id: int
+    size: int
+    weakest_link: float | None
+    mean_similarity: float | None
+    mixed: bool
+    mixed_reason: str | None
+    reviewed: bool
+    subject: str | None
+    face_ids: list[int] | None = None
+
+
+class ClusterSplitIn(BaseModel):
+    """Move these faces out into a cluster of their own (marked a different person)."""
+
+    model_config = ConfigDict(extra="forbid")
+    face_ids: list[Id] = Field(min_length=1, max_length=10_000)
+
+
+class ClusterMergeIn(BaseModel):
+    """Merge this cluster into another."""
+
+    model_config = ConfigDict(extra="forbid")
+    into: Id
+    despite_apart: bool = False
+
+
+class ClusterApartIn(BaseModel):
+    """This cluster and ``other`` are not the same person."""
+
+    model_config = ConfigDict(extra="forbid")
+    other: Id
+
+
+class ClusterNameIn(BaseModel):
+    """Name the cluster: its faces are enrolled under this label."""
+
+    model_config = ConfigDict(extra="forbid")
+    label: Annotated[str, Field(min_length=1, max_length=200, pattern=LABEL_PATTERN)]
+
+
+class ReviewItemOut(BaseModel):
+    """An item of the review queue: what it is about, why, and its decision once made."""
+
+    id: int
+    kind: str
+    pack: str
+    cluster_id: int | None
+    face_a: int | None
+    face_b: int | None
+    similarity: float | None
+    reason: str | None
+    created_at: str
+    decision: str | None
+    note: str | None
+    decided_by: str | None
+    decided_at: str | None
+
+
+class ReviewDecisionIn(BaseModel):
+    """A decision on a review item."""
+
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["same", "different", "unsure"]
+    note: Annotated[str, Field(max_length=2000)] | None = None

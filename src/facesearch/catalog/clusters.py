@@ -57,6 +57,15 @@ def _batches(values: Sequence[int], size: int = 500) -> Iterable[Sequence[int]]:
         yield values[start : start + size]
 
 
+def _insert_returning_ids(session: Transaction, table: type[Any], rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` in bulk; their new ids, in the order of ``rows``."""
+    ids: list[int] = []
+    for start in range(0, len(rows), 10_000):
+        statement = insert(table).returning(table.id, sort_by_parameter_order=True)
+        ids.extend(int(i) for i in session.scalars(statement, rows[start : start + 10_000]))
+    return ids
+
+
 class ClusterStore(Store):
     """Clusters of faces."""
 
@@ -131,31 +140,38 @@ class ClusterStore(Store):
         items = list(clusters.items()) if isinstance(clusters, Mapping) else list(clusters)
         now = utcnow()
         pinned = {f for f, (_, p) in self.memberships(faces, tx).items() if p}
-        for batch in _batches([int(f) for f in faces if int(f) not in pinned]):
+        for batch in _batches([int(f) for f in faces if int(f) not in pinned], 5000):
             tx.execute(delete(ClusterFace).where(ClusterFace.face_id.in_(batch)))
-        assignment: dict[int, int] = {}
-        rows: list[dict[str, object]] = []
-        for cluster_id, cluster in items:
-            values = {
+
+        def quality(cluster: NewCluster) -> dict[str, Any]:
+            return {
                 "weakest_link": cluster.weakest_link,
                 "mean_similarity": cluster.mean_similarity,
                 "mixed": cluster.mixed,
                 "mixed_reason": cluster.mixed_reason,
                 "updated_at": now,
             }
-            if cluster_id is None:
-                created = Cluster(pack=pack, reviewed=False, created_at=now, **values)
-                tx.add(created)
-                tx.flush()
-                cluster_id = int(created.id)
-            else:
-                tx.execute(update(Cluster).where(Cluster.id == cluster_id).values(**values))
+
+        # In bulk: a million faces make hundreds of thousands of clusters, and a round trip each would take hours.
+        new = [cluster for cluster_id, cluster in items if cluster_id is None]
+        created = _insert_returning_ids(
+            tx, Cluster, [{"pack": pack, "reviewed": False, "created_at": now, **quality(c)} for c in new]
+        )
+        kept = [(cluster_id, cluster) for cluster_id, cluster in items if cluster_id is not None]
+        if kept:
+            tx.execute(
+                update(Cluster),
+                [{"id": int(cluster_id), **quality(cluster)} for cluster_id, cluster in kept],
+            )
+        assignment: dict[int, int] = {}
+        rows: list[dict[str, object]] = []
+        for cluster_id, cluster in [*kept, *zip(created, new, strict=True)]:
             for face in cluster.faces:
-                assignment[int(face)] = cluster_id
+                assignment[int(face)] = int(cluster_id)
                 if int(face) not in pinned:
-                    rows.append({"face_id": int(face), "cluster_id": cluster_id, "pinned": False})
-        if rows:
-            tx.execute(insert(ClusterFace), rows)
+                    rows.append({"face_id": int(face), "cluster_id": int(cluster_id), "pinned": False})
+        for start in range(0, len(rows), 50_000):
+            tx.execute(insert(ClusterFace), rows[start : start + 50_000])
         self.remove_empty(tx, pack)
         return assignment
 
@@ -243,6 +259,11 @@ class ClusterStore(Store):
         """Mark a cluster reviewed and every face now in it pinned there."""
         tx.execute(update(Cluster).where(Cluster.id == cluster_id).values(reviewed=True, updated_at=utcnow()))
         tx.execute(update(ClusterFace).where(ClusterFace.cluster_id == cluster_id).values(pinned=True))
+
+    def confirm(self, tx: Transaction, cluster_id: int) -> None:
+        """A reviewer found a flagged cluster to be one person: pinned, and no longer flagged."""
+        self.pin(tx, cluster_id)
+        tx.execute(update(Cluster).where(Cluster.id == cluster_id).values(mixed=False, mixed_reason=None))
 
     def move_to_new(self, tx: Transaction, pack: str, face_ids: Sequence[int]) -> int:
         """Move faces into a new reviewed cluster where they are pinned; its id."""

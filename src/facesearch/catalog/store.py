@@ -26,6 +26,7 @@ from facesearch.catalog.erasure import ErasureStore
 from facesearch.catalog.jobs import JobStore
 from facesearch.catalog.optouts import OptOutStore
 from facesearch.catalog.records import FileOutcome, NewFace, RecordedFile
+from facesearch.catalog.review import ReviewStore
 from facesearch.catalog.schema import (
     CatalogState,
     Collection,
@@ -181,6 +182,7 @@ class Catalog:
         self.optouts = OptOutStore(self._sessions)
         self.subjects = SubjectStore(self._sessions)
         self.clusters = ClusterStore(self._sessions)
+        self.review = ReviewStore(self._sessions)
         self.erasure = ErasureStore(self._sessions)
         self.sessions = SessionStore(self._sessions)
 
@@ -220,6 +222,7 @@ class Catalog:
         "case_candidates",
         "cluster_faces",
         "clusters",
+        "review_items",
     )
 
     def forget_deleted(self, *, rewrite: bool = True) -> None:

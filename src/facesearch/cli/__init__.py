@@ -33,6 +33,7 @@ app.add_typer(governance.optout_app, name="optout")
 app.add_typer(governance.retention_app, name="retention")
 app.add_typer(cases.cases_app, name="cases")
 app.add_typer(clusters.clusters_app, name="clusters")
+app.add_typer(clusters.review_app, name="review")
 
 __all__ = ["app", "main"]
 

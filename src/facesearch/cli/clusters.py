@@ -1,4 +1,5 @@
-"""Clustering the unidentified: cluster (run), and clusters list|split|merge|apart|name (reviewers' corrections)."""
+"""Clustering the unidentified: cluster (run), clusters list|split|merge|apart|name (reviewers' corrections), and
+review list|decide (the queue of decisions waiting for a person)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def cluster_command(
     ] = False,
     fmr: Annotated[
         float | None,
-        typer.Option("--fmr", help="Link two faces when their false-match rate is at most this (default 2e-6)."),
+        typer.Option("--fmr", help="Link two faces when their false-match rate is at most this (default 1.8e-6)."),
     ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help='One JSON object per face: {"face_id", "image", "cluster"}.')
@@ -119,3 +120,46 @@ def clusters_name_command(
     """Name a cluster: its faces are enrolled as that subject."""
     subject_id = _correct("name", cluster, label)
     out.print(f"cluster {cluster} named {label!r} (subject {subject_id})")
+
+
+review_app = typer.Typer(help="Decisions waiting for a person: mixed clusters, near misses, cross-match pairs.")
+
+
+@review_app.command("list")
+def review_list_command(
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="mixed_cluster, near_threshold or crossmatch_pair.")
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Decided items too.")] = False,
+    json_output: JSON = False,
+    csv_output: CSV = False,
+) -> None:
+    """Items waiting for a decision, by kind, the most alike pairs first."""
+    try:
+        with state.engine() as engine:
+            rows = engine.review.items(engine.operator, kind=kind, open_only=not every)
+    except ClusterError as error:
+        raise fail(str(error)) from error
+    listed = [{**dataclasses.asdict(row), "created_at": row.created_at.isoformat()} for row in rows]
+    for row in listed:
+        if row["decided_at"] is not None:
+            row["decided_at"] = row["decided_at"].isoformat()
+    columns = ("id", "kind", "cluster_id", "face_a", "face_b", "similarity", "decision", "reason")
+    typer.echo(render.listing(listed, columns, as_json=json_output, as_csv_=csv_output, empty="nothing to review"))
+
+
+@review_app.command("decide")
+def review_decide_command(
+    item: Annotated[int, typer.Argument(help="The item.")],
+    decision: Annotated[str, typer.Argument(help="same, different or unsure.")],
+    note: Annotated[str | None, typer.Option("--note", help="Why (kept with the decision).")] = None,
+) -> None:
+    """Decide an item: "different" keeps the two apart from then on, "same" puts them together."""
+    try:
+        with state.engine() as engine:
+            decided = engine.review.decide(engine.operator, item, decision, note)
+    except ClusterError as error:
+        raise fail(str(error)) from error
+    except (AuditError, LookupError) as error:
+        raise fail(str(error), code=FAILED) from error
+    out.print(f"item {decided.id} decided: {decided.decision}")

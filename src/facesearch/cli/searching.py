@@ -172,6 +172,12 @@ def crossmatch_command(
     ] = False,
     purpose: Annotated[str | None, typer.Option("--purpose", help=PURPOSE_HELP)] = None,
     case_id: Annotated[str | None, typer.Option("--case", help=CASE_HELP)] = None,
+    queue: Annotated[
+        bool,
+        typer.Option(
+            "--queue", help="Also put the pairs in the review queue (a pair decided before is not asked again)."
+        ),
+    ] = False,
 ) -> None:
     """Search every face of one collection against another (e.g. missing people against registered survivors).
 
@@ -191,6 +197,7 @@ def crossmatch_command(
                 min_similarity=min_similarity,
                 batch=batch,
                 context=_context(engine, purpose, case_id),
+                queue=queue,
             )
     except (PackError, LookupError) as error:
         raise fail(str(error).strip("'\"")) from error

@@ -39,16 +39,24 @@ from scipy.sparse.csgraph import connected_components
 K_NEIGHBOURS = 24
 """Neighbours per face in the graph: enough to hold a large identity together, few enough to stay sparse."""
 
-EXACT_LIMIT = 200_000
+EXACT_LIMIT = 50_000
 """Up to this many faces the neighbours are found exactly; above, by an inverted-file index (recall measured)."""
+
+PROBED_LISTS = 16
+TRAINING_PER_LIST = 40
+TRAINING_ITERATIONS = 10
+"""The inverted-file index of a large graph: lists probed per face, training faces per list and k-means
+iterations (a coarse quantiser needs far less training than a compressed index; edge recall measured in
+benchmarks/clustering.py)."""
 
 REFINE_MIN = 4
 """Components of at least this many faces are refined by Leiden; smaller ones cannot hold two groups worth
 separating (a pair or a triple above the threshold is kept whole)."""
 
-RESOLUTION = 0.05
+RESOLUTION = 0.2
 """Leiden's modularity resolution: low, so that one person's photos stay together and only groups joined by a
-few links are cut (measured on lfw-dev; see the module docstring)."""
+few links are cut. On lfw-dev at the default operating point 0.1-0.2 give the same clusters; 0.5 starts to cut
+the largest identities (George W Bush's 265 photos) and 1.0 halves recall (benchmarks/clustering.py)."""
 
 SEED = 20261201
 """Leiden's and the inverted index's seed: a clustering is reproducible."""
@@ -118,41 +126,78 @@ def normalised(vectors: np.ndarray) -> np.ndarray:
 
 
 def neighbours(
-    vectors: np.ndarray, k: int = K_NEIGHBOURS, *, queries: np.ndarray | None = None
+    vectors: np.ndarray, k: int = K_NEIGHBOURS, *, queries: np.ndarray | None = None, exact_limit: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest rows of ``vectors`` to each query (default: to each row itself), as (similarities,
     positions), each (Q, k); missing slots have position -1.
 
-    Exact up to ``EXACT_LIMIT`` rows; above, an inverted-file index (``4 * sqrt(n)`` lists, 24 probed) trained on
-    a fixed sample, so the same data gives the same graph.
+    Exact up to ``EXACT_LIMIT`` rows; above, an inverted-file index (``4 * sqrt(n)`` lists, ``PROBED_LISTS``
+    probed) trained on a fixed sample, so the same data gives the same graph.
     """
     n, dim = vectors.shape
+    exact_limit = EXACT_LIMIT if exact_limit is None else exact_limit
     queries = vectors if queries is None else queries
     k = min(k, n)
     if k == 0 or len(queries) == 0:
         return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
     index: Any
-    if n <= EXACT_LIMIT:
+    if n <= exact_limit:
         index = faiss.IndexFlatIP(dim)
     else:
         lists = int(4 * np.sqrt(n))
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, lists, faiss.METRIC_INNER_PRODUCT)
-        sample = np.random.default_rng(SEED).choice(n, size=min(n, 64 * lists), replace=False)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+        sample = np.random.default_rng(SEED).choice(n, size=min(n, TRAINING_PER_LIST * lists), replace=False)
         index.cp.seed = SEED
+        index.cp.niter = TRAINING_ITERATIONS
         index.train(vectors[np.sort(sample)])
-        index.nprobe = 24
+        index.nprobe = PROBED_LISTS
     index.add(vectors)
     similarities, positions = index.search(queries, k)
     return similarities, positions
 
 
-def similarity_graph(vectors: np.ndarray, threshold: float, k: int = K_NEIGHBOURS) -> Graph:
+def similarity_graph(
+    vectors: np.ndarray, threshold: float, k: int = K_NEIGHBOURS, *, exact_limit: int | None = None
+) -> Graph:
     """Each face linked to those of its ``k`` nearest neighbours whose similarity reaches ``threshold``."""
-    n = len(vectors)
-    similarities, positions = neighbours(vectors, k + 1)  # a face is its own first neighbour
+    similarities, positions = neighbours(vectors, k + 1, exact_limit=exact_limit)  # a face is its own first
+    return graph_of_neighbours(similarities, positions, threshold)
+
+
+def graph_of_neighbours(similarities: np.ndarray, positions: np.ndarray, threshold: float) -> Graph:
+    """The graph of each face's neighbours (as :func:`neighbours` returns them) at or above ``threshold``."""
+    n = len(positions)
     rows = np.repeat(np.arange(n, dtype=np.int64), positions.shape[1])
     return _edges(n, rows, positions.ravel(), similarities.ravel(), threshold)
+
+
+def near_misses(
+    similarities: np.ndarray,
+    positions: np.ndarray,
+    labels: np.ndarray,
+    low: float,
+    threshold: float,
+    *,
+    linkable: np.ndarray | None = None,
+    limit: int = 10_000,
+) -> list[tuple[int, int, float]]:
+    """Faces whose best match outside their own cluster falls just short of the threshold (at or above
+    ``low``): (face, that match, similarity) for a person to look at, each pair once, the most alike first,
+    at most ``limit``."""
+    found: dict[tuple[int, int], float] = {}
+    for face in range(len(positions)):
+        if linkable is not None and not linkable[face]:
+            continue
+        for similarity, other in zip(similarities[face].tolist(), positions[face].tolist(), strict=True):
+            if other < 0 or other == face or labels[other] == labels[face]:
+                continue
+            if linkable is not None and not linkable[other]:
+                continue
+            if low <= similarity < threshold:
+                found[(min(face, other), max(face, other))] = similarity
+            break  # only the best match outside the cluster
+    ranked = sorted(found.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    return [(a, b, round(similarity, 4)) for (a, b), similarity in ranked]
 
 
 def _edges(n: int, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, threshold: float) -> Graph:
@@ -221,23 +266,42 @@ def _components(graph: Graph) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def _groups(labels: np.ndarray) -> list[np.ndarray]:
-    """The members of each label, for labels with more than one member."""
+def groups(labels: np.ndarray, min_size: int = 1) -> list[np.ndarray]:
+    """The positions of each label's members (ascending), for labels with at least ``min_size`` members, in
+    label order; one sort of the whole array, whatever the number of labels."""
+    if labels.size == 0:
+        return []
     order = np.argsort(labels, kind="stable")
     ordered = labels[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
     ends = np.r_[starts[1:], ordered.size]
-    return [order[s:e] for s, e in zip(starts, ends, strict=True) if e - s > 1]
+    return [order[s:e] for s, e in zip(starts, ends, strict=True) if e - s >= min_size]
 
 
 def _refine(graph: Graph, labels: np.ndarray, resolution: float) -> np.ndarray:
-    """Each large component split where Leiden finds communities joined by few links."""
+    """Each large component split where Leiden finds communities joined by few links.
+
+    The edges are sorted by component once, so each component's subgraph is a slice (a million faces make
+    hundreds of thousands of components: nothing per component may cost in proportion to the whole graph)."""
     labels = labels.copy()
     next_label = int(labels.max()) + 1 if labels.size else 0
-    for members in _groups(labels):
+    edge_label = labels[graph.source]
+    order = np.argsort(edge_label, kind="stable")
+    sorted_labels = edge_label[order]
+    for members in groups(labels, 2):
         if members.size < REFINE_MIN:
             continue
-        parts = communities(graph.subgraph(members), resolution)
+        label = labels[members[0]]
+        start, end = np.searchsorted(sorted_labels, [label, label + 1])
+        chosen = order[start:end]
+        members = np.sort(members)
+        local = Graph(
+            int(members.size),
+            np.searchsorted(members, graph.source[chosen]),
+            np.searchsorted(members, graph.target[chosen]),
+            graph.weight[chosen],
+        )
+        parts = communities(local, resolution)
         for part in range(1, int(parts.max()) + 1):
             labels[members[parts == part]] = next_label
             next_label += 1
@@ -250,7 +314,7 @@ def communities(graph: Graph, resolution: float = RESOLUTION) -> np.ndarray:
     partition = leidenalg.find_partition(
         g,
         leidenalg.RBConfigurationVertexPartition,
-        weights=graph.weight.astype(float).tolist(),
+        weights=np.clip(graph.weight, 1e-6, None).astype(float).tolist(),  # Leiden takes no negative weight
         resolution_parameter=resolution,
         seed=SEED,
         n_iterations=-1,

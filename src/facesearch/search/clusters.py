@@ -16,21 +16,24 @@ from typing import Any
 import numpy as np
 
 from facesearch.catalog.clusters import ClusteringSettings, ClusterRow, NewCluster
+from facesearch.catalog.review import NewReviewItem
 from facesearch.catalog.schema import utcnow
 from facesearch.catalog.store import Catalog
 from facesearch.errors import FacesearchError
-from facesearch.governance.access import Principal, require
+from facesearch.governance.access import NotVisible, Principal, require, require_unlimited
 from facesearch.governance.audit import AuditTrail
 from facesearch.search import clustering
 from facesearch.search.searching import Searching
 
-DEFAULT_FMR = 2e-6
+DEFAULT_FMR = 1.8e-6
 """The false-match rate at which two faces are linked by default: strict, since a wrong link can merge two
-people's clusters (measured on lfw-dev: docs/accuracy.md)."""
+people's clusters. Measured on lfw-dev with the fused pack (docs/accuracy.md): at 2e-6 100,000 distractors
+pull pairwise precision to 0.985; at 1.5e-6 recall falls to 0.91; 1.8e-6 holds both."""
 
 
-class ClusterError(FacesearchError):
-    """A clustering request that cannot be carried out (unknown cluster or collection, a face not in it)."""
+class ClusterError(FacesearchError, ValueError):
+    """A clustering request or correction that cannot be carried out (a face not in the cluster, a merge of
+    clusters marked different people, no calibration)."""
 
 
 @dataclass
@@ -71,6 +74,20 @@ class ClusteringRun:
         }
 
 
+@dataclass
+class Placement:
+    """What a run decided: the faces it (re)placed, the clusters they go to (an existing id or ``None`` for a
+    new one), and the pairs that fell just short of being linked (face, face, similarity)."""
+
+    faces: list[int]
+    clusters: list[tuple[int | None, NewCluster]]
+    near_misses: list[tuple[int, int, float]]
+
+
+NEAR_MISS_FACTOR = 10.0
+"""A pair is a near miss when its false-match rate is at most this many times the linking rate."""
+
+
 class Clusters:
     """Clusterings of one data folder's faces, and the corrections reviewers make to them."""
 
@@ -97,11 +114,12 @@ class Clusters:
         scratch (reviewers' corrections kept); otherwise only the faces not yet in a cluster are added, each
         joining the cluster it links to most strongly or forming new ones, without changing the others.
         """
-        require(principal, "clusters")
+        self._allowed(principal)
         started = time.perf_counter()
         service = self.searching.service(pack)
         pack_key = service.pack.key
         threshold, fmr = self._threshold(service.calibration, fmr)
+        near = self._threshold(service.calibration, min(0.5, fmr * NEAR_MISS_FACTOR))[0]
         scope = self._scope(pack_key, collections)
         previous = self.store.settings(pack_key)
         members = self.store.memberships(scope.tolist())
@@ -109,14 +127,15 @@ class Clusters:
         incremental = not full and same_point and bool(members)
         new = np.array([f for f in scope.tolist() if f not in members], dtype=np.int64)
         if incremental:
-            assignment = self._add(pack_key, service.index, scope, members, new, threshold)
+            placement = self._add(pack_key, service.index, members, new, threshold, near)
         else:
-            assignment = self._cluster_all(pack_key, scope, members, threshold)
+            placement = self._cluster_all(pack_key, scope, members, threshold, near)
         with self.catalog.transaction() as tx:
-            if assignment is not None:
-                face_to_cluster = self.store.replace(tx, pack_key, assignment[0], assignment[1])
-            else:
-                face_to_cluster = {}
+            face_to_cluster: dict[int, int] = {}
+            queued = 0
+            if placement is not None:
+                face_to_cluster = self.store.replace(tx, pack_key, placement.faces, placement.clusters)
+                queued = self.catalog.review.add(tx, self._review_items(pack_key, placement, face_to_cluster))
             self.store.save_settings(
                 tx,
                 ClusteringSettings(pack_key, threshold, fmr, clustering.K_NEIGHBOURS, clustering.RESOLUTION, utcnow()),
@@ -129,6 +148,7 @@ class Clusters:
                 "new_faces": int(new.size) if incremental else int(scope.size),
                 "threshold": round(threshold, 4),
                 "fmr": fmr,
+                "queued_for_review": queued,
             }
             record = self.audit.append_in(tx, actor=principal.actor, action="cluster", details=details)
         self.audit.committed(*record)
@@ -147,7 +167,38 @@ class Clusters:
             collections=sorted(collections),
         )
 
-    def _threshold(self, calibration: Any, fmr: float | None) -> tuple[float, float | None]:
+    @staticmethod
+    def _review_items(pack_key: str, placement: Placement, face_to_cluster: dict[int, int]) -> list[NewReviewItem]:
+        """What a run leaves for a person: clusters it flagged as likely two people (not reviewed ones), and
+        faces whose best match elsewhere fell just short of the threshold."""
+        items = []
+        for cluster_id, cluster in placement.clusters:
+            if cluster.mixed and cluster.faces:
+                target = face_to_cluster.get(cluster.faces[0], cluster_id)
+                items.append(
+                    NewReviewItem(
+                        key=f"mixed_cluster:{target}",
+                        kind="mixed_cluster",
+                        pack=pack_key,
+                        cluster_id=target,
+                        reason=cluster.mixed_reason,
+                    )
+                )
+        for a, b, similarity in placement.near_misses:
+            items.append(
+                NewReviewItem(
+                    key=f"near_threshold:{a}:{b}",
+                    kind="near_threshold",
+                    pack=pack_key,
+                    face_a=a,
+                    face_b=b,
+                    similarity=similarity,
+                    reason="their similarity falls just short of the clustering threshold",
+                )
+            )
+        return items
+
+    def _threshold(self, calibration: Any, fmr: float | None) -> tuple[float, float]:
         if calibration is None:
             raise ClusterError("the pack has no score calibration: run `facesearch calibrate` first")
         fmr = DEFAULT_FMR if fmr is None else fmr
@@ -162,7 +213,7 @@ class Clusters:
         for name in collections:
             collection_id = self.catalog.collection_id(name)
             if collection_id is None:
-                raise ClusterError(f"unknown collection {name!r}")
+                raise NotVisible(f"unknown collection {name!r}", code="unknown_collection")
             ids.append(self.catalog.collection_face_ids(collection_id, pack_key))
         return np.unique(np.concatenate(ids)) if ids else np.empty(0, dtype=np.int64)
 
@@ -173,6 +224,8 @@ class Clusters:
 
     def _vectors(self, pack_key: str, face_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ids, unit vectors) of the faces, in id order."""
+        if face_ids.size == 0:
+            return np.empty(0, dtype=np.int64), np.empty((0, 0), dtype=np.float32)
         chunks = list(self.catalog.iter_embeddings(pack_key, face_ids.tolist()))
         if not chunks:
             return np.empty(0, dtype=np.int64), np.empty((0, 0), dtype=np.float32)
@@ -182,8 +235,13 @@ class Clusters:
         return ids[order], clustering.normalised(vectors[order])
 
     def _cluster_all(
-        self, pack_key: str, scope: np.ndarray, members: dict[int, tuple[int, bool]], threshold: float
-    ) -> tuple[list[int], list[tuple[int | None, NewCluster]]] | None:
+        self,
+        pack_key: str,
+        scope: np.ndarray,
+        members: dict[int, tuple[int, bool]],
+        threshold: float,
+        near: float,
+    ) -> Placement | None:
         """Every face of the scope clustered from scratch; reviewed clusters kept; ids kept where a new cluster
         is mostly an old one."""
         ids, vectors = self._vectors(pack_key, scope)
@@ -193,8 +251,16 @@ class Clusters:
         pinned = {position[f]: c for f, (c, p) in members.items() if p and f in position}
         apart = self.store.apart(set(pinned.values()))
         constraints = clustering.Constraints(pinned=pinned, cannot_link=apart)
-        labels = clustering.cluster_faces(vectors, threshold, constraints, linkable=self._linkable(ids))
-        return ids.tolist(), self._named(ids, vectors, labels, members, pinned)
+        linkable = self._linkable(ids)
+        similarities, positions = clustering.neighbours(vectors, clustering.K_NEIGHBOURS + 1)
+        graph = clustering.graph_of_neighbours(similarities, positions, threshold)
+        labels = clustering.cluster_faces(vectors, threshold, constraints, linkable=linkable, graph=graph)
+        misses = clustering.near_misses(similarities, positions, labels, near, threshold, linkable=linkable)
+        return Placement(
+            ids.tolist(),
+            self._named(ids, vectors, labels, members, pinned),
+            [(int(ids[a]), int(ids[b]), similarity) for a, b, similarity in misses],
+        )
 
     def _named(
         self,
@@ -206,7 +272,7 @@ class Clusters:
     ) -> list[tuple[int | None, NewCluster]]:
         """Each label matched to the cluster id it continues: a reviewed cluster's own, else the old cluster that
         gave it most of its faces (each old id used once, largest first), else a new one."""
-        groups = [np.flatnonzero(labels == label) for label in range(int(labels.max()) + 1)]
+        groups = clustering.groups(labels)
         groups.sort(key=lambda members_: (-members_.size, int(members_[0])))
         used: set[int] = set()
         result: list[tuple[int | None, NewCluster]] = []
@@ -242,11 +308,11 @@ class Clusters:
         self,
         pack_key: str,
         index: Any,
-        scope: np.ndarray,
         members: dict[int, tuple[int, bool]],
         new: np.ndarray,
         threshold: float,
-    ) -> tuple[list[int], list[tuple[int | None, NewCluster]]] | None:
+        near: float,
+    ) -> Placement | None:
         """The new faces placed into the existing clustering, which does not change otherwise."""
         ids, vectors = self._vectors(pack_key, new)
         if not ids.size:
@@ -270,23 +336,28 @@ class Clusters:
         )
         linkable = self._linkable(ids)
         joined, groups = clustering.assign_new(vectors, similarities, neighbour_clusters, threshold, linkable=linkable)
-        by_cluster: dict[int | None, list[int]] = {}
+        by_cluster: dict[int, list[int]] = {}
         for position, cluster_id in enumerate(joined.tolist()):
             if cluster_id >= 0:
                 by_cluster.setdefault(cluster_id, []).append(position)
         result: list[tuple[int | None, NewCluster]] = []
+        # Each joined cluster's quality is measured again with its new faces (its faces in this scope).
+        faces_of: dict[int, list[int]] = {}
+        for face, (cluster_id, _pinned) in members.items():
+            if cluster_id in by_cluster:
+                faces_of.setdefault(cluster_id, []).append(face)
+        old_ids, old_vectors = self._vectors(pack_key, np.array(sorted(f for fs in faces_of.values() for f in fs)))
+        row_of = {int(f): i for i, f in enumerate(old_ids.tolist())}
         for cluster_id, joining in by_cluster.items():
             positions = np.array(joining, dtype=np.int64)
-            # The cluster's quality is measured again with its new faces.
-            old = [f for f, _ in self.store.faces_of(int(cluster_id or 0))]
-            old_ids, old_vectors = self._vectors(pack_key, np.array(old, dtype=np.int64))
-            everything = np.concatenate([old_vectors, vectors[positions]]) if old_ids.size else vectors[positions]
+            rows = [row_of[f] for f in faces_of.get(cluster_id, []) if f in row_of]
+            everything = np.concatenate([old_vectors[rows], vectors[positions]]) if rows else vectors[positions]
             quality = clustering.quality(everything, np.arange(len(everything)))
             result.append(
                 (
                     cluster_id,
                     NewCluster(
-                        faces=[*old_ids.tolist(), *[int(ids[p]) for p in positions]],
+                        faces=[int(ids[p]) for p in positions.tolist()],
                         weakest_link=quality.weakest_link,
                         mean_similarity=quality.mean_similarity,
                         mixed=quality.mixed,
@@ -294,8 +365,9 @@ class Clusters:
                     ),
                 )
             )
-        for label in sorted(set(groups[groups >= 0].tolist())):
-            positions = np.flatnonzero(groups == label)
+        for positions in clustering.groups(groups):
+            if groups[positions[0]] < 0:
+                continue
             quality = clustering.quality(vectors, positions)
             result.append(
                 (
@@ -309,14 +381,30 @@ class Clusters:
                     ),
                 )
             )
-        faces = [int(f) for f in ids.tolist()] + [f for cid, c in result if cid is not None for f in c.faces]
-        return sorted(set(faces)), result
+        # Near misses of the new faces: their best match in another cluster, just short of the threshold.
+        placed = np.where(joined >= 0, joined, -2 - np.maximum(groups, 0))  # a new group is not an old cluster
+        misses = []
+        for position in range(len(ids)):
+            if not linkable[position]:
+                continue
+            for similarity, cluster, other in zip(
+                similarities[position].tolist(),
+                neighbour_clusters[position].tolist(),
+                found[position].tolist(),
+                strict=True,
+            ):
+                if cluster < 0 or cluster == placed[position]:
+                    continue
+                if near <= similarity < threshold:
+                    misses.append((int(ids[position]), int(other), round(float(similarity), 4)))
+                break
+        return Placement(ids.tolist(), result, misses)
 
     # Reading -----------------------------------------------------------------------------------------------
 
     def rows(self, principal: Principal, *, pack: str | None = None, mixed_first: bool = True) -> list[ClusterRow]:
         """The clusters of ``pack`` (risky ones first: flagged mixed, then the weakest links), audited."""
-        require(principal, "clusters")
+        self._allowed(principal)
         pack_key = self.searching.service(pack).pack.key
         rows = self.store.clusters(pack_key)
         if mixed_first:
@@ -329,11 +417,32 @@ class Clusters:
     def _faces_of(self, cluster_id: int) -> list[int]:
         faces = [f for f, _ in self.store.faces_of(cluster_id)]
         if not faces:
-            raise ClusterError(f"unknown cluster {cluster_id}")
+            raise NotVisible(f"unknown cluster {cluster_id}", code="unknown_cluster")
         return faces
 
-    def _correct(self, principal: Principal, action: str, details: dict[str, Any], change: Any) -> Any:
+    def faces(self, principal: Principal, cluster_id: int) -> list[int]:
+        """The ids of a cluster's faces (audited as a read of the cluster)."""
+        self._allowed(principal)
+        faces = self._faces_of(cluster_id)
+        self.audit.append(actor=principal.actor, action="cluster_read", details={"cluster_id": cluster_id})
+        return faces
+
+    def cluster(self, cluster_id: int) -> ClusterRow:
+        """One cluster as stored (no audit record: the caller reads it with its faces or after a change)."""
+        pack = self.store.cluster_pack(cluster_id)
+        rows = self.store.clusters(pack, cluster_ids=[cluster_id]) if pack is not None else []
+        if not rows:
+            raise NotVisible(f"unknown cluster {cluster_id}", code="unknown_cluster")
+        return rows[0]
+
+    @staticmethod
+    def _allowed(principal: Principal) -> None:
+        """Clustering is for those with the permission, over every collection (clusters cross collections)."""
         require(principal, "clusters")
+        require_unlimited(principal, "clustering")
+
+    def _correct(self, principal: Principal, action: str, details: dict[str, Any], change: Any) -> Any:
+        self._allowed(principal)
         with self.catalog.transaction() as tx:
             answer = change(tx)
             record = self.audit.append_in(tx, actor=principal.actor, action=action, details=details)
@@ -343,6 +452,7 @@ class Clusters:
     def move_out(self, principal: Principal, cluster_id: int, face_ids: Sequence[int]) -> int:
         """Move faces out of a cluster into a new one of their own (a split); the two are marked different
         people and both are pinned as they now are. Returns the new cluster's id."""
+        self._allowed(principal)
         own: set[int] = set(self._faces_of(cluster_id))
         wanted = sorted({int(f) for f in face_ids})
         if not wanted or not set(wanted) <= own:
@@ -364,7 +474,9 @@ class Clusters:
     def merge(self, principal: Principal, cluster_id: int, into: int, *, despite_apart: bool = False) -> int:
         """Merge ``cluster_id`` into ``into`` (one person); how many faces moved. Two clusters marked different
         people are merged only ``despite_apart`` (a reviewer changing an earlier decision: the record says so)."""
-        self._faces_of(cluster_id), self._faces_of(into)
+        self._allowed(principal)
+        self._faces_of(cluster_id)
+        self._faces_of(into)
         if cluster_id == into:
             raise ClusterError("a cluster cannot be merged into itself")
         apart = (min(cluster_id, into), max(cluster_id, into)) in self.store.apart([cluster_id])
@@ -383,7 +495,9 @@ class Clusters:
     def mark_apart(self, principal: Principal, first: int, second: int) -> None:
         """Record that two clusters are not the same person; both are pinned as they now are, and no later
         clustering puts them together."""
-        self._faces_of(first), self._faces_of(second)
+        self._allowed(principal)
+        self._faces_of(first)
+        self._faces_of(second)
         if first == second:
             raise ClusterError("a cluster is always the same person as itself")
 
@@ -397,6 +511,7 @@ class Clusters:
     def name(self, principal: Principal, cluster_id: int, label: str) -> int:
         """Name a cluster: its faces are enrolled as the subject ``label`` (made if new); the cluster is pinned.
         Returns the subject's id."""
+        self._allowed(principal)
         label = label.strip()
         if not label:
             raise ClusterError("a name cannot be empty")

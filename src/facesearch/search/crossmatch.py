@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from facesearch.catalog.review import NewReviewItem
 from facesearch.catalog.store import Catalog
 from facesearch.governance.context import ActionContext
 from facesearch.search.searching import Searching
@@ -45,6 +46,7 @@ class CrossmatchResult:
     target_faces: int
     pairs: list[CrossmatchPair]
     elapsed_s: float
+    queued: int | None = None
 
     def summary(self) -> dict[str, Any]:
         """Counts and throughput (probe faces searched per second)."""
@@ -58,6 +60,7 @@ class CrossmatchResult:
             "pairs": len(self.pairs),
             "elapsed_s": round(self.elapsed_s, 3),
             "probes_per_s": round(self.probe_faces / self.elapsed_s, 1) if self.elapsed_s > 0 else None,
+            **({"queued_for_review": self.queued} if self.queued is not None else {}),
         }
 
 
@@ -67,6 +70,28 @@ class Crossmatch:
     def __init__(self, catalog: Catalog, searching: Searching) -> None:
         self.catalog = catalog
         self.searching = searching
+
+    def _queue(self, pack_key: str, pairs: list[CrossmatchPair], context: ActionContext | None) -> int:
+        """Put the pairs not queued before into the review queue (audited); how many went in."""
+        items = [
+            NewReviewItem(
+                key=f"crossmatch_pair:{pair.probe_face_id}:{pair.face_id}",
+                kind="crossmatch_pair",
+                pack=pack_key,
+                face_a=pair.probe_face_id,
+                face_b=pair.face_id,
+                similarity=round(pair.similarity, 4),
+                reason=f"cross-match candidate (rank {pair.rank})",
+            )
+            for pair in pairs
+        ]
+        actor = context.actor if context is not None else self.searching.context().actor
+        with self.catalog.transaction() as tx:
+            added = self.catalog.review.add(tx, items)
+            details = {"kind": "crossmatch_pair", "pairs": len(items), "queued": added}
+            record = self.searching.audit.append_in(tx, actor=actor, action="review_queue_add", details=details)
+        self.searching.audit.committed(*record)
+        return added
 
     def run(
         self,
@@ -79,6 +104,7 @@ class Crossmatch:
         batch: int = 1000,
         context: ActionContext | None = None,
         on_progress: Callable[[int, int], None] | None = None,
+        queue: bool = False,
     ) -> CrossmatchResult:
         """Search every face of ``collection`` against the faces of ``against``, in batches; ranked pairs.
 
@@ -86,6 +112,9 @@ class Crossmatch:
         goes through the search service (audited as one ``search_vectors`` record). Pairs below
         ``min_similarity`` (default: the pack's same-person threshold) are left out; a face never matches
         itself. Pairs come best first; ``rank`` is the candidate's rank for its probe face.
+
+        With ``queue`` the pairs not queued before go into the review queue (``crossmatch_pair``): a pair
+        already decided is never asked again (``CrossmatchResult.queued`` says how many went in).
         """
         service = self.searching.service(pack, context=context)
         pack_key = service.pack.key
@@ -130,8 +159,10 @@ class Crossmatch:
             if on_progress is not None:
                 on_progress(done, len(probes))
         pairs.sort(key=lambda p: (-p.similarity, p.probe_face_id, p.rank))
+        queued = self._queue(pack_key, pairs, context) if queue else None
         elapsed = time.perf_counter() - started
         return CrossmatchResult(
+            queued=queued,
             collection=collection,
             against=against,
             pack=pack_key,
