@@ -396,6 +396,7 @@ BUILDERS: dict[tuple[str, str], Builder] = {
         {"json": {"label": w.name("Person")}},
     ),
     ("GET /v1/review", ""): lambda w, c: ("GET", "/v1/review", {}),
+    ("GET /v1/review/confirmed", ""): lambda w, c: ("GET", "/v1/review/confirmed", {}),
     ("POST /v1/review/{item_id}/decision", "new cross-match pair in demo"): lambda w, c: (
         "POST",
         f"/v1/review/{w.review_item()}/decision",

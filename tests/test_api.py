@@ -536,3 +536,6 @@ def test_review_queue_lists_and_decides(api: Api) -> None:
     assert api.get("/v1/review", params={"kind": "nonsense"}).status_code == 422
     assert api.post("/v1/review/999999/decision", json={"decision": "same"}).status_code == 404
     assert api.post("/v1/review/1/decision", json={"decision": "maybe"}).status_code == 422
+    confirmed = api.get("/v1/review/confirmed")
+    assert confirmed.status_code == 200 and isinstance(confirmed.json()["pairs"], list)
+    assert api.get("/v1/review/confirmed", "reviewer").status_code == 403

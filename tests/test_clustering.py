@@ -128,6 +128,9 @@ def lfw_slice(root: Path) -> tuple[Path, dict[str, list[Path]]]:
         photos = sorted(person.glob("*.jpg"))
         if 5 <= len(photos) <= 7 and len(several) < 8:
             several.append(photos[:6])
+            if len(photos) == 7:  # one more, for a standing cross-match to find when it arrives
+                (root / "latest" / person.name).mkdir(parents=True, exist_ok=True)
+                (root / "latest" / person.name / photos[6].name).symlink_to(photos[6])
         elif len(photos) == 1 and len(single) < 20:
             single.append(photos)
     later: dict[str, list[Path]] = defaultdict(list)
@@ -282,6 +285,24 @@ def test_cluster_command_on_lfw_photos_incremental_full_and_corrections(tmp_path
         after = clusters_of(home)
         assert after[same["face_a"]]["cluster"] == after[same["face_b"]]["cluster"]
 
+    # The confirmed pairs, as a report.
+    report = json.loads(cli(home, "review", "report", "--format", "json").stdout)["pairs"]
+    assert all(pair["image_a"] and pair["image_b"] and pair["decided_by"] for pair in report)
+    if same is not None:
+        assert any(pair["item_id"] == same["id"] for pair in report)
+    csv_report = cli(home, "review", "report").stdout.splitlines()
+    assert csv_report[0].startswith("item_id,kind,face_a,image_a") and len(csv_report) == len(report) + 1
+
+    # A standing cross-match: photos arriving later in either collection are matched and queued at ingest.
+    assert (first.parent / "latest").is_dir(), "the slice must hold a person with a seventh photo"
+    cli(home, "crossmatch", "-c", "arrivals", "--against", "unidentified", "-o", str(pairs_file), "--standing")
+    before = {item["id"] for item in json.loads(cli(home, "review", "list", "--all", "--json").stdout)}
+    cli(home, "index", str(first.parent / "latest"), "--collection", "arrivals")
+    after_items = json.loads(cli(home, "review", "list", "--kind", "crossmatch_pair", "--json").stdout)
+    fresh = [item for item in after_items if item["id"] not in before]
+    newest = max(clusters_of(home))
+    assert fresh and any(newest in (item["face_a"], item["face_b"]) for item in fresh)
+
     # Every run and correction is in the audit log.
     exported = [json.loads(line) for line in cli(home, "audit", "export").stdout.splitlines()]
     actions = {record.get("action") for record in exported}
@@ -295,6 +316,8 @@ def test_cluster_command_on_lfw_photos_incremental_full_and_corrections(tmp_path
         "review_queue_add",
         "review_list",
         "review_decision",
+        "review_report",
+        "crossmatch_standing",
     ):
         assert action in actions, action
 

@@ -61,7 +61,13 @@ def test_crossmatch_writes_ranked_pairs_as_csv_and_json(two_collections: Path, t
     target = tmp_path / "pairs.json"
     code, output = cli(home, "crossmatch", "-c", "missing", "--against", "registered", "-o", str(target), "--json")
     summary = last_json(output)
-    assert code == 0 and summary["pairs"] == len(json.loads(target.read_text())["pairs"]) > 0
+    written = json.loads(target.read_text())["pairs"]
+    assert code == 0 and summary["pairs"] == len(written) > 0
+    # The JSON pairs say what each score means for a cross-match of this many comparisons.
+    comparisons = summary["probe_faces"] * summary["target_faces"]
+    for pair in written:
+        assert 0 <= pair["fmr"] <= 1
+        assert pair["expected_false_pairs"] == pytest.approx(pair["fmr"] * comparisons, rel=0.01)
     assert summary["probe_faces"] >= 3 and summary["target_faces"] >= 3 and summary["probes_per_s"] > 0
 
     code, _ = cli(home, "crossmatch", "-c", "missing", "--against", "nobody")

@@ -91,6 +91,8 @@ class FaceSearch:
         )
         self.ingest = Ingest(settings, self.catalog, self.audit, self.packs, self.indexes, self.operator)
         self.crossmatch = Crossmatch(self.catalog, self.searching)
+        # Faces arriving in a collection of a standing cross-match are matched against the other at once.
+        self.ingest.after_ingest.append(lambda collection: self.crossmatch.run_standing(collection))
         self.clusters = Clusters(self.catalog, self.audit, self.searching)
         self.review = ReviewQueue(self.catalog, self.audit)
         self.intake = Intake(settings, self.uploads_dir, self.collections, self.subjects, self.ingest, self.packs)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from facesearch.catalog.base import Store, Transaction
-from facesearch.catalog.schema import ReviewItem, utcnow
+from facesearch.catalog.schema import ReviewItem, StandingCrossmatch, utcnow
 
 
 @dataclass
@@ -117,3 +117,51 @@ class ReviewStore(Store):
             .where(ReviewItem.id == item_id)
             .values(decision=decision, note=note, decided_by=actor, decided_at=utcnow())
         )
+
+
+@dataclass
+class StandingRow:
+    """A standing cross-match."""
+
+    id: int
+    collection: str
+    against: str
+    pack: str
+    top_k: int
+    min_similarity: float | None
+    seen_face_id: int
+    created_by: str
+
+
+class StandingStore(Store):
+    """Standing cross-matches."""
+
+    def add(self, tx: Transaction, row: StandingRow) -> int:
+        """Record a standing cross-match; its id."""
+        values = {k: v for k, v in vars(row).items() if k != "id"}
+        created = StandingCrossmatch(**values, created_at=utcnow())
+        tx.add(created)
+        tx.flush()
+        return int(created.id)
+
+    def all(self, tx: Transaction | None = None) -> list[StandingRow]:
+        """Every standing cross-match, oldest first."""
+        with self._reading(tx) as session:
+            rows = session.scalars(select(StandingCrossmatch).order_by(StandingCrossmatch.id))
+            return [
+                StandingRow(
+                    int(r.id),
+                    r.collection,
+                    r.against,
+                    r.pack,
+                    int(r.top_k),
+                    r.min_similarity,
+                    int(r.seen_face_id),
+                    r.created_by,
+                )
+                for r in rows
+            ]
+
+    def seen(self, tx: Transaction, standing_id: int, face_id: int) -> None:
+        """Mark the faces up to ``face_id`` matched."""
+        tx.execute(update(StandingCrossmatch).where(StandingCrossmatch.id == standing_id).values(seen_face_id=face_id))

@@ -393,3 +393,20 @@ class ReviewItem(Base):
     note: Mapped[str | None] = mapped_column(Text)
     decided_by: Mapped[str | None] = mapped_column(String(200))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class StandingCrossmatch(Base):
+    """A cross-match that keeps running: faces that arrive in either collection are matched against the other
+    and the pairs queued for review. ``seen_face_id``: the faces up to this id have been matched."""
+
+    __tablename__ = "standing_crossmatches"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection: Mapped[str] = mapped_column(String(200))
+    against: Mapped[str] = mapped_column(String(200))
+    pack: Mapped[str] = mapped_column(String(120))
+    top_k: Mapped[int] = mapped_column(Integer)
+    min_similarity: Mapped[float | None] = mapped_column(Float)
+    seen_face_id: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -26,7 +26,7 @@ from facesearch.catalog.erasure import ErasureStore
 from facesearch.catalog.jobs import JobStore
 from facesearch.catalog.optouts import OptOutStore
 from facesearch.catalog.records import FileOutcome, NewFace, RecordedFile
-from facesearch.catalog.review import ReviewStore
+from facesearch.catalog.review import ReviewStore, StandingStore
 from facesearch.catalog.schema import (
     CatalogState,
     Collection,
@@ -183,6 +183,7 @@ class Catalog:
         self.subjects = SubjectStore(self._sessions)
         self.clusters = ClusterStore(self._sessions)
         self.review = ReviewStore(self._sessions)
+        self.standing = StandingStore(self._sessions)
         self.erasure = ErasureStore(self._sessions)
         self.sessions = SessionStore(self._sessions)
 

@@ -3,7 +3,11 @@ review list|decide (the queue of decisions waiting for a person)."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import json
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +16,7 @@ from facesearch.cli import render
 from facesearch.cli._app import CSV, FAILED, JSON, app, console, fail, out, state
 from facesearch.errors import AuditError, PackError
 from facesearch.search.clusters import ClusterError
+from facesearch.search.review import REPORT_FIELDS
 
 clusters_app = typer.Typer(help="Clusters of faces and reviewers' corrections to them.", no_args_is_help=True)
 
@@ -43,8 +48,6 @@ def cluster_command(
     except AuditError as error:
         raise fail(str(error), code=FAILED) from error
     if json_output:
-        import json
-
         for face in result.faces:
             typer.echo(json.dumps({"face_id": face.face_id, "image": face.image, "cluster": face.cluster}))
         return
@@ -163,3 +166,32 @@ def review_decide_command(
     except (AuditError, LookupError) as error:
         raise fail(str(error), code=FAILED) from error
     out.print(f"item {decided.id} decided: {decided.decision}")
+
+
+@review_app.command("report")
+def review_report_command(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (.csv or .json).")] = None,
+    output_format: Annotated[
+        str | None, typer.Option("--format", help="csv or json (default: from the --output suffix, else csv).")
+    ] = None,
+) -> None:
+    """The pairs reviewers confirmed as the same person, with both photos, who decided, when and why."""
+    kind = (output_format or (output.suffix.lstrip(".") if output else "csv")).lower()
+    if kind not in ("csv", "json"):
+        raise fail(f"unknown format {kind!r}: use csv or json")
+    with state.engine() as engine:
+        rows = engine.review.confirmed(engine.operator)
+    handle = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        if kind == "json":
+            json.dump({"pairs": rows}, handle)
+            handle.write("\n")
+        else:
+            writer = csv.DictWriter(handle, fieldnames=REPORT_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+    finally:
+        if output:
+            handle.close()
+    if output:
+        out.print(f"{len(rows)} confirmed pairs written to {output}")

@@ -148,6 +148,8 @@ CROSSMATCH_FIELDS = (
     "image",
     "subject",
 )
+"""The CSV's columns, relied on by scripts as they are; the JSON pairs also carry ``fmr`` and
+``expected_false_pairs``."""
 
 
 @app.command("crossmatch")
@@ -178,6 +180,13 @@ def crossmatch_command(
             "--queue", help="Also put the pairs in the review queue (a pair decided before is not asked again)."
         ),
     ] = False,
+    standing: Annotated[
+        bool,
+        typer.Option(
+            "--standing",
+            help="Keep it running: faces arriving later in either collection are matched and queued for review.",
+        ),
+    ] = False,
 ) -> None:
     """Search every face of one collection against another (e.g. missing people against registered survivors).
 
@@ -199,6 +208,14 @@ def crossmatch_command(
                 context=_context(engine, purpose, case_id),
                 queue=queue,
             )
+            if standing:
+                engine.crossmatch.stand(
+                    collection,
+                    against,
+                    top_k=top_k,
+                    min_similarity=min_similarity,
+                    context=_context(engine, purpose, case_id),
+                )
     except (PackError, LookupError) as error:
         raise fail(str(error).strip("'\"")) from error
     except AuditError as error:
@@ -215,7 +232,7 @@ def crossmatch_command(
         else:
             import csv
 
-            writer = csv.DictWriter(handle, fieldnames=CROSSMATCH_FIELDS)
+            writer = csv.DictWriter(handle, fieldnames=CROSSMATCH_FIELDS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
     finally:

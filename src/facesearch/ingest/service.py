@@ -8,6 +8,7 @@ filter, and leaves the pack's index caught up with the catalog.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 
@@ -20,6 +21,8 @@ from facesearch.governance.optout import opted_out_filter
 from facesearch.ingest.pipeline import IngestOptions, IngestProgress, IngestSummary, run_ingest
 from facesearch.ingest.reconcile import Indexes
 from facesearch.vision.packs import ModelPack, Packs
+
+log = logging.getLogger(__name__)
 
 
 class Ingest:
@@ -40,6 +43,8 @@ class Ingest:
         self.packs = packs
         self.indexes = indexes
         self.operator = operator
+        # Called with the collection after each ingest into it (the engine adds standing cross-matches here).
+        self.after_ingest: list[Callable[[str], object]] = []
 
     def index(
         self,
@@ -116,7 +121,7 @@ class Ingest:
             subject=subject,
         )
         with self.indexes.ingesting(model_pack.key, model_pack.dim) as index:
-            return run_ingest(
+            summary = run_ingest(
                 self.catalog,
                 index,
                 model_pack,
@@ -127,3 +132,9 @@ class Ingest:
                 on_progress=on_progress,
                 keep=opted_out_filter(self.catalog),
             )
+        for follow_up in self.after_ingest:
+            try:
+                follow_up(collection)
+            except Exception:  # the photos are in; what follows catches up on its next run
+                log.exception("after ingesting into %s", collection)
+        return summary

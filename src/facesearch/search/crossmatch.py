@@ -7,6 +7,7 @@ threshold (or ``min_similarity``) are left out, and a face never matches itself.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from facesearch.catalog.review import NewReviewItem
+from facesearch.catalog.review import NewReviewItem, StandingRow
 from facesearch.catalog.store import Catalog
 from facesearch.governance.context import ActionContext
 from facesearch.search.searching import Searching
@@ -32,6 +33,10 @@ class CrossmatchPair:
     image: str
     subject: str | None
     similarity: float
+    # The per-comparison false-match rate at this similarity (the pack's calibration), and how many pairs of
+    # strangers a cross-match this size (probe faces x target faces comparisons) would bring this high.
+    fmr: float | None = None
+    expected_false_pairs: float | None = None
 
 
 @dataclass
@@ -73,6 +78,8 @@ class Crossmatch:
 
     def _queue(self, pack_key: str, pairs: list[CrossmatchPair], context: ActionContext | None) -> int:
         """Put the pairs not queued before into the review queue (audited); how many went in."""
+        if not pairs:
+            return 0
         items = [
             NewReviewItem(
                 key=f"crossmatch_pair:{pair.probe_face_id}:{pair.face_id}",
@@ -92,6 +99,131 @@ class Crossmatch:
             record = self.searching.audit.append_in(tx, actor=actor, action="review_queue_add", details=details)
         self.searching.audit.committed(*record)
         return added
+
+    def _match(
+        self,
+        service: Any,
+        probes: np.ndarray,
+        targets: np.ndarray,
+        top_k: int,
+        threshold: float,
+        batch: int,
+        context: ActionContext | None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> list[CrossmatchPair]:
+        """Each probe face searched among the target faces, in batches (each audited by the search service);
+        the pairs at or above ``threshold``, best first, with what their score means for this many comparisons."""
+        pairs: list[CrossmatchPair] = []
+        done = 0
+        comparisons = int(probes.size) * int(targets.size)
+        calibration = service.calibration
+        for start in range(0, len(probes), batch):
+            chunks = list(self.catalog.iter_embeddings(service.pack.key, probes[start : start + batch].tolist()))
+            if not chunks or not targets.size:
+                continue
+            probe_ids = np.concatenate([c[0] for c in chunks]).tolist()
+            vectors = np.concatenate([c[1] for c in chunks])
+            probe_info = self.catalog.face_details(probe_ids)
+            # One more candidate than asked: a face in both collections finds itself first, and is skipped.
+            found = service.search_vectors(vectors, top_k=top_k + 1, allowed_ids=targets, context=context)
+            for probe_id, candidates in zip(probe_ids, found, strict=True):
+                info = probe_info.get(probe_id)
+                kept = [c for c in candidates if c.face_id != probe_id][:top_k]
+                for rank, candidate in enumerate(kept, start=1):
+                    if candidate.similarity < threshold:
+                        continue
+                    fmr = calibration.fmr(candidate.similarity) if calibration is not None else None
+                    pairs.append(
+                        CrossmatchPair(
+                            probe_face_id=probe_id,
+                            probe_image=info.image_path if info else None,
+                            probe_subject=info.subject if info else None,
+                            rank=rank,
+                            face_id=candidate.face_id,
+                            image=candidate.image,
+                            subject=candidate.subject,
+                            similarity=candidate.similarity,
+                            fmr=None if fmr is None else float(f"{fmr:.3g}"),
+                            expected_false_pairs=None if fmr is None else float(f"{fmr * comparisons:.3g}"),
+                        )
+                    )
+            done += len(probe_ids)
+            if on_progress is not None:
+                on_progress(done, len(probes))
+        pairs.sort(key=lambda p: (-p.similarity, p.probe_face_id, p.rank))
+        return pairs
+
+    def stand(
+        self,
+        collection: str,
+        against: str,
+        *,
+        top_k: int = 5,
+        min_similarity: float | None = None,
+        pack: str | None = None,
+        context: ActionContext | None = None,
+    ) -> tuple[int, int]:
+        """Make a cross-match standing: every face that arrives from now on in either collection is matched
+        against the other and the new pairs queued for review (after each ingest, and by :meth:`run_standing`).
+        The faces already there are matched now. Returns (its id, pairs queued now)."""
+        service = self.searching.service(pack, context=context)
+        for name in (collection, against):
+            if self.catalog.collection_id(name) is None:
+                raise LookupError(f"unknown collection {name!r}")
+        actor = context.actor if context is not None else self.searching.context().actor
+        row = StandingRow(0, collection, against, service.pack.key, top_k, min_similarity, 0, actor)
+        with self.catalog.transaction() as tx:
+            standing_id = self.catalog.standing.add(tx, row)
+            details = {"standing_id": standing_id, "collection": collection, "against": against, "top_k": top_k}
+            record = self.searching.audit.append_in(tx, actor=actor, action="crossmatch_standing", details=details)
+        self.searching.audit.committed(*record)
+        return standing_id, self.run_standing(context=context)
+
+    def run_standing(self, collection: str | None = None, *, context: ActionContext | None = None) -> int:
+        """Match the faces that arrived since each standing cross-match last ran (those touching
+        ``collection``, or all) against the other collection, and queue the new pairs; how many were queued."""
+        queued = 0
+        for standing in self.catalog.standing.all():
+            if collection is not None and collection not in (standing.collection, standing.against):
+                continue
+            ids = {}
+            for name in (standing.collection, standing.against):
+                collection_id = self.catalog.collection_id(name)
+                ids[name] = (
+                    np.sort(self.catalog.collection_face_ids(collection_id, standing.pack))
+                    if collection_id is not None
+                    else np.empty(0, dtype=np.int64)
+                )
+            left, right = ids[standing.collection], ids[standing.against]
+            newest = int(max(left.max(initial=0), right.max(initial=0)))
+            if newest <= standing.seen_face_id:
+                continue
+            service = self.searching.service(standing.pack.rsplit("@", 1)[0], context=context)
+            if service.pack.key != standing.pack:  # the pack moved on to another version: its faces are elsewhere
+                continue
+            threshold = service.pack.threshold if standing.min_similarity is None else standing.min_similarity
+            pairs = self._match(
+                service, left[left > standing.seen_face_id], right, standing.top_k, threshold, 1000, context
+            )
+            # New faces of the other side, against the whole first: pairs keep the first side first.
+            for pair in self._match(
+                service, right[right > standing.seen_face_id], left, standing.top_k, threshold, 1000, context
+            ):
+                pairs.append(
+                    dataclasses.replace(
+                        pair,
+                        probe_face_id=pair.face_id,
+                        probe_image=pair.image,
+                        probe_subject=pair.subject,
+                        face_id=pair.probe_face_id,
+                        image=pair.probe_image or "",
+                        subject=pair.probe_subject,
+                    )
+                )
+            queued += self._queue(standing.pack, pairs, context)
+            with self.catalog.transaction() as tx:
+                self.catalog.standing.seen(tx, standing.id, newest)
+        return queued
 
     def run(
         self,
@@ -127,38 +259,7 @@ class Crossmatch:
             ids[name] = self.catalog.collection_face_ids(collection_id, pack_key)
         probes, targets = np.sort(ids[collection]), np.sort(ids[against])
         started = time.perf_counter()
-        pairs: list[CrossmatchPair] = []
-        done = 0
-        for start in range(0, len(probes), batch):
-            chunks = list(self.catalog.iter_embeddings(pack_key, probes[start : start + batch].tolist()))
-            if not chunks:
-                continue
-            probe_ids = np.concatenate([c[0] for c in chunks]).tolist()
-            vectors = np.concatenate([c[1] for c in chunks])
-            probe_info = self.catalog.face_details(probe_ids)
-            # One more candidate than asked: a face in both collections finds itself first, and is skipped.
-            found = service.search_vectors(vectors, top_k=top_k + 1, allowed_ids=targets, context=context)
-            for probe_id, candidates in zip(probe_ids, found, strict=True):
-                info = probe_info.get(probe_id)
-                kept = [c for c in candidates if c.face_id != probe_id][:top_k]
-                pairs.extend(
-                    CrossmatchPair(
-                        probe_face_id=probe_id,
-                        probe_image=info.image_path if info else None,
-                        probe_subject=info.subject if info else None,
-                        rank=rank,
-                        face_id=candidate.face_id,
-                        image=candidate.image,
-                        subject=candidate.subject,
-                        similarity=candidate.similarity,
-                    )
-                    for rank, candidate in enumerate(kept, start=1)
-                    if candidate.similarity >= threshold
-                )
-            done += len(probe_ids)
-            if on_progress is not None:
-                on_progress(done, len(probes))
-        pairs.sort(key=lambda p: (-p.similarity, p.probe_face_id, p.rank))
+        pairs = self._match(service, probes, targets, top_k, threshold, batch, context, on_progress)
         queued = self._queue(pack_key, pairs, context) if queue else None
         elapsed = time.perf_counter() - started
         return CrossmatchResult(

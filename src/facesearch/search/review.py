@@ -21,6 +21,22 @@ from facesearch.search.clusters import ClusterError
 Decision = Literal["same", "different", "unsure"]
 DECISIONS = ("same", "different", "unsure")
 KINDS = ("mixed_cluster", "near_threshold", "crossmatch_pair")
+REPORT_FIELDS = (
+    "item_id",
+    "kind",
+    "face_a",
+    "image_a",
+    "collection_a",
+    "subject_a",
+    "face_b",
+    "image_b",
+    "collection_b",
+    "subject_b",
+    "similarity",
+    "decided_by",
+    "decided_at",
+    "note",
+)
 
 
 class ReviewQueue:
@@ -54,6 +70,44 @@ class ReviewQueue:
         details = {"kind": kind, "count": len(rows), "item_ids": [row.id for row in rows[:1000]]}
         self.audit.append(actor=principal.actor, action="review_list", details=details)
         return rows
+
+    def confirmed(self, principal: Principal) -> list[dict[str, Any]]:
+        """The pairs reviewers decided are the same person, with both faces' photos, collections and subjects,
+        the similarity, who decided, when and why: the report a reunification desk hands on (audited)."""
+        self._allowed(principal)
+        rows = [
+            row
+            for row in self.store.items(open_only=False, limit=1_000_000)
+            if row.decision == "same" and row.face_a is not None and row.face_b is not None
+        ]
+        details = self.catalog.face_details(sorted({f for row in rows for f in (row.face_a, row.face_b) if f}))
+        report = []
+        for row in rows:
+            a, b = details.get(row.face_a or 0), details.get(row.face_b or 0)
+            report.append(
+                {
+                    "item_id": row.id,
+                    "kind": row.kind,
+                    "face_a": row.face_a,
+                    "image_a": a.image_path if a else None,
+                    "collection_a": a.collection if a else None,
+                    "subject_a": a.subject if a else None,
+                    "face_b": row.face_b,
+                    "image_b": b.image_path if b else None,
+                    "collection_b": b.collection if b else None,
+                    "subject_b": b.subject if b else None,
+                    "similarity": row.similarity,
+                    "decided_by": row.decided_by,
+                    "decided_at": row.decided_at.isoformat() if row.decided_at else None,
+                    "note": row.note,
+                }
+            )
+        self.audit.append(
+            actor=principal.actor,
+            action="review_report",
+            details={"pairs": len(report), "item_ids": [r["item_id"] for r in report[:1000]]},
+        )
+        return report
 
     def decide(self, principal: Principal, item_id: int, decision: str, note: str | None = None) -> ReviewRow:
         """Decide an item; the decision changes the clusters as the module docstring says. Returns the item."""

@@ -120,6 +120,13 @@ def list_review_items(
     return [_item(row) for row in rows]
 
 
+@router.get("/review/confirmed", responses=ERRORS)
+def confirmed_pairs(request: Request, principal: Clustering) -> dict[str, list[dict[str, Any]]]:
+    """The pairs reviewers confirmed as the same person, with both faces' photos, collections and subjects,
+    who decided, when and why (audited)."""
+    return {"pairs": engine_of(request).review.confirmed(principal)}
+
+
 @router.post("/review/{item_id}/decision", response_model=ReviewItemOut, responses=ERRORS)
 def decide_review_item(
     request: Request, principal: Clustering, item_id: PathId, body: ReviewDecisionIn
