@@ -47,7 +47,9 @@ def main() -> int:
         with path.open("rb") as handle:
             catalogue = read_po(handle, locale=path.parts[-3])
         created = catalogue.creation_date
-        catalogue.update(template, update_header_comment=False)
+        # No fuzzy guesses: a new string borrowing a similar one's translation ("Clusters" as "Filters") is worse
+        # than one left in English until a translator sees it.
+        catalogue.update(template, update_header_comment=False, no_fuzzy_matching=True)
         catalogue.creation_date = created  # the catalogue's own date: an update with nothing new changes nothing
         buffer = io.BytesIO()
         # Without "#:" locations: a page's lines moving is no change of its strings.

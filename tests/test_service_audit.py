@@ -37,6 +37,8 @@ SERVICES = (
     "crossmatch",
     "sessions",
     "intake",
+    "clusters",
+    "review",
 )
 
 # Public methods that record nothing: reads of unaudited data, checks, and helpers that run inside a change
@@ -56,7 +58,13 @@ SILENT = {
     | {"pack_keys", "stats"},
     "reads": set(),
     "searching": {"service", "calibration", "optout_list", "forget_threshold", "embed_person"},
-    "crossmatch": set(),
+    # Matching a standing cross-match's new faces is recorded by the search service (one search_vectors record
+    # a batch) and by the queue (review_queue_add, when pairs went in); making it standing is its own record.
+    "crossmatch": {"run_standing"},
+    # One stored cluster, shown with its faces (read and recorded by ``faces``) or after a recorded change.
+    # and face ids to show (their crops are read through ``reads.grid``, which records them).
+    "clusters": {"cluster", "sample_faces"},
+    "review": set(),
     # Resolving a session reads it (and refreshes its idle time); expired ones are housekeeping.
     "sessions": {"resolve", "purge_expired"},
     # Intake's uploads and server-side folders queue jobs, whose ingest records itself when it runs.
@@ -109,6 +117,24 @@ class Fixture:
         label = self.name("s")
         self.faces(subject=label)
         return next(s.id for s in self.engine.subjects.list(self.op) if s.label == label)
+
+    def cluster(self, size: int = 2) -> int:
+        """A new cluster of ``size`` new faces of ``demo`` (made in the catalog, as a reviewer's would be)."""
+        faces = [face for _ in range(size) for face in self.faces()]
+        with self.engine.catalog.transaction() as tx:
+            return self.engine.catalog.clusters.move_to_new(tx, self.engine.packs.pack().key, faces)
+
+    def review_item(self) -> int:
+        """A new cross-match pair of two new faces in the review queue."""
+        from facesearch.catalog.review import NewReviewItem
+
+        a, b = self.faces()[0], self.faces()[0]
+        item = NewReviewItem(
+            f"crossmatch_pair:{a}:{b}", "crossmatch_pair", self.engine.packs.pack().key, face_a=a, face_b=b
+        )
+        with self.engine.catalog.transaction() as tx:
+            self.engine.catalog.review.add(tx, [item])
+        return next(row.id for row in self.engine.catalog.review.items(limit=100_000) if row.face_a == a)
 
     def case(self) -> str:
         reference = self.name("C")
@@ -178,6 +204,23 @@ CHANGES: dict[tuple[str, str], tuple[str, Callable[[Fixture], Any]]] = {
         lambda f: f.engine.searching.forget_candidates(probe_bytes()),
     ),
     ("crossmatch", "run"): ("search_vectors", lambda f: f.engine.crossmatch.run("demo", "demo", batch=100)),
+    ("crossmatch", "stand"): ("crossmatch_standing", lambda f: f.engine.crossmatch.stand("demo", "demo")),
+    ("clusters", "run"): ("cluster", lambda f: f.engine.clusters.run(f.op, ["demo"])),
+    ("clusters", "rows"): ("clusters_list", lambda f: f.engine.clusters.rows(f.op)),
+    ("clusters", "faces"): ("cluster_read", lambda f: f.engine.clusters.faces(f.op, f.cluster())),
+    ("clusters", "move_out"): (
+        "cluster_split",
+        lambda f: (lambda c: f.engine.clusters.move_out(f.op, c, f.engine.clusters.faces(f.op, c)[:1]))(f.cluster()),
+    ),
+    ("clusters", "merge"): ("cluster_merge", lambda f: f.engine.clusters.merge(f.op, f.cluster(), f.cluster())),
+    ("clusters", "mark_apart"): (
+        "cluster_apart",
+        lambda f: f.engine.clusters.mark_apart(f.op, f.cluster(), f.cluster()),
+    ),
+    ("clusters", "name"): ("cluster_name", lambda f: f.engine.clusters.name(f.op, f.cluster(), f.name("p"))),
+    ("review", "items"): ("review_list", lambda f: f.engine.review.items(f.op)),
+    ("review", "confirmed"): ("review_report", lambda f: f.engine.review.confirmed(f.op)),
+    ("review", "decide"): ("review_decision", lambda f: f.engine.review.decide(f.op, f.review_item(), "unsure")),
     ("accounts", "set_password"): (
         "password_set",
         lambda f: f.engine.accounts.set_password(f.op, f.user(), "a long enough passphrase"),

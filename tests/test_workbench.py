@@ -148,6 +148,7 @@ PAGES = {
     "/cases": {"investigator", "reviewer", "admin"},
     "/collections": {"admin"},
     "/people": {"admin", "investigator"},
+    "/clusters": {"admin"},
     "/forget": {"admin"},
     "/audit": {"auditor"},
     "/accounts": {"admin"},
@@ -585,3 +586,31 @@ def test_users_passwd_reads_the_password_from_standard_input(workbench: Workbenc
     )
     assert unknown.returncode == 1 and "unknown user" in unknown.stderr
     assert csrf_of(browser(workbench.app, "admin").get("/accounts").text)
+
+
+def test_clusters_page_runs_a_clustering_shows_the_faces_and_takes_corrections(workbench: Workbench) -> None:
+    """An administrator clusters the faces, sees each cluster with its crops and how sure it is, splits a
+    face out, and decides what the queue asks; every read of the faces is audited."""
+    admin = browser(workbench.app, "admin")
+    ran = admin.post("/clusters", {}, token_from="/clusters")
+    assert ran.status_code == 200 and 'role="status"' in ran.text, ran.text[:500]
+    clusters = re.findall(r'href="/clusters/(\d+)"', ran.text)
+    assert clusters, "the astronaut's photos make a cluster of several faces"
+    cluster_id = clusters[0]
+    page = admin.get(f"/clusters/{cluster_id}").text
+    assert "weakest link" in page and 'class="crop"' in page
+    faces = re.findall(r'name="face_ids" value="(\d+)"', page)
+    assert len(faces) >= 2
+    split = admin.post(f"/clusters/{cluster_id}", {"action": "split", "face_ids": faces[:1]}, token_from="/clusters")
+    assert split.status_code == 303
+    new_id = split.headers["location"].rsplit("/", 1)[-1]
+    assert f'name="face_ids" value="{faces[0]}"' in admin.get(f"/clusters/{new_id}").text
+    refused = admin.post(f"/clusters/{new_id}", {"action": "merge", "other": cluster_id}, token_from="/clusters")
+    assert refused.status_code == 409 and "marked different people" in refused.text
+    named = admin.post(f"/clusters/{cluster_id}", {"action": "name", "label": "Eileen_Collins"}, token_from="/clusters")
+    assert named.status_code == 303
+    # Without a CSRF token nothing changes.
+    forged = admin.client.post(f"/clusters/{cluster_id}", data={"action": "name", "label": "x"}, follow_redirects=False)
+    assert forged.status_code == 403
+    actions = [r["action"] for r in workbench.engine.audit.records(after_seq=0, limit=10_000)]
+    assert {"cluster", "clusters_list", "face_crops", "cluster_read", "cluster_split", "cluster_name"} <= set(actions)

@@ -183,7 +183,7 @@ def test_the_auditor_sees_a_tampered_chain_at_the_top_of_the_log(
 PAGES_OF_ROLE = {
     "investigator": ["/search", "/verify", "/cases", "/people"],
     "reviewer": ["/cases"],
-    "admin": ["/collections", "/people", "/forget", "/accounts", "/cases"],
+    "admin": ["/collections", "/people", "/clusters", "/forget", "/accounts", "/cases"],
     "auditor": ["/audit"],
 }
 

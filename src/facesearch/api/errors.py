@@ -170,10 +170,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ClusterError)
     async def _cluster(_request: Request, error: ClusterError) -> JSONResponse:
-        text = str(error)
-        if "marked different people" in text:
-            return error_response(409, "clusters_apart", text)
-        return error_response(422, "invalid_cluster_change", text)
+        return error_response(error.status, error.code, str(error))
 
     @app.exception_handler(SubjectError)
     async def _subject(_request: Request, error: SubjectError) -> JSONResponse:

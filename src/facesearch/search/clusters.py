@@ -33,7 +33,13 @@ pull pairwise precision to 0.985; at 1.5e-6 recall falls to 0.91; 1.8e-6 holds b
 
 class ClusterError(FacesearchError, ValueError):
     """A clustering request or correction that cannot be carried out (a face not in the cluster, a merge of
-    clusters marked different people, no calibration)."""
+    clusters marked different people, no calibration). ``code`` and ``status`` are what the API and the
+    workbench answer with."""
+
+    def __init__(self, message: str, *, code: str = "invalid_cluster_change", status: int = 422) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
 
 
 @dataclass
@@ -427,6 +433,12 @@ class Clusters:
         self.audit.append(actor=principal.actor, action="cluster_read", details={"cluster_id": cluster_id})
         return faces
 
+    def sample_faces(self, principal: Principal, cluster_ids: Sequence[int], each: int = 6) -> dict[int, list[int]]:
+        """The first ``each`` face ids of each cluster (for a page that shows them; their crops are read, and
+        recorded, through the audited reads)."""
+        self._allowed(principal)
+        return {int(c): [f for f, _ in self.store.faces_of(int(c))][:each] for c in cluster_ids}
+
     def cluster(self, cluster_id: int) -> ClusterRow:
         """One cluster as stored (no audit record: the caller reads it with its faces or after a change)."""
         pack = self.store.cluster_pack(cluster_id)
@@ -482,7 +494,9 @@ class Clusters:
         apart = (min(cluster_id, into), max(cluster_id, into)) in self.store.apart([cluster_id])
         if apart and not despite_apart:
             raise ClusterError(
-                f"clusters {cluster_id} and {into} were marked different people (merge despite it to change that)"
+                f"clusters {cluster_id} and {into} were marked different people (merge despite it to change that)",
+                code="clusters_apart",
+                status=409,
             )
         details = {"cluster_id": cluster_id, "into": into, "were_apart": apart}
 

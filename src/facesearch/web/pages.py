@@ -26,6 +26,7 @@ from facesearch.engine import FaceSearch
 from facesearch.errors import AccessDenied, CaseError, FacesearchError, NotVisible, SourceRefused
 from facesearch.governance.access import Principal
 from facesearch.governance.sessions import SignedIn
+from facesearch.search.clusters import ClusterError
 from facesearch.vision.image import ImageRejected
 from facesearch.web import i18n, meaning
 from facesearch.web.i18n import N_, Language
@@ -56,6 +57,7 @@ NAV = (
     NavItem("/cases", N_("Cases"), ("cases.read", "cases.manage")),
     NavItem("/collections", N_("Collections"), ("collections.manage",)),
     NavItem("/people", N_("People"), ("subjects.read",)),
+    NavItem("/clusters", N_("Clusters"), ("clusters",)),
     NavItem("/forget", N_("Forget and opt-out"), ("erase", "optout")),
     NavItem("/audit", N_("Audit"), ("audit",)),
     NavItem("/accounts", N_("Accounts"), ("accounts",)),
@@ -255,6 +257,8 @@ def error_status(error: Exception) -> tuple[int, str]:
         return SOURCE_STATUS.get(error.code, 422), str(error)
     if isinstance(error, CaseError) and "is closed" in str(error):
         return 409, str(error)
+    if isinstance(error, ClusterError):
+        return error.status, str(error)
     return 422, str(error)
 
 
