@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from facesearch.api.app import create_app
+from facesearch.catalog.review import NewReviewItem
 from facesearch.config import Settings
 from facesearch.engine import FaceSearch
 from facesearch.errors import AccessDenied
@@ -612,5 +613,21 @@ def test_clusters_page_runs_a_clustering_shows_the_faces_and_takes_corrections(w
     # Without a CSRF token nothing changes.
     forged = admin.client.post(f"/clusters/{cluster_id}", data={"action": "name", "label": "x"}, follow_redirects=False)
     assert forged.status_code == 403
+    # A pair confirmed in the queue appears in the printable report, with both faces and who decided.
+    pair_faces = faces[:2]
+    with workbench.engine.catalog.transaction() as tx:
+        key = f"crossmatch_pair:{pair_faces[0]}:{pair_faces[1]}"
+        pack = workbench.engine.packs.pack().key
+        workbench.engine.catalog.review.add(
+            tx, [NewReviewItem(key, "crossmatch_pair", pack, face_a=int(pair_faces[0]), face_b=int(pair_faces[1]))]
+        )
+    queue = admin.get("/clusters").text
+    item_ids = re.findall(r'action="/review/(\d+)"', queue)
+    assert item_ids, "the pair waits in the queue"
+    decided = admin.post(f"/review/{item_ids[-1]}", {"decision": "same", "note": "same scar"}, token_from="/clusters")
+    assert decided.status_code == 303
+    report = admin.get("/review/confirmed").text
+    assert "same scar" in report and report.count('class="crop"') >= 2 and "admin" in report
     actions = [r["action"] for r in workbench.engine.audit.records(after_seq=0, limit=10_000)]
-    assert {"cluster", "clusters_list", "face_crops", "cluster_read", "cluster_split", "cluster_name"} <= set(actions)
+    expected = {"cluster", "clusters_list", "face_crops", "cluster_read", "cluster_split", "cluster_name"}
+    assert expected | {"review_decision", "review_report"} <= set(actions)

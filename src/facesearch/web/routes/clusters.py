@@ -67,6 +67,16 @@ def run(
     return _overview(current, ran=result.summary())
 
 
+@router.get("/review/confirmed")
+def confirmed(current: Annotated[Page, Depends(signed_in(*CLUSTERING))]) -> Response:
+    """The pairs reviewers confirmed as the same person, with both faces: the printable report (audited)."""
+    engine = current.engine
+    pairs = engine.review.confirmed(current.principal)
+    wanted = [f for pair in pairs for f in (pair["face_a"], pair["face_b"]) if f is not None]
+    crops = {details.face_id: crop for details, crop in engine.reads.grid(current.principal, wanted)} if wanted else {}
+    return current.render("review_report.html", pairs=pairs, crops=crops)
+
+
 @router.post("/review/{item_id}")
 def decide(
     item_id: int,
