@@ -70,6 +70,17 @@ def test_crossmatch_writes_ranked_pairs_as_csv_and_json(two_collections: Path, t
         assert pair["expected_false_pairs"] == pytest.approx(pair["fmr"] * comparisons, rel=0.01)
     assert summary["probe_faces"] >= 3 and summary["target_faces"] >= 3 and summary["probes_per_s"] > 0
 
+    # A subject's several photos searched as one template: one probe for them, saying how many it combines.
+    by_subject = tmp_path / "by-subject.json"
+    code, output = cli(
+        home, "crossmatch", "-c", "missing", "--against", "registered", "-o", str(by_subject), "--by-subject"
+    )
+    assert code == 0, output
+    templated = [p for p in json.loads(by_subject.read_text())["pairs"] if p["probe_template_faces"]]
+    assert templated and all(p["probe_subject"] == "Eileen_Collins" for p in templated)
+    assert len({p["probe_face_id"] for p in templated}) == 1 and templated[0]["probe_template_faces"] >= 2
+    assert templated[0]["similarity"] > 0.9 and templated[0]["fmr"] is not None
+
     code, _ = cli(home, "crossmatch", "-c", "missing", "--against", "nobody")
     assert code == 2
 

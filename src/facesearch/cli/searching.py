@@ -180,6 +180,13 @@ def crossmatch_command(
             "--queue", help="Also put the pairs in the review queue (a pair decided before is not asked again)."
         ),
     ] = False,
+    by_subject: Annotated[
+        bool,
+        typer.Option(
+            "--by-subject",
+            help="Search each subject's several photos as one template (more accurate than any one photo).",
+        ),
+    ] = False,
     standing: Annotated[
         bool,
         typer.Option(
@@ -207,6 +214,7 @@ def crossmatch_command(
                 batch=batch,
                 context=_context(engine, purpose, case_id),
                 queue=queue,
+                by_subject=by_subject,
             )
             if standing:
                 engine.crossmatch.stand(

@@ -37,6 +37,9 @@ class CrossmatchPair:
     # strangers a cross-match this size (probe faces x target faces comparisons) would bring this high.
     fmr: float | None = None
     expected_false_pairs: float | None = None
+    # With ``by_subject``: how many faces of the probe's subject were combined into the template searched
+    # (``probe_face_id`` is then the subject's first face).
+    probe_template_faces: int | None = None
 
 
 @dataclass
@@ -153,6 +156,74 @@ class Crossmatch:
         pairs.sort(key=lambda p: (-p.similarity, p.probe_face_id, p.rank))
         return pairs
 
+    def _templates(self, probes: np.ndarray) -> tuple[np.ndarray, dict[str, list[int]]]:
+        """The probe faces of no subject (or the only face of theirs), and each subject's faces (two or more)."""
+        by_subject: dict[str, list[int]] = {}
+        for face_id, details in self.catalog.face_details(probes.tolist()).items():
+            if details.subject:
+                by_subject.setdefault(details.subject, []).append(int(face_id))
+        templates = {label: sorted(faces) for label, faces in by_subject.items() if len(faces) > 1}
+        grouped = {f for faces in templates.values() for f in faces}
+        return np.array([f for f in probes.tolist() if f not in grouped], dtype=np.int64), templates
+
+    def _match_templates(
+        self,
+        service: Any,
+        templates: dict[str, list[int]],
+        targets: np.ndarray,
+        top_k: int,
+        threshold: float,
+        context: ActionContext | None,
+        probe_count: int,
+    ) -> list[CrossmatchPair]:
+        """Each subject's template (the normalised mean of its faces' embeddings) searched among the targets
+        (one audited search for them all). The false-match rate is the single-face calibration read at the
+        template's similarity: an upper bound, as for a search by subject."""
+        if not templates or not targets.size:
+            return []
+        labels = sorted(templates)
+        members = [f for label in labels for f in templates[label]]
+        vectors: dict[int, np.ndarray] = {}
+        for ids, chunk in self.catalog.iter_embeddings(service.pack.key, members):
+            vectors.update(zip(ids.tolist(), chunk, strict=True))
+        means = []
+        for label in labels:
+            mean = np.mean([vectors[f] for f in templates[label] if f in vectors], axis=0)
+            means.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+        found = service.search_vectors(
+            np.asarray(means, dtype=np.float32),
+            top_k=top_k + max(len(f) for f in templates.values()),
+            allowed_ids=targets,
+            context=context,
+        )
+        first = self.catalog.face_details([templates[label][0] for label in labels])
+        comparisons = probe_count * int(targets.size)
+        pairs = []
+        for label, candidates in zip(labels, found, strict=True):
+            own = set(templates[label])
+            kept = [c for c in candidates if c.face_id not in own][:top_k]
+            info = first.get(templates[label][0])
+            for rank, candidate in enumerate(kept, start=1):
+                if candidate.similarity < threshold:
+                    continue
+                fmr = service.calibration.fmr(candidate.similarity) if service.calibration is not None else None
+                pairs.append(
+                    CrossmatchPair(
+                        probe_face_id=templates[label][0],
+                        probe_image=info.image_path if info else None,
+                        probe_subject=label,
+                        rank=rank,
+                        face_id=candidate.face_id,
+                        image=candidate.image,
+                        subject=candidate.subject,
+                        similarity=candidate.similarity,
+                        fmr=None if fmr is None else float(f"{fmr:.3g}"),
+                        expected_false_pairs=None if fmr is None else float(f"{fmr * comparisons:.3g}"),
+                        probe_template_faces=len(templates[label]),
+                    )
+                )
+        return pairs
+
     def stand(
         self,
         collection: str,
@@ -237,6 +308,7 @@ class Crossmatch:
         context: ActionContext | None = None,
         on_progress: Callable[[int, int], None] | None = None,
         queue: bool = False,
+        by_subject: bool = False,
     ) -> CrossmatchResult:
         """Search every face of ``collection`` against the faces of ``against``, in batches; ranked pairs.
 
@@ -244,6 +316,10 @@ class Crossmatch:
         goes through the search service (audited as one ``search_vectors`` record). Pairs below
         ``min_similarity`` (default: the pack's same-person threshold) are left out; a face never matches
         itself. Pairs come best first; ``rank`` is the candidate's rank for its probe face.
+
+        With ``by_subject`` the probe faces enrolled under one subject (a family's several photos of the person
+        they look for) are searched as one template, the mean of their embeddings, which is more accurate than
+        any one photo; faces of no subject are searched one by one.
 
         With ``queue`` the pairs not queued before go into the review queue (``crossmatch_pair``): a pair
         already decided is never asked again (``CrossmatchResult.queued`` says how many went in).
@@ -259,7 +335,13 @@ class Crossmatch:
             ids[name] = self.catalog.collection_face_ids(collection_id, pack_key)
         probes, targets = np.sort(ids[collection]), np.sort(ids[against])
         started = time.perf_counter()
-        pairs = self._match(service, probes, targets, top_k, threshold, batch, context, on_progress)
+        if by_subject:
+            singles, templates = self._templates(probes)
+            pairs = self._match(service, singles, targets, top_k, threshold, batch, context, on_progress)
+            pairs += self._match_templates(service, templates, targets, top_k, threshold, context, len(probes))
+            pairs.sort(key=lambda p: (-p.similarity, p.probe_face_id, p.rank))
+        else:
+            pairs = self._match(service, probes, targets, top_k, threshold, batch, context, on_progress)
         queued = self._queue(pack_key, pairs, context) if queue else None
         elapsed = time.perf_counter() - started
         return CrossmatchResult(
