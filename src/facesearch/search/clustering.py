@@ -46,8 +46,8 @@ PROBED_LISTS = 16
 TRAINING_PER_LIST = 40
 TRAINING_ITERATIONS = 10
 """The inverted-file index of a large graph: lists probed per face, training faces per list and k-means
-iterations (a coarse quantiser needs far less training than a compressed index; edge recall measured in
-benchmarks/clustering.py)."""
+iterations (a coarse quantiser needs far less training than a compressed index). On 206,000 faces it kept
+97.6% of the exact graph's links in a sixth of the time, with the same precision (docs/accuracy.md)."""
 
 REFINE_MIN = 4
 """Components of at least this many faces are refined by Leiden; smaller ones cannot hold two groups worth

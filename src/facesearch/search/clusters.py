@@ -175,8 +175,8 @@ class Clusters:
 
     @staticmethod
     def _review_items(pack_key: str, placement: Placement, face_to_cluster: dict[int, int]) -> list[NewReviewItem]:
-        """What a run leaves for a person: clusters it flagged as likely two people (not reviewed ones), and
-        faces whose best match elsewhere fell just short of the threshold."""
+        """What a run leaves for a person: clusters it flagged as likely two people, and faces whose best match
+        elsewhere fell just short of the threshold (each once: what was queued or decided is not asked again)."""
         items = []
         for cluster_id, cluster in placement.clusters:
             if cluster.mixed and cluster.faces:
