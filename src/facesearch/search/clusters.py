@@ -90,6 +90,17 @@ class Placement:
     near_misses: list[tuple[int, int, float]]
 
 
+def _stored(face_ids: np.ndarray, quality: clustering.ClusterQuality) -> NewCluster:
+    """A cluster as the store takes it: its faces (ids) and its quality."""
+    return NewCluster(
+        faces=[int(f) for f in face_ids.tolist()],
+        weakest_link=quality.weakest_link,
+        mean_similarity=quality.mean_similarity,
+        mixed=quality.mixed,
+        mixed_reason=quality.mixed_reason,
+    )
+
+
 NEAR_MISS_FACTOR = 10.0
 """A pair is a near miss when its false-match rate is at most this many times the linking rate."""
 
@@ -299,13 +310,7 @@ class Clusters:
             result.append(
                 (
                     cluster_id,
-                    NewCluster(
-                        faces=[int(ids[p]) for p in group.tolist()],
-                        weakest_link=quality.weakest_link,
-                        mean_similarity=quality.mean_similarity,
-                        mixed=quality.mixed,
-                        mixed_reason=quality.mixed_reason,
-                    ),
+                    _stored(ids[group], quality),
                 )
             )
         return result
@@ -362,13 +367,7 @@ class Clusters:
             result.append(
                 (
                     cluster_id,
-                    NewCluster(
-                        faces=[int(ids[p]) for p in positions.tolist()],
-                        weakest_link=quality.weakest_link,
-                        mean_similarity=quality.mean_similarity,
-                        mixed=quality.mixed,
-                        mixed_reason=quality.mixed_reason,
-                    ),
+                    _stored(ids[positions], quality),
                 )
             )
         for positions in clustering.groups(groups):
@@ -378,13 +377,7 @@ class Clusters:
             result.append(
                 (
                     None,
-                    NewCluster(
-                        faces=[int(ids[p]) for p in positions.tolist()],
-                        weakest_link=quality.weakest_link,
-                        mean_similarity=quality.mean_similarity,
-                        mixed=quality.mixed,
-                        mixed_reason=quality.mixed_reason,
-                    ),
+                    _stored(ids[positions], quality),
                 )
             )
         # Near misses of the new faces: their best match in another cluster, just short of the threshold.

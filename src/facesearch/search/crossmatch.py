@@ -72,6 +72,26 @@ class CrossmatchResult:
         }
 
 
+def _pair(
+    probe: tuple[int, str | None, str | None], rank: int, candidate: Any, calibration: Any, comparisons: int
+) -> CrossmatchPair:
+    """A probe (face id, image, subject) and a candidate for it, with what the score means for a cross-match
+    of ``comparisons`` face pairs (nothing said without a calibration)."""
+    fmr = calibration.fmr(candidate.similarity) if calibration is not None else None
+    return CrossmatchPair(
+        probe_face_id=probe[0],
+        probe_image=probe[1],
+        probe_subject=probe[2],
+        rank=rank,
+        face_id=candidate.face_id,
+        image=candidate.image,
+        subject=candidate.subject,
+        similarity=candidate.similarity,
+        fmr=None if fmr is None else float(f"{fmr:.3g}"),
+        expected_false_pairs=None if fmr is None else float(f"{fmr * comparisons:.3g}"),
+    )
+
+
 class Crossmatch:
     """Crossmatches of one data folder."""
 
@@ -133,23 +153,9 @@ class Crossmatch:
                 info = probe_info.get(probe_id)
                 kept = [c for c in candidates if c.face_id != probe_id][:top_k]
                 for rank, candidate in enumerate(kept, start=1):
-                    if candidate.similarity < threshold:
-                        continue
-                    fmr = calibration.fmr(candidate.similarity) if calibration is not None else None
-                    pairs.append(
-                        CrossmatchPair(
-                            probe_face_id=probe_id,
-                            probe_image=info.image_path if info else None,
-                            probe_subject=info.subject if info else None,
-                            rank=rank,
-                            face_id=candidate.face_id,
-                            image=candidate.image,
-                            subject=candidate.subject,
-                            similarity=candidate.similarity,
-                            fmr=None if fmr is None else float(f"{fmr:.3g}"),
-                            expected_false_pairs=None if fmr is None else float(f"{fmr * comparisons:.3g}"),
-                        )
-                    )
+                    if candidate.similarity >= threshold:
+                        probe = (probe_id, info.image_path if info else None, info.subject if info else None)
+                        pairs.append(_pair(probe, rank, candidate, calibration, comparisons))
             done += len(probe_ids)
             if on_progress is not None:
                 on_progress(done, len(probes))
@@ -204,24 +210,11 @@ class Crossmatch:
             kept = [c for c in candidates if c.face_id not in own][:top_k]
             info = first.get(templates[label][0])
             for rank, candidate in enumerate(kept, start=1):
-                if candidate.similarity < threshold:
-                    continue
-                fmr = service.calibration.fmr(candidate.similarity) if service.calibration is not None else None
-                pairs.append(
-                    CrossmatchPair(
-                        probe_face_id=templates[label][0],
-                        probe_image=info.image_path if info else None,
-                        probe_subject=label,
-                        rank=rank,
-                        face_id=candidate.face_id,
-                        image=candidate.image,
-                        subject=candidate.subject,
-                        similarity=candidate.similarity,
-                        fmr=None if fmr is None else float(f"{fmr:.3g}"),
-                        expected_false_pairs=None if fmr is None else float(f"{fmr * comparisons:.3g}"),
-                        probe_template_faces=len(templates[label]),
-                    )
-                )
+                if candidate.similarity >= threshold:
+                    probe = (templates[label][0], info.image_path if info else None, label)
+                    pair = _pair(probe, rank, candidate, service.calibration, comparisons)
+                    pair.probe_template_faces = len(templates[label])
+                    pairs.append(pair)
         return pairs
 
     def stand(
