@@ -508,6 +508,10 @@ def test_clusters_run_list_read_and_correct(api: Api) -> None:
     summary = ran.json()
     assert summary["faces"] >= 3 and summary["full"] and summary["fmr"] == 1.8e-6 and 0 < summary["threshold"] < 1
     listed = api.get("/v1/clusters").json()
+    # Risky first: flagged clusters, then clusters of several faces by their weakest link, then faces alone.
+    keys = [(not r["mixed"], r["size"] < 2, r["weakest_link"] if r["weakest_link"] is not None else 2) for r in listed]
+    assert keys == sorted(keys)
+    assert len(api.get("/v1/clusters", params={"limit": 1}).json()) == 1
     biggest = max(listed, key=lambda row: row["size"])
     assert biggest["size"] >= 3 and not biggest["mixed"] and biggest["weakest_link"] >= summary["threshold"]
     read = api.get(f"/v1/clusters/{biggest['id']}").json()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import case, delete, func, insert, or_, select, update
 
 from facesearch.catalog.base import Store, Transaction
 from facesearch.catalog.schema import Cluster, ClusterApart, ClusterFace, Clustering, Subject, utcnow
@@ -191,20 +191,32 @@ class ClusterStore(Store):
         *,
         cluster_ids: Sequence[int] | None = None,
         face_ids: Sequence[int] | None = None,
+        risky_first: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
         tx: Transaction | None = None,
     ) -> list[ClusterRow]:
-        """``pack``'s clusters (those named, or those holding ``face_ids``) with their sizes, largest first.
+        """``pack``'s clusters (those named, or those holding ``face_ids``) with their sizes, largest first, or
+        with ``risky_first`` the ones flagged as likely two people first, then clusters of several faces by their
+        weakest link (the database sorts and pages: a million faces make hundreds of thousands of clusters).
 
         Sizes count the cluster's faces among ``face_ids`` when given (what a user may see), all otherwise."""
         size = func.count(ClusterFace.face_id)
+        order = (
+            (Cluster.mixed.desc(), case((size < 2, 1), else_=0), Cluster.weakest_link.asc().nulls_last(), Cluster.id)
+            if risky_first
+            else (size.desc(), Cluster.id)
+        )
         query = (
             select(Cluster, size, Subject.label)
             .join(ClusterFace, ClusterFace.cluster_id == Cluster.id)
             .outerjoin(Subject, Subject.id == Cluster.subject_id)
             .where(Cluster.pack == pack)
             .group_by(Cluster.id, Subject.label)
-            .order_by(size.desc(), Cluster.id)
+            .order_by(*order)
         )
+        if face_ids is None and limit is not None:
+            query = query.limit(limit).offset(offset)
         if cluster_ids is not None:
             query = query.where(Cluster.id.in_([int(i) for i in cluster_ids]))
         rows = []

@@ -61,10 +61,15 @@ def cluster_command(
 
 
 @clusters_app.command("list")
-def clusters_list_command(json_output: JSON = False, csv_output: CSV = False) -> None:
+def clusters_list_command(
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many clusters.")] = 1000,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many first.")] = 0,
+    json_output: JSON = False,
+    csv_output: CSV = False,
+) -> None:
     """Clusters, risky ones first: flagged as likely two people, then the weakest links."""
     with state.engine() as engine:
-        rows = [dataclasses.asdict(row) for row in engine.clusters.rows(engine.operator)]
+        rows = [dataclasses.asdict(row) for row in engine.clusters.rows(engine.operator, limit=limit, offset=offset)]
     columns = ("id", "size", "mixed", "weakest_link", "mean_similarity", "reviewed", "subject", "mixed_reason")
     typer.echo(render.listing(rows, columns, as_json=json_output, as_csv_=csv_output, empty="no cluster yet"))
 

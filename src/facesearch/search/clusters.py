@@ -401,14 +401,16 @@ class Clusters:
 
     # Reading -----------------------------------------------------------------------------------------------
 
-    def rows(self, principal: Principal, *, pack: str | None = None, mixed_first: bool = True) -> list[ClusterRow]:
-        """The clusters of ``pack`` (risky ones first: flagged mixed, then the weakest links), audited."""
+    def rows(
+        self, principal: Principal, *, pack: str | None = None, limit: int | None = 1000, offset: int = 0
+    ) -> list[ClusterRow]:
+        """The clusters of ``pack``, risky ones first (flagged as likely two people, then clusters of several
+        faces by their weakest link, then the faces alone), a page of ``limit`` from ``offset``; audited."""
         self._allowed(principal)
         pack_key = self.searching.service(pack).pack.key
-        rows = self.store.clusters(pack_key)
-        if mixed_first:
-            rows.sort(key=lambda r: (not r.mixed, r.size < 2, r.weakest_link if r.weakest_link is not None else 2.0))
-        self.audit.append(actor=principal.actor, action="clusters_list", details={"pack": pack_key, "count": len(rows)})
+        rows = self.store.clusters(pack_key, risky_first=True, limit=limit, offset=offset)
+        details = {"pack": pack_key, "count": len(rows), "offset": offset}
+        self.audit.append(actor=principal.actor, action="clusters_list", details=details)
         return rows
 
     # Corrections -------------------------------------------------------------------------------------------

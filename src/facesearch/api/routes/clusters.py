@@ -55,9 +55,10 @@ def run_clustering(request: Request, principal: Clustering, body: ClusterRunIn) 
 
 
 @router.get("/clusters", response_model=list[ClusterOut], responses=ERRORS)
-def list_clusters(request: Request, principal: Clustering) -> list[ClusterOut]:
-    """Every cluster, risky ones first (flagged as likely two people, then the weakest links); audited."""
-    return [_out(row) for row in engine_of(request).clusters.rows(principal)]
+def list_clusters(request: Request, principal: Clustering, limit: Limit = 1000, offset: Offset = 0) -> list[ClusterOut]:
+    """The clusters, risky ones first (flagged as likely two people, then the weakest links), a page at a
+    time; audited."""
+    return [_out(row) for row in engine_of(request).clusters.rows(principal, limit=limit, offset=offset)]
 
 
 @router.get("/clusters/{cluster_id}", response_model=ClusterOut, responses=ERRORS)

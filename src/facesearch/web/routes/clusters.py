@@ -25,7 +25,7 @@ def _overview(
 ) -> Response:
     engine = current.engine
     principal = current.principal
-    rows = [row for row in engine.clusters.rows(principal) if row.size > 1][:SHOWN_CLUSTERS]
+    rows = [row for row in engine.clusters.rows(principal, limit=SHOWN_CLUSTERS) if row.size > 1]
     items = engine.review.items(principal, limit=SHOWN_ITEMS)
     faces_of = engine.clusters.sample_faces(principal, [row.id for row in rows], FACES_PER_CLUSTER)
     wanted = [f for faces in faces_of.values() for f in faces]
