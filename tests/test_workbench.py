@@ -631,3 +631,16 @@ def test_clusters_page_runs_a_clustering_shows_the_faces_and_takes_corrections(w
     actions = [r["action"] for r in workbench.engine.audit.records(after_seq=0, limit=10_000)]
     expected = {"cluster", "clusters_list", "face_crops", "cluster_read", "cluster_split", "cluster_name"}
     assert expected | {"review_decision", "review_report"} <= set(actions)
+
+
+def test_an_administrator_limited_to_some_collections_is_not_offered_clusters(workbench: Workbench) -> None:
+    """Clusters cross collections: a limited administrator gets no link to them, and 403 on the page."""
+    engine = workbench.engine
+    engine.accounts.add_user(engine.operator, "admin-demo", "admin", collections=["demo"])
+    engine.accounts.set_password(engine.operator, "admin-demo", "a long enough passphrase")
+    limited = browser(workbench.app)
+    assert limited.sign_in("admin-demo", "a long enough passphrase").status_code == 303
+    page = limited.get("/people").text
+    assert 'href="/people"' in page and 'href="/clusters"' not in page
+    assert limited.get("/clusters").status_code == 403
+    assert 'href="/clusters"' in browser(workbench.app, "admin").get("/people").text

@@ -44,11 +44,13 @@ to itself, never framed (clickjacking)."""
 
 @dataclass(frozen=True)
 class NavItem:
-    """A link of the top navigation, shown to roles holding any of ``permissions``."""
+    """A link of the top navigation, shown to roles holding any of ``permissions`` (and with ``every_collection``
+    only to users who see every collection: the page's work crosses collections)."""
 
     path: str
     label: str
     permissions: tuple[str, ...]
+    every_collection: bool = False
 
 
 NAV = (
@@ -57,7 +59,7 @@ NAV = (
     NavItem("/cases", N_("Cases"), ("cases.read", "cases.manage")),
     NavItem("/collections", N_("Collections"), ("collections.manage",)),
     NavItem("/people", N_("People"), ("subjects.read",)),
-    NavItem("/clusters", N_("Clusters"), ("clusters",)),
+    NavItem("/clusters", N_("Clusters"), ("clusters",), every_collection=True),
     NavItem("/forget", N_("Forget and opt-out"), ("erase", "optout")),
     NavItem("/audit", N_("Audit"), ("audit",)),
     NavItem("/accounts", N_("Accounts"), ("accounts",)),
@@ -153,7 +155,12 @@ class Page:
 
     def nav(self) -> list[NavItem]:
         """The navigation links this user may follow."""
-        return [item for item in NAV if self.may(*item.permissions)]
+        return [
+            item
+            for item in NAV
+            if self.may(*item.permissions)
+            and (not item.every_collection or (self.signed_in is not None and self.signed_in.principal.unlimited))
+        ]
 
     def check_form(self, csrf: str | None) -> None:
         """Refuse a form without this session's CSRF token or sent from another site."""
