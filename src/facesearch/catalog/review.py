@@ -91,6 +91,7 @@ class ReviewStore(Store):
         *,
         kind: str | None = None,
         open_only: bool = True,
+        decision: str | None = None,
         limit: int = 1000,
         offset: int = 0,
         tx: Transaction | None = None,
@@ -101,6 +102,8 @@ class ReviewStore(Store):
             query = query.where(ReviewItem.kind == kind)
         if open_only:
             query = query.where(ReviewItem.decision.is_(None))
+        if decision is not None:
+            query = query.where(ReviewItem.decision == decision)
         with self._reading(tx) as session:
             return [_row(item) for item in session.scalars(query.limit(limit).offset(offset))]
 

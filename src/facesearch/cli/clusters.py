@@ -7,8 +7,9 @@ import csv
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +18,9 @@ from facesearch.cli._app import CSV, FAILED, JSON, app, console, fail, out, stat
 from facesearch.errors import AuditError, PackError
 from facesearch.search.clusters import ClusterError
 from facesearch.search.review import REPORT_FIELDS
+
+if TYPE_CHECKING:
+    from facesearch.engine import FaceSearch
 
 clusters_app = typer.Typer(help="Clusters of faces and reviewers' corrections to them.", no_args_is_help=True)
 
@@ -74,13 +78,11 @@ def clusters_list_command(
     typer.echo(render.listing(rows, columns, as_json=json_output, as_csv_=csv_output, empty="no cluster yet"))
 
 
-def _correct(action: str, *args: object) -> object:
+def _correct(change: Callable[[FaceSearch], object]) -> object:
+    """Apply a reviewer's correction as the local operator; its refusal is a usage error."""
     try:
         with state.engine() as engine:
-            if action == "merge":
-                cluster, into, despite_apart = args
-                return engine.clusters.merge(engine.operator, cluster, into, despite_apart=despite_apart)  # type: ignore[arg-type]
-            return getattr(engine.clusters, action)(engine.operator, *args)
+            return change(engine)
     except ClusterError as error:
         raise fail(str(error)) from error
     except AuditError as error:
@@ -93,7 +95,7 @@ def clusters_split_command(
     faces: Annotated[list[int], typer.Argument(help="Faces to move out, into a cluster of their own.")],
 ) -> None:
     """Move faces out of a cluster into a new one; the two are marked different people from then on."""
-    new_id = _correct("move_out", cluster, faces)
+    new_id = _correct(lambda engine: engine.clusters.move_out(engine.operator, cluster, faces))
     out.print(f"{len(faces)} faces moved from cluster {cluster} to new cluster {new_id}")
 
 
@@ -106,7 +108,7 @@ def clusters_merge_command(
     ] = False,
 ) -> None:
     """Merge two clusters: they are the same person."""
-    moved = _correct("merge", cluster, into, despite_apart)
+    moved = _correct(lambda engine: engine.clusters.merge(engine.operator, cluster, into, despite_apart=despite_apart))
     out.print(f"{moved} faces moved from cluster {cluster} into cluster {into}")
 
 
@@ -116,7 +118,7 @@ def clusters_apart_command(
     second: Annotated[int, typer.Argument(help="Another cluster.")],
 ) -> None:
     """Mark two clusters as different people: no later clustering puts them together."""
-    _correct("mark_apart", first, second)
+    _correct(lambda engine: engine.clusters.mark_apart(engine.operator, first, second))
     out.print(f"clusters {first} and {second} are marked different people")
 
 
@@ -126,7 +128,7 @@ def clusters_name_command(
     label: Annotated[str, typer.Argument(help="The person's name (a subject; made when new).")],
 ) -> None:
     """Name a cluster: its faces are enrolled as that subject."""
-    subject_id = _correct("name", cluster, label)
+    subject_id = _correct(lambda engine: engine.clusters.name(engine.operator, cluster, label))
     out.print(f"cluster {cluster} named {label!r} (subject {subject_id})")
 
 

@@ -213,7 +213,7 @@ def crossmatch_command(
                 min_similarity=min_similarity,
                 batch=batch,
                 context=_context(engine, purpose, case_id),
-                queue=queue,
+                queue=queue or standing,  # a standing cross-match queues its pairs, these first
                 by_subject=by_subject,
             )
             if standing:
@@ -223,6 +223,7 @@ def crossmatch_command(
                     top_k=top_k,
                     min_similarity=min_similarity,
                     context=_context(engine, purpose, case_id),
+                    already_matched=True,
                 )
     except (PackError, LookupError) as error:
         raise fail(str(error).strip("'\"")) from error

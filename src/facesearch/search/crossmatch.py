@@ -226,16 +226,25 @@ class Crossmatch:
         min_similarity: float | None = None,
         pack: str | None = None,
         context: ActionContext | None = None,
+        already_matched: bool = False,
     ) -> tuple[int, int]:
         """Make a cross-match standing: every face that arrives from now on in either collection is matched
         against the other and the new pairs queued for review (after each ingest, and by :meth:`run_standing`).
-        The faces already there are matched now. Returns (its id, pairs queued now)."""
+        The faces already there are matched now, unless the caller has just matched and queued them
+        (``already_matched``: a cross-match run with ``queue``). Returns (its id, pairs queued now)."""
         service = self.searching.service(pack, context=context)
         for name in (collection, against):
             if self.catalog.collection_id(name) is None:
                 raise LookupError(f"unknown collection {name!r}")
         actor = context.actor if context is not None else self.searching.context().actor
-        row = StandingRow(0, collection, against, service.pack.key, top_k, min_similarity, 0, actor)
+        seen = 0
+        if already_matched:
+            ids = [
+                self.catalog.collection_face_ids(self.catalog.collection_id(n) or 0, service.pack.key)
+                for n in (collection, against)
+            ]
+            seen = int(max((int(i.max()) for i in ids if i.size), default=0))
+        row = StandingRow(0, collection, against, service.pack.key, top_k, min_similarity, seen, actor)
         with self.catalog.transaction() as tx:
             standing_id = self.catalog.standing.add(tx, row)
             details = {"standing_id": standing_id, "collection": collection, "against": against, "top_k": top_k}

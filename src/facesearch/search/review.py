@@ -75,11 +75,8 @@ class ReviewQueue:
         """The pairs reviewers decided are the same person, with both faces' photos, collections and subjects,
         the similarity, who decided, when and why: the report a reunification desk hands on (audited)."""
         self._allowed(principal)
-        rows = [
-            row
-            for row in self.store.items(open_only=False, limit=1_000_000)
-            if row.decision == "same" and row.face_a is not None and row.face_b is not None
-        ]
+        same = self.store.items(open_only=False, decision="same", limit=1_000_000)
+        rows = [row for row in same if row.face_a is not None and row.face_b is not None]
         details = self.catalog.face_details(sorted({f for row in rows for f in (row.face_a, row.face_b) if f}))
         report = []
         for row in rows:
