@@ -39,6 +39,7 @@ SERVICES = (
     "intake",
     "clusters",
     "review",
+    "provenance",
 )
 
 # Public methods that record nothing: reads of unaudited data, checks, and helpers that run inside a change
@@ -65,6 +66,7 @@ SILENT = {
     # and face ids to show (their crops are read through ``reads.grid``, which records them).
     "clusters": {"cluster", "sample_faces"},
     "review": set(),
+    "provenance": set(),
     # Resolving a session reads it (and refreshes its idle time); expired ones are housekeeping.
     "sessions": {"resolve", "purge_expired"},
     # Intake's uploads and server-side folders queue jobs, whose ingest records itself when it runs.
@@ -240,6 +242,14 @@ CHANGES: dict[tuple[str, str], tuple[str, Callable[[Fixture], Any]]] = {
         lambda f: f.engine.searching.verify_as(
             f.op, probe_bytes(), probe_bytes("JPEG"), purpose="investigation", case_id=f.name("C")
         ),
+    ),
+    ("provenance", "lookup"): (
+        "provenance",
+        lambda f: f.engine.provenance.lookup(probe_bytes(), context=f.engine.searching.context()),
+    ),
+    ("provenance", "lookup_as"): (
+        "provenance",
+        lambda f: f.engine.provenance.lookup_as(f.op, probe_bytes(), purpose="investigation", case_id=f.name("C")),
     ),
     ("intake", "enrol"): (
         "enrol",

@@ -31,6 +31,7 @@ from facesearch.ingest.reconcile import Indexes
 from facesearch.ingest.service import Ingest
 from facesearch.search.clusters import Clusters
 from facesearch.search.crossmatch import Crossmatch
+from facesearch.search.provenance import Provenance
 from facesearch.search.review import ReviewQueue
 from facesearch.search.searching import Searching
 from facesearch.vision.packs import Packs
@@ -95,6 +96,7 @@ class FaceSearch:
         self.ingest.after_ingest.append(lambda collection: self.crossmatch.run_standing(collection))
         self.clusters = Clusters(self.catalog, self.audit, self.searching)
         self.review = ReviewQueue(self.catalog, self.audit)
+        self.provenance = Provenance(self.catalog, self.audit, self.searching, max_pixels=settings.max_probe_pixels)
         self.intake = Intake(settings, self.uploads_dir, self.collections, self.subjects, self.ingest, self.packs)
         # The notebook API: the services' own methods.
         self.index = self.ingest.index

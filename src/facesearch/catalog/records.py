@@ -43,6 +43,14 @@ class FileOutcome:
     source_url: str | None = None
     source_page: str | None = None
     captured_at: datetime | None = None
+    source_date: datetime | None = None
+    # The picture's fingerprint and its own claims (see facesearch.ingest.metadata).
+    pdq: bytes | None = None
+    pdq_quality: int | None = None
+    camera: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    content_credentials: str | None = None
 
 
 @dataclass

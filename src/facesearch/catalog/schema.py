@@ -67,7 +67,17 @@ class Image(Base):
     path: Mapped[str] = mapped_column(Text)
     source_url: Mapped[str | None] = mapped_column(Text)
     source_page: Mapped[str | None] = mapped_column(Text)
+    # When the picture says it was taken (EXIF), and the date its source gave (a manifest's ``date``).
     captured_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    source_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Its PDQ hash (32 bytes) and PDQ's quality of it, for finding the same picture again (search/provenance.py).
+    pdq: Mapped[bytes | None] = mapped_column(LargeBinary)
+    pdq_quality: Mapped[int | None] = mapped_column(Integer)
+    # What the file claims about itself: camera, position (EXIF) and content credentials (a C2PA summary, JSON).
+    camera: Mapped[str | None] = mapped_column(Text)
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    content_credentials: Mapped[str | None] = mapped_column(Text)
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     file_size: Mapped[int | None] = mapped_column(BigInteger)

@@ -25,6 +25,7 @@ from facesearch.catalog.clusters import ClusterStore
 from facesearch.catalog.erasure import ErasureStore
 from facesearch.catalog.jobs import JobStore
 from facesearch.catalog.optouts import OptOutStore
+from facesearch.catalog.provenance import ProvenanceStore
 from facesearch.catalog.records import FileOutcome, NewFace, RecordedFile
 from facesearch.catalog.review import ReviewStore, StandingStore
 from facesearch.catalog.schema import (
@@ -141,7 +142,7 @@ _GENERATION = select(CatalogState.value).where(CatalogState.key == GENERATION)
 def bump_generation(session: Session) -> None:
     """Move the catalog's generation on, inside the caller's transaction.
 
-    Every write that adds or removes faces or opt-outs calls it, so that another process holding an index
+    Every write that adds or removes faces, pictures or opt-outs calls it, so that another process holding an index
     in memory (a server beside the CLI) sees on its next request that it must catch up with the catalog.
     """
     session.execute(update(CatalogState).where(CatalogState.key == GENERATION).values(value=CatalogState.value + 1))
@@ -182,6 +183,7 @@ class Catalog:
         self.optouts = OptOutStore(self._sessions)
         self.subjects = SubjectStore(self._sessions)
         self.clusters = ClusterStore(self._sessions)
+        self.provenance = ProvenanceStore(self._sessions)
         self.review = ReviewStore(self._sessions)
         self.standing = StandingStore(self._sessions)
         self.erasure = ErasureStore(self._sessions)
@@ -455,7 +457,7 @@ class Catalog:
             moved_locations = [row for row in moved_locations if row["id"]]
             if moved_locations:
                 session.execute(update(ImageFile), moved_locations)
-            if face_ids:
+            if face_ids or new_ids:  # new pictures too: a server's provenance lookup must see them
                 bump_generation(session)
             recorded: list[RecordedFile] = []
             next_face = 0
@@ -481,6 +483,13 @@ class Catalog:
             "source_url": outcome.source_url,
             "source_page": outcome.source_page,
             "captured_at": outcome.captured_at,
+            "source_date": outcome.source_date,
+            "pdq": outcome.pdq,
+            "pdq_quality": outcome.pdq_quality,
+            "camera": outcome.camera,
+            "latitude": outcome.latitude,
+            "longitude": outcome.longitude,
+            "content_credentials": outcome.content_credentials,
             "width": outcome.width,
             "height": outcome.height,
             "file_size": outcome.file_size,

@@ -18,6 +18,7 @@ from facesearch.cli import (  # noqa: F401 - each module registers its commands 
     governance,
     indexing,
     models,
+    provenance,
     searching,
     serve,
 )

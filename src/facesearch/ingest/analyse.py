@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from facesearch.catalog.records import FileOutcome, NewFace
-from facesearch.vision.image import ImageRejected, load_image, read_image_bytes
+from facesearch.ingest.metadata import read_facts
+from facesearch.vision.fingerprints import fingerprint
+from facesearch.vision.image import ImageRejected, load_image, read_image_bytes, sniff_format
 from facesearch.vision.packs import ModelPack, PackSpec, prominent_face
 
 
@@ -66,6 +68,17 @@ def analyse_in_worker(tasks: Sequence[FileTask], max_pixels: int) -> list[FileOu
     return analyse_files(_worker_pack, tasks, max_pixels)
 
 
+def describe_picture(outcome: FileOutcome, data: bytes, rgb: np.ndarray) -> None:
+    """Fill in what the picture itself gives: its PDQ fingerprint and its EXIF and C2PA claims (a capture
+    date from the source, when there is one, is kept over the file's own)."""
+    found = fingerprint(rgb)
+    outcome.pdq, outcome.pdq_quality = found.pdq, found.quality
+    facts = read_facts(data, sniff_format(data))
+    outcome.captured_at = outcome.captured_at or facts.captured_at
+    outcome.camera, outcome.content_credentials = facts.camera, facts.content_credentials
+    outcome.latitude, outcome.longitude = facts.latitude, facts.longitude
+
+
 def analyse_files(pack: ModelPack, tasks: Sequence[FileTask], max_pixels: int) -> list[FileOutcome]:
     """Turn files into catalog outcomes; the faces of all decodable files are embedded in one batch."""
     outcomes: list[FileOutcome] = []
@@ -90,6 +103,7 @@ def analyse_files(pack: ModelPack, tasks: Sequence[FileTask], max_pixels: int) -
             outcome.status, outcome.error, outcome.error_detail = "skipped", rejected.reason, rejected.detail
             continue
         outcome.height, outcome.width = int(rgb.shape[0]), int(rgb.shape[1])
+        describe_picture(outcome, data, rgb)
         decoded.append((outcome, rgb, task.subject))
     try:
         analysed = pack.analyse([rgb for _, rgb, _ in decoded])

@@ -205,8 +205,13 @@ class SearchService:
         max_fmr: float | None = None,
         by_subject: bool = False,
         crops: bool = False,
+        action: str = "search",
+        also_record: Callable[[list[list[Candidate]]], dict[str, Any]] | None = None,
     ) -> ProbeResult:
         """Search every face of a probe photo; an unreadable probe gives a result with ``error`` set.
+
+        ``action`` names the audit record, and ``also_record(candidates of each face)`` adds what a caller built
+        on the search to it before it is written (a provenance lookup: one record for the whole lookup).
 
         With ``crops`` the crops of the largest probe face's candidates are cut before the audit record is
         written, which then names them (``crops_shown``): one record for the search and what it showed (the
@@ -234,17 +239,18 @@ class SearchService:
             rgb, probe_sha256 = _read_probe(image, self.max_pixels)
         except ImageRejected as rejected:
             result.error = f"{rejected.reason}: {rejected.detail}"
-            self._record("search", context, _probe_sha256(image), {**details, "error": rejected.reason})
+            self._record(action, context, _probe_sha256(image), {**details, "error": rejected.reason})
             return result
         faces = self._analyse(rgb)
         allowed = self._allowed_ids(collection, collections)
         if isinstance(allowed, str):
             result.error = allowed
-            self._record("search", context, probe_sha256, {**details, "error": "unknown_collection"})
+            self._record(action, context, probe_sha256, {**details, "error": "unknown_collection"})
             return result
         if not faces:
             result.warnings.append("no face found in the probe")
-            self._record("search", context, probe_sha256, {**details, "faces": 0, "results": []})
+            more = also_record([]) if also_record is not None else {}
+            self._record(action, context, probe_sha256, {**details, "faces": 0, "results": [], **more})
             return result
         vectors = np.stack([face.embedding for face in faces])
         # Subjects are found among a wider set of faces than is shown: a person whose photos all rank below
@@ -268,11 +274,12 @@ class SearchService:
             # showed. Nothing is handed out before it is committed.
             result._crops = self._crops([c.face_id for c in all_candidates[0]])
             details["crops_shown"] = sorted(result._crops)
+        more = also_record(all_candidates) if also_record is not None else {}
         self._record(
-            "search",
+            action,
             context,
             probe_sha256,
-            {**details, "faces": len(faces), "faces_searched": searched, "results": _results(all_candidates)},
+            {**details, "faces": len(faces), "faces_searched": searched, "results": _results(all_candidates), **more},
             returned,
         )
         result.faces_searched = searched
