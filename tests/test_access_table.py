@@ -318,6 +318,12 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ("GET /jobs/{job_id}", "a job of other"): lambda w, c: ("GET", f"/jobs/{w.other_job}", {}),
     ("POST /v1/search", "under a new case"): lambda w, c: ("POST", "/v1/search", search_form(w.name("NEW"))),
     ("POST /v1/search", "under OWN-1"): lambda w, c: ("POST", "/v1/search", search_form(CASE)),
+    ("POST /v1/provenance", "under a new case"): lambda w, c: (
+        "POST",
+        "/v1/provenance",
+        search_form(w.name("NEW")),
+    ),
+    ("POST /v1/provenance", "under OWN-1"): lambda w, c: ("POST", "/v1/provenance", search_form(CASE)),
     ("POST /v1/verify", "under a new case"): lambda w, c: ("POST", "/v1/verify", verify_form(w.name("NEW"))),
     ("POST /v1/verify", "under OWN-1"): lambda w, c: ("POST", "/v1/verify", verify_form(CASE)),
     ("GET /v1/cases", ""): lambda w, c: ("GET", "/v1/cases", {}),

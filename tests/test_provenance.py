@@ -236,3 +236,132 @@ def test_provenance_json_contract_and_an_unreadable_probe(
     bad.write_bytes(b"%PDF-1.4 not a picture")
     failed = subprocess.run([*command, str(bad), "--json"], capture_output=True, text=True)
     assert failed.returncode == 1 and json.loads(failed.stdout)["error"].startswith("not_an_image")
+
+
+# Manifests: files and URLs with their sources ----------------------------------------------------------------
+
+
+class _Site:
+    """A real HTTP server on this machine serving a folder, with a redirect and a count of requests."""
+
+    def __init__(self, folder: Path) -> None:
+        import functools
+        import threading
+        from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+        site = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                site.requests.append(self.path)
+                if self.path.startswith("/away"):
+                    self.send_response(302)
+                    self.send_header("Location", "http://elsewhere.invalid/photo.jpg")
+                    self.end_headers()
+                    return
+                super().do_GET()
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.requests: list[str] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_manifest_keeps_each_files_source_and_fetches_only_from_allowed_hosts(
+    tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    served = tmp_path / "site"
+    served.mkdir()
+    Image.fromarray(astronaut).save(served / "portrait.jpg", quality=90)
+    (served / "report.jpg").write_bytes(b"%PDF-1.4 a document, not a picture")
+    local = tmp_path / "collected"
+    local.mkdir()
+    Image.fromarray(np.ascontiguousarray(astronaut[:, ::-1])).resize((256, 256)).save(local / "mirror.png")
+    site = _Site(served)
+    try:
+        base = f"http://{site.host}"
+        manifest = local / "manifest.csv"
+        manifest.write_text(
+            "file,url,source_page,date,legal_basis\n"
+            f",{base}/portrait.jpg,https://news.example/story,2024-02-29,public interest (art. 6(1)(e))\n"
+            "mirror.png,,https://social.example/post/1,2024-03-05T10:00:00+02:00,\n"
+            ",http://not-allowed.example/photo.jpg,,,\n"
+            f",{base}/missing.jpg,,,\n"
+            f",{base}/report.jpg,,,\n"
+            f",{base}/away,,,\n"
+            "mirror.png,,,yesterday,\n"
+        )
+        home = tmp_path / "home"
+        with facesearch.open(home) as fs:
+            summary = fs.index([], collection="collected", manifest=manifest, allow_hosts=[site.host], workers=1)
+            assert summary.images_indexed == 2, summary.to_dict()
+            reasons = {item["path"]: item["reason"] for item in summary.skipped_files}
+            assert reasons == {
+                "http://not-allowed.example/photo.jpg": "host_not_allowed",
+                f"{base}/missing.jpg": "fetch_failed",
+                f"{base}/report.jpg": "unsupported_media_type",
+                f"{base}/away": "host_not_allowed",
+                "mirror.png": "bad_manifest_row",
+            }
+            pictures = fs.catalog.provenance.pictures(range(1, 20))
+            fetched = next(p for p in pictures.values() if p.source_url == f"{base}/portrait.jpg")
+            assert fetched.source_page == "https://news.example/story"
+            assert fetched.source_date == "2024-02-29T00:00:00+00:00" and fetched.first_known_from == "source"
+            assert Path(fetched.path).is_relative_to(home / "uploads")  # managed: erasure deletes it
+            mirror = next(p for p in pictures.values() if p.path == str(local / "mirror.png"))
+            assert mirror.source_date == "2024-03-05T08:00:00+00:00" and mirror.source_page.endswith("/post/1")
+            fetches = len(site.requests)
+            again = fs.index([], collection="collected", manifest=manifest, allow_hosts=[site.host], workers=1)
+            assert again.images_indexed == 0 and again.already_done == again.files_seen
+            assert len(site.requests) - fetches == 3  # only the failed addresses are asked again
+            # The picture is traced back to where it was first published, by the manifest's date.
+            probe = tmp_path / "repost.jpg"
+            Image.fromarray(jpeg(astronaut, 40)).save(probe)
+            copy = fs.provenance.lookup(probe, context=fs.searching.context()).duplicates[0]
+            assert copy.source_url == f"{base}/portrait.jpg" and copy.first_known == "2024-02-29T00:00:00+00:00"
+            assert copy.legal_basis == "public interest (art. 6(1)(e))" and mirror.legal_basis is None
+    finally:
+        site.close()
+
+
+def test_a_json_lines_manifest_and_a_manifest_that_is_not_one(tmp_path: Path, astronaut: np.ndarray) -> None:
+    from facesearch.errors import SourceRefused
+    from facesearch.ingest.sources.manifests import read_manifest
+
+    Image.fromarray(astronaut).save(tmp_path / "a.jpg")
+    lines = tmp_path / "list.jsonl"
+    lines.write_text(
+        json.dumps({"file": "a.jpg", "source_page": "https://example.org/a", "date": "2023-12-31"})
+        + "\nnot json\n"
+        + json.dumps({"file": "a.jpg", "url": "https://example.org/a.jpg"})
+        + "\n"
+    )
+    rows, bad = read_manifest(lines)
+    assert [r.file for r in rows] == [tmp_path / "a.jpg"] and rows[0].source_page == "https://example.org/a"
+    assert [(b.line, b.reason) for b in bad] == [(2, "bad_manifest_row"), (3, "bad_manifest_row")]
+    headerless = tmp_path / "list.csv"
+    headerless.write_text("a.jpg,https://example.org\n")
+    with pytest.raises(SourceRefused) as refused:
+        read_manifest(headerless)
+    assert refused.value.code == "bad_manifest"
+
+
+def test_index_manifest_on_the_command_line(tmp_path: Path, astronaut: np.ndarray) -> None:
+    Image.fromarray(astronaut).save(tmp_path / "a.jpg")
+    (tmp_path / "m.csv").write_text("file,source_page,date\na.jpg,https://example.org/a,2020-01-02\n")
+    command = [sys.executable, "-m", "facesearch.cli", "--home", str(tmp_path / "home"), "index"]
+    done = subprocess.run(
+        [*command, "--manifest", str(tmp_path / "m.csv"), "-c", "c", "--json"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["images_indexed"] == 1
+    nothing = subprocess.run([*command, "-c", "c"], capture_output=True, text=True)
+    assert nothing.returncode == 2 and "--manifest" in nothing.stderr

@@ -66,6 +66,10 @@ def default_home() -> Path:
     return Path(env) if env else Path(platformdirs.user_data_dir("facesearch", appauthor=False))
 
 
+UPLOADS_FOLDER = "uploads"
+"""The data folder's folder of files facesearch manages (uploads, fetched URLs), deleted on erasure."""
+
+
 class DataFolderConfig(PydanticBaseSettingsSource):
     """The data folder's ``config.toml`` (the folder is the ``home`` the caller passed)."""
 
@@ -117,6 +121,8 @@ class Settings(BaseSettings):
     require_purpose: bool = False  # True: the CLI and Python API refuse a search without purpose and case
     identity: str | None = None  # who CLI and Python searches are recorded as; default: the OS user
     ingest_roots: Annotated[tuple[Path, ...], NoDecode] = ()  # the only folders the server may ingest from by path
+    # The only hosts a manifest's URLs are fetched from (``FACESEARCH_FETCH_HOSTS``, comma list); none by default.
+    fetch_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     max_upload_bytes: int = 20 * 2**20  # one request's body (search, verify, enrol, opt-out)
     max_ingest_upload_bytes: int = 2 * 2**30  # an ingest upload (images or a zip)
     max_probe_pixels: int = 40_000_000  # probes decoded by the server; bigger is refused before decoding
@@ -153,7 +159,7 @@ class Settings(BaseSettings):
         home = getattr(init_settings, "init_kwargs", {}).get("home")
         return init_settings, env_settings, DataFolderConfig(settings_cls, Path(home) if home else None)
 
-    _split_purposes = field_validator("purposes", mode="before")(_split(","))
+    _split_purposes = field_validator("purposes", "fetch_hosts", mode="before")(_split(","))
     _split_roots = field_validator("ingest_roots", "model_dirs", mode="before")(_split(os.pathsep))
 
     @field_validator("ingest_roots", mode="after")

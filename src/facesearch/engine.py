@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from facesearch.catalog.store import Catalog
-from facesearch.config import Settings, make_private, use_model_dirs
+from facesearch.config import UPLOADS_FOLDER, Settings, make_private, use_model_dirs
 from facesearch.governance.access import Principal
 from facesearch.governance.accounts import Accounts
 from facesearch.governance.anchor import AuditAnchor
@@ -36,7 +36,6 @@ from facesearch.search.review import ReviewQueue
 from facesearch.search.searching import Searching
 from facesearch.vision.packs import Packs
 
-UPLOADS_FOLDER = "uploads"
 """Where the server keeps uploaded photos (files facesearch manages, and erases)."""
 
 

@@ -39,6 +39,7 @@ class PictureRecord:
     source_page: str | None
     captured_at: str | None
     source_date: str | None
+    legal_basis: str | None
     ingested_at: str | None
     camera: str | None
     latitude: float | None
@@ -144,6 +145,7 @@ def _record(image: Image, collection: str) -> PictureRecord:
         source_page=image.source_page,
         captured_at=iso_utc(image.captured_at),
         source_date=iso_utc(image.source_date),
+        legal_basis=image.legal_basis,
         ingested_at=iso_utc(image.created_at),
         camera=image.camera,
         latitude=image.latitude,

@@ -44,6 +44,7 @@ class FileOutcome:
     source_page: str | None = None
     captured_at: datetime | None = None
     source_date: datetime | None = None
+    legal_basis: str | None = None  # this file's, when its source gave one (the collection's applies otherwise)
     # The picture's fingerprint and its own claims (see facesearch.ingest.metadata).
     pdq: bytes | None = None
     pdq_quality: int | None = None

@@ -70,6 +70,8 @@ class Image(Base):
     # When the picture says it was taken (EXIF), and the date its source gave (a manifest's ``date``).
     captured_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     source_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Why this picture may be held, when its manifest said (the collection's legal basis applies otherwise).
+    legal_basis: Mapped[str | None] = mapped_column(Text)
     # Its PDQ hash (32 bytes) and PDQ's quality of it, for finding the same picture again (search/provenance.py).
     pdq: Mapped[bytes | None] = mapped_column(LargeBinary)
     pdq_quality: Mapped[int | None] = mapped_column(Integer)

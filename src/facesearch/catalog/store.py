@@ -484,6 +484,7 @@ class Catalog:
             "source_page": outcome.source_page,
             "captured_at": outcome.captured_at,
             "source_date": outcome.source_date,
+            "legal_basis": outcome.legal_basis,
             "pdq": outcome.pdq,
             "pdq_quality": outcome.pdq_quality,
             "camera": outcome.camera,

@@ -18,7 +18,7 @@ from rich.progress import (
 
 from facesearch.cli import render
 from facesearch.cli._app import CSV, FAILED, JSON, app, console, fail, human_bytes, out, state
-from facesearch.errors import PackError
+from facesearch.errors import PackError, SourceRefused
 
 if TYPE_CHECKING:
     from facesearch.engine import FaceSearch
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 @app.command("index")
 def index_command(
-    paths: Annotated[list[Path], typer.Argument(help="Folders (recursive) and files to index.")],
     collection: Annotated[str, typer.Option("--collection", "-c", help="Collection to add the photos to.")],
+    paths: Annotated[list[Path] | None, typer.Argument(help="Folders (recursive) and files to index.")] = None,
     subject_from_folder: Annotated[
         bool,
         typer.Option("--subject-from-folder", help="Enrol each photo's main face under its folder's name."),
@@ -50,10 +50,27 @@ def index_command(
         ),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest",
+            help="A CSV or JSON-lines list of files or URLs with their source page, date and legal basis "
+            "(columns file|url, source_page, date, legal_basis).",
+        ),
+    ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option("--allow-host", help="A host the manifest's URLs may be fetched from (repeat for more)."),
+    ] = None,
 ) -> None:
     """Index photos: detect, align, quality-check and embed every face. Resumable; duplicates stored once."""
+    paths = paths or []
+    if not paths and manifest is None:
+        raise fail("give folders or files to index, or --manifest")
+    if manifest is not None and not manifest.is_file():
+        raise fail(f"the manifest {manifest} is not a file")
     missing = [str(p) for p in paths if not p.exists()]
-    if len(missing) == len(paths):
+    if paths and len(missing) == len(paths) and manifest is None:
         raise fail(f"nothing to index: {', '.join(missing)} not found")
     for path in missing:
         console.print(f"[yellow]warning:[/yellow] {path} not found, skipped")
@@ -96,8 +113,12 @@ def index_command(
                 workers=workers,
                 on_progress=on_progress,
                 min_quality=min_quality,
+                manifest=manifest,
+                allow_hosts=allow_host or (),
             )
     except PackError as error:
+        raise fail(str(error)) from error
+    except SourceRefused as error:
         raise fail(str(error)) from error
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/yellow] what was indexed is kept; run the same command to continue")

@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,9 @@ class FileTask:
     path: str
     subject: str | None = None
     source_url: str | None = None
+    source_page: str | None = None
+    source_date: datetime | None = None
+    legal_basis: str | None = None
 
 
 _worker_pack: ModelPack | None = None
@@ -92,7 +96,15 @@ def analyse_files(pack: ModelPack, tasks: Sequence[FileTask], max_pixels: int) -
         except OSError:
             pass
         outcome = FileOutcome(
-            path=task.path, file_size=size, mtime=mtime, sha256=None, status="ok", source_url=task.source_url
+            path=task.path,
+            file_size=size,
+            mtime=mtime,
+            sha256=None,
+            status="ok",
+            source_url=task.source_url,
+            source_page=task.source_page,
+            source_date=task.source_date,
+            legal_basis=task.legal_basis,
         )
         outcomes.append(outcome)
         try:

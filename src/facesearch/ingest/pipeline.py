@@ -122,7 +122,10 @@ def _pending_tasks(
             FileTask(
                 path=source.path,
                 subject=options.subject or (source.folder_name if options.subject_from_folder else None),
-                source_url=options.source_url,
+                source_url=source.source_url or options.source_url,
+                source_page=source.source_page,
+                source_date=source.source_date,
+                legal_basis=source.legal_basis,
             )
         )
     return tasks, already
@@ -144,8 +147,13 @@ def run_ingest(
     workers: int = 1,
     on_progress: Callable[[IngestProgress], None] | None = None,
     keep: FaceFilter | None = None,
+    listed: Sequence[SourceFile] = (),
+    unusable: Sequence[FileOutcome] = (),
 ) -> IngestSummary:
     """Ingest every image under ``paths`` into ``options.collection`` with ``pack``; resumable.
+
+    ``listed`` are files named with their source (a manifest's rows); ``unusable`` are what could not even be
+    fetched or read from such a list, recorded as skipped with their reasons.
 
     ``keep`` filters each batch's faces inside the transaction that stores them (the opt-out list's filter).
 
@@ -162,7 +170,7 @@ def run_ingest(
         min_quality=options.min_quality,
     )
     min_quality = catalog.collection_min_quality(collection_id)
-    sources = list(iter_source_files(paths))
+    sources = list(iter_source_files(paths)) + list(listed)
     tasks, already = _pending_tasks(sources, catalog.done_paths(collection_id, pack.key), options)
     summary = IngestSummary(
         collection=options.collection,
@@ -200,6 +208,15 @@ def run_ingest(
 
     if on_progress is not None:
         on_progress(IngestProgress(files_done, len(sources), 0, 0.0))
+    done = catalog.done_paths(collection_id, pack.key) if unusable else {}
+    summary.files_seen += len(unusable)
+    for failed in unusable:
+        if failed.path in done:  # failed the same way before: recorded once, counted again
+            summary.already_done += 1
+            summary.skipped[failed.error or "unknown"] += 1
+    fresh = [failed for failed in unusable if failed.path not in done]
+    if fresh:
+        record(fresh)
     if workers > 1 and len(tasks) > 1:
         allowed, why = workers_may_spawn()
         if not allowed:

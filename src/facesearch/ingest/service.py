@@ -11,18 +11,28 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from facesearch.catalog.base import Transaction
+from facesearch.catalog.records import FileOutcome
 from facesearch.catalog.store import Catalog
-from facesearch.config import Settings, remember_model_dirs
+from facesearch.config import UPLOADS_FOLDER, Settings, remember_model_dirs
+from facesearch.errors import SourceRefused
 from facesearch.governance.access import Principal, require, require_collection, require_unlimited
 from facesearch.governance.audit import AuditTrail
 from facesearch.governance.optout import opted_out_filter
 from facesearch.ingest.pipeline import IngestOptions, IngestProgress, IngestSummary, run_ingest
 from facesearch.ingest.reconcile import Indexes
+from facesearch.ingest.sources.fetching import fetch
+from facesearch.ingest.sources.files import safe_name
+from facesearch.ingest.sources.folders import SourceFile
+from facesearch.ingest.sources.manifests import read_manifest
 from facesearch.vision.packs import ModelPack, Packs
 
 log = logging.getLogger(__name__)
+
+FETCHED_FOLDER = "fetched"
+"""Where a manifest's URLs are kept, under the managed uploads folder (by collection)."""
 
 
 class Ingest:
@@ -62,8 +72,15 @@ class Ingest:
         min_quality: float | None = None,
         subject: str | None = None,
         principal: Principal | None = None,
+        manifest: Path | None = None,
+        allow_hosts: Sequence[str] = (),
     ) -> IngestSummary:
         """Index every photo under ``paths`` into ``collection`` (resumable; duplicates stored once).
+
+        ``manifest`` adds the files and URLs a manifest lists, each with its source page, date and legal basis
+        (:mod:`facesearch.ingest.sources.manifests`); URLs are fetched only from the configured ``fetch_hosts``
+        and ``allow_hosts``, into the data folder (so that erasure removes them). Rows that cannot be used are
+        recorded as skipped, with their reasons.
 
         ``principal`` (default: the local operator) must manage collections and see ``collection``; a
         collection that does not exist yet is created, which only an unlimited user may do. The ingest is
@@ -95,6 +112,7 @@ class Ingest:
             "subject_from_folder": subject_from_folder,
             "enrol": subject is not None,
             "min_quality": min_quality,
+            "manifest": str(manifest) if manifest is not None else None,
         }
         audit: list[tuple[int, str]] = []
 
@@ -120,6 +138,7 @@ class Ingest:
             min_quality=min_quality,
             subject=subject,
         )
+        listed, unusable = self._listed(manifest, collection, allow_hosts) if manifest is not None else ([], [])
         with self.indexes.ingesting(model_pack.key, model_pack.dim) as index:
             summary = run_ingest(
                 self.catalog,
@@ -131,6 +150,8 @@ class Ingest:
                 workers=workers or self.settings.workers,
                 on_progress=on_progress,
                 keep=opted_out_filter(self.catalog),
+                listed=listed,
+                unusable=unusable,
             )
         for follow_up in self.after_ingest:
             try:
@@ -138,3 +159,41 @@ class Ingest:
             except Exception:  # the photos are in; what follows catches up on its next run
                 log.exception("after ingesting into %s", collection)
         return summary
+
+    def _listed(
+        self, manifest: Path, collection: str, allow_hosts: Sequence[str]
+    ) -> tuple[list[SourceFile], list[FileOutcome]]:
+        """A manifest's rows as files to ingest (URLs fetched first) and what could not be used, with reasons."""
+        rows, bad = read_manifest(manifest)
+        hosts = [*self.settings.fetch_hosts, *allow_hosts]
+        folder = self.settings.home / UPLOADS_FOLDER / FETCHED_FOLDER / safe_name(collection, "collection")
+        listed: list[SourceFile] = []
+        unusable = [
+            _skipped(row.named or f"{manifest}:{row.line}", row.reason, f"line {row.line}: {row.detail}") for row in bad
+        ]
+        for row in rows:
+            path = row.file
+            if row.url is not None:
+                try:
+                    path = fetch(row.url, folder, hosts, limit=self.settings.max_ingest_upload_bytes)
+                except SourceRefused as refused:
+                    unusable.append(_skipped(row.url, refused.code, f"line {row.line}: {refused}"))
+                    continue
+            assert path is not None  # a row names a file or a url
+            listed.append(
+                SourceFile(
+                    path=str(path),
+                    folder_name=path.parent.name,
+                    source_url=row.url,
+                    source_page=row.source_page,
+                    source_date=row.date,
+                    legal_basis=row.legal_basis,
+                )
+            )
+        return listed, unusable
+
+
+def _skipped(path: str, reason: str, detail: str) -> FileOutcome:
+    return FileOutcome(
+        path=path, file_size=None, mtime=None, sha256=None, status="skipped", error=reason, error_detail=detail
+    )

@@ -88,6 +88,7 @@ class DuplicatePicture(BaseModel):
     captured_at: str | None = None
     source_date: str | None = None
     ingested_at: str | None = None
+    legal_basis: str | None = None
     camera: str | None = None
     latitude: float | None = None
     longitude: float | None = None
@@ -161,6 +162,7 @@ def _duplicate(record: PictureRecord, distance: int, match: str, **extra: Any) -
         captured_at=record.captured_at,
         source_date=record.source_date,
         ingested_at=record.ingested_at,
+        legal_basis=record.legal_basis,
         camera=record.camera,
         latitude=record.latitude,
         longitude=record.longitude,

@@ -15,6 +15,7 @@ from facesearch.api.schemas import ErrorBody
 from facesearch.governance.access import Principal
 from facesearch.governance.context import CASE_PATTERN
 from facesearch.ingest.sources.uploads import check_image_bytes, safe_name
+from facesearch.search.provenance import ProvenanceResult
 from facesearch.search.results import ProbeResult, VerifyResult
 from facesearch.search.service import SearchService
 
@@ -104,6 +105,29 @@ def verify(
     if result.error is not None and "no face found" in result.error:
         # Nothing to compare is not an answer: the client gets an error it must handle, not a 200 with nulls.
         raise ApiError(422, "no_face", result.error)
+    if result.error is not None:
+        raise _rejected(result.error)
+    return JSONResponse(result.model_dump(mode="json"))
+
+
+@router.post("/provenance", response_model=ProvenanceResult, responses=ERRORS)
+def provenance(
+    request: Request,
+    principal: Annotated[Principal, Depends(require("search"))],
+    image: Annotated[UploadFile, File(description="The picture to trace.")],
+    purpose: Annotated[str, PURPOSE],
+    case_id: Annotated[str, CASE],
+) -> JSONResponse:
+    """Where has this picture appeared, and since when: the stored copies of it (re-encoded, resized, cropped,
+    framed, mirrored, written over), nearest first, with their first-known dates and sources, and the other
+    pictures of its faces. Answers what ``facesearch provenance --json`` prints; audited as one search."""
+    engine = engine_of(request)
+    search_context(engine, principal, purpose, case_id)  # purpose and case are checked before the upload is read
+    data = read_upload(image, engine.settings.max_upload_bytes, "image")
+    check_image_bytes(data, "image")
+    result = engine.provenance.lookup_as(
+        principal, data, purpose=purpose, case_id=case_id, probe_name=safe_name(image.filename, "upload")
+    )
     if result.error is not None:
         raise _rejected(result.error)
     return JSONResponse(result.model_dump(mode="json"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from facesearch.vision.image import SUPPORTED_EXTENSIONS
@@ -12,10 +13,15 @@ from facesearch.vision.image import SUPPORTED_EXTENSIONS
 
 @dataclass(frozen=True)
 class SourceFile:
-    """A file to ingest and, with ``--subject-from-folder``, the name of the folder it sits in."""
+    """A file to ingest and, with ``--subject-from-folder``, the name of the folder it sits in; from a
+    manifest, what its source said (address, page, date, legal basis)."""
 
     path: str
     folder_name: str
+    source_url: str | None = None
+    source_page: str | None = None
+    source_date: datetime | None = None
+    legal_basis: str | None = None
 
 
 def iter_source_files(paths: Sequence[str | os.PathLike[str]]) -> Iterator[SourceFile]:
