@@ -24,6 +24,9 @@ class NewFace:
     quality_reasons: Sequence[str]
     embedding: np.ndarray
     subject: str | None = None
+    # A face of a video is a track: when it was seen (seconds) and the time of its best frame (the box's).
+    time_span: tuple[float, float] | None = None
+    frame_time: float | None = None
 
 
 @dataclass
@@ -44,6 +47,8 @@ class FileOutcome:
     source_page: str | None = None
     captured_at: datetime | None = None
     source_date: datetime | None = None
+    media: str = "image"  # or "video"
+    duration_s: float | None = None
     legal_basis: str | None = None  # this file's, when its source gave one (the collection's applies otherwise)
     # The picture's fingerprint and its own claims (see facesearch.ingest.metadata).
     pdq: bytes | None = None

@@ -70,6 +70,9 @@ class Image(Base):
     # When the picture says it was taken (EXIF), and the date its source gave (a manifest's ``date``).
     captured_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     source_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # "video" for a video (its faces are tracks, see Face.frame_time); NULL for a picture.
+    media: Mapped[str | None] = mapped_column(String(16))
+    duration_s: Mapped[float | None] = mapped_column(Float)
     # Why this picture may be held, when its manifest said (the collection's legal basis applies otherwise).
     legal_basis: Mapped[str | None] = mapped_column(Text)
     # Its PDQ hash (32 bytes) and PDQ's quality of it, for finding the same picture again (search/provenance.py).
@@ -147,6 +150,10 @@ class Face(Base):
     quality_reasons: Mapped[str | None] = mapped_column(Text)
     subject_id: Mapped[int | None] = mapped_column(ForeignKey("subjects.id", ondelete="SET NULL"), index=True)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    # A face of a video (a track): first and last second seen, and the second of the frame its box is on.
+    time_start: Mapped[float | None] = mapped_column(Float)
+    time_end: Mapped[float | None] = mapped_column(Float)
+    frame_time: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy import bindparam, create_engine, event, func, insert, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,6 +43,8 @@ from facesearch.catalog.schema import (
 from facesearch.catalog.sessions import SessionStore
 from facesearch.catalog.subjects import SubjectStore
 
+log = logging.getLogger(__name__)
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 __all__ = ["Catalog", "FileOutcome", "NewFace", "RecordedFile"]
@@ -61,6 +65,9 @@ class FaceDetails:
     pack: str
     source_page: str | None = None
     captured_at: str | None = None  # ISO 8601, when the source says when the photo was taken
+    media: str = "image"  # or "video": the face is a track, seen during time_span, its box on frame_time's frame
+    time_span: tuple[float, float] | None = None
+    frame_time: float | None = None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -123,6 +130,10 @@ _FACE_DETAILS = (
         Face.pack,
         Image.source_page,
         Image.captured_at,
+        Image.media,
+        Face.time_start,
+        Face.time_end,
+        Face.frame_time,
     )
     .join(Image, Image.id == Face.image_id)
     .join(Collection, Collection.id == Image.collection_id)
@@ -137,6 +148,34 @@ with the faces that must not be stored taken out."""
 
 GENERATION = "generation"
 _GENERATION = select(CatalogState.value).where(CatalogState.key == GENERATION)
+
+
+SNAPSHOT_WAIT_S = 30.0
+"""How long an erasure waits for older transactions to end before rewriting PostgreSQL's tables."""
+
+_OLDER_SNAPSHOTS = text(
+    "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database() "
+    "AND ((backend_xmin IS NOT NULL AND age(backend_xmin) >= age(CAST(:horizon AS xid))) "
+    "OR (backend_xid IS NOT NULL AND age(backend_xid) >= age(CAST(:horizon AS xid))))"
+)
+
+
+def _wait_for_older_snapshots(connection: Any, wait_s: float = SNAPSHOT_WAIT_S) -> None:
+    """Wait until no other transaction of the database began before now (at most ``wait_s``).
+
+    A rewrite (``VACUUM FULL``) copies deleted rows that an older transaction might still read: while a
+    search or an ingest that began before the erasure is open, the erased rows would survive into the new
+    files. Such transactions last milliseconds; one left open longer is logged, and its rows go at the next
+    rewrite.
+    """
+    horizon = connection.exec_driver_sql("SELECT pg_current_xact_id()::text").scalar_one()
+    horizon = str(int(horizon) % 2**32)
+    deadline = time.monotonic() + wait_s
+    while connection.execute(_OLDER_SNAPSHOTS, {"horizon": horizon}).scalar_one():
+        if time.monotonic() > deadline:
+            log.warning("an erasure rewrites tables while an older transaction is open: its rows may remain")
+            return
+        time.sleep(0.1)
 
 
 def bump_generation(session: Session) -> None:
@@ -246,6 +285,7 @@ class Catalog:
         if self.engine.dialect.name == "postgresql":
             command = "VACUUM FULL" if rewrite else "VACUUM"
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                _wait_for_older_snapshots(connection)
                 for table in self._ERASED_TABLES:
                     connection.exec_driver_sql(f"{command} {table}")
 
@@ -485,6 +525,8 @@ class Catalog:
             "captured_at": outcome.captured_at,
             "source_date": outcome.source_date,
             "legal_basis": outcome.legal_basis,
+            "media": outcome.media if outcome.media != "image" else None,
+            "duration_s": outcome.duration_s,
             "pdq": outcome.pdq,
             "pdq_quality": outcome.pdq_quality,
             "camera": outcome.camera,
@@ -514,6 +556,9 @@ class Catalog:
             "quality_reasons": json.dumps(list(face.quality_reasons)),
             "subject_id": subjects[face.subject] if face.subject else None,
             "embedding": np.asarray(face.embedding, dtype=np.float32).tobytes(),
+            "time_start": face.time_span[0] if face.time_span else None,
+            "time_end": face.time_span[1] if face.time_span else None,
+            "frame_time": face.frame_time,
         }
 
     @staticmethod
@@ -627,6 +672,9 @@ class Catalog:
                 pack=row[11],
                 source_page=row[12],
                 captured_at=iso_utc(row[13]),
+                media=row[14] or "image",
+                time_span=(row[15], row[16]) if row[15] is not None else None,
+                frame_time=row[17],
             )
             for row in rows
         }

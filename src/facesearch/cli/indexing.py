@@ -58,12 +58,20 @@ def index_command(
             "(columns file|url, source_page, date, legal_basis).",
         ),
     ] = None,
+    video_fps: Annotated[
+        float,
+        typer.Option("--video-fps", min=0.05, max=30.0, help="Frames of a video analysed a second."),
+    ] = 2.0,
+    video_scenes: Annotated[
+        bool, typer.Option("--video-scenes", help="Also analyse the first frame of each new shot of a video.")
+    ] = False,
     allow_host: Annotated[
         list[str] | None,
         typer.Option("--allow-host", help="A host the manifest's URLs may be fetched from (repeat for more)."),
     ] = None,
 ) -> None:
-    """Index photos: detect, align, quality-check and embed every face. Resumable; duplicates stored once."""
+    """Index photos and videos: detect, align, quality-check and embed every face (a video's faces tracked, one
+    stored per track). Resumable; duplicates stored once."""
     paths = paths or []
     if not paths and manifest is None:
         raise fail("give folders or files to index, or --manifest")
@@ -115,6 +123,8 @@ def index_command(
                 min_quality=min_quality,
                 manifest=manifest,
                 allow_hosts=allow_host or (),
+                video_fps=video_fps,
+                video_scenes=video_scenes,
             )
     except PackError as error:
         raise fail(str(error)) from error

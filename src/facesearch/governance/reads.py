@@ -68,7 +68,9 @@ class FaceReads:
             face_id,
             case_ref,
             "face_crop",
-            lambda face: face_crop_jpeg(face.image_path, face.bbox, max_pixels=self.max_pixels),
+            lambda face: face_crop_jpeg(
+                face.image_path, face.bbox, max_pixels=self.max_pixels, frame_time=face.frame_time
+            ),
         )
 
     def image(self, principal: Principal, face_id: int, *, case_ref: str | None = None) -> bytes:
@@ -78,7 +80,7 @@ class FaceReads:
             face_id,
             case_ref,
             "image_read",
-            lambda face: image_jpeg(face.image_path, max_pixels=self.max_pixels),
+            lambda face: image_jpeg(face.image_path, max_pixels=self.max_pixels, frame_time=face.frame_time),
         )
 
     def crops(self, principal: Principal, face_ids: Sequence[int], *, case_ref: str | None = None) -> dict[int, bytes]:
@@ -98,7 +100,13 @@ class FaceReads:
 
         def crop_of(face: FaceDetails) -> bytes | None:
             try:
-                return face_crop_jpeg(face.image_path, face.bbox, max_pixels=self.max_pixels, size=GRID_CROP_SIZE)
+                return face_crop_jpeg(
+                    face.image_path,
+                    face.bbox,
+                    max_pixels=self.max_pixels,
+                    size=GRID_CROP_SIZE,
+                    frame_time=face.frame_time,
+                )
             except ImageRejected:
                 return None  # the photo can no longer be read: the grid shows the face without it
 

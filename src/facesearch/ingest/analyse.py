@@ -16,9 +16,11 @@ import numpy as np
 
 from facesearch.catalog.records import FileOutcome, NewFace
 from facesearch.ingest.metadata import read_facts
+from facesearch.ingest.video import analyse_video
 from facesearch.vision.fingerprints import fingerprint
 from facesearch.vision.image import ImageRejected, load_image, read_image_bytes, sniff_format
 from facesearch.vision.packs import ModelPack, PackSpec, prominent_face
+from facesearch.vision.video import DEFAULT_FPS, is_video_file
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class FileTask:
     source_page: str | None = None
     source_date: datetime | None = None
     legal_basis: str | None = None
+    # How a video is sampled: frames a second, and also at each new shot with ``scenes``.
+    video_fps: float = DEFAULT_FPS
+    video_scenes: bool = False
 
 
 _worker_pack: ModelPack | None = None
@@ -107,6 +112,9 @@ def analyse_files(pack: ModelPack, tasks: Sequence[FileTask], max_pixels: int) -
             legal_basis=task.legal_basis,
         )
         outcomes.append(outcome)
+        if is_video_file(task.path):
+            analyse_video(pack, outcome, fps=task.video_fps, scenes=task.video_scenes, subject=task.subject)
+            continue
         try:
             data = read_image_bytes(task.path)
             outcome.sha256 = hashlib.sha256(data).hexdigest()

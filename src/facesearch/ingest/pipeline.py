@@ -27,6 +27,7 @@ from facesearch.ingest.sources import SourceFile, iter_source_files
 from facesearch.ingest.spawn_safety import outside_stacklevel, workers_may_spawn
 from facesearch.vision.image import DEFAULT_MAX_PIXELS
 from facesearch.vision.packs import ModelPack
+from facesearch.vision.video import DEFAULT_FPS
 
 CHUNK_SIZE = 24
 SAVE_EVERY_S = 30.0
@@ -45,6 +46,9 @@ class IngestOptions:
     # Sets the collection's quality policy (kept for later runs): faces scoring below it are not indexed;
     # 0 indexes every face again. None keeps the collection's policy as it is.
     min_quality: float | None = None
+    # How videos are sampled: frames a second, and also at each new shot with video_scenes.
+    video_fps: float = DEFAULT_FPS
+    video_scenes: bool = False
     # Enrol the main face of every photo under this label (the server's enrolment: the label never becomes a
     # folder name, so no path ever carries it).
     subject: str | None = None
@@ -126,6 +130,8 @@ def _pending_tasks(
                 source_page=source.source_page,
                 source_date=source.source_date,
                 legal_basis=source.legal_basis,
+                video_fps=options.video_fps,
+                video_scenes=options.video_scenes,
             )
         )
     return tasks, already

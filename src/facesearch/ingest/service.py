@@ -28,6 +28,7 @@ from facesearch.ingest.sources.files import safe_name
 from facesearch.ingest.sources.folders import SourceFile
 from facesearch.ingest.sources.manifests import read_manifest
 from facesearch.vision.packs import ModelPack, Packs
+from facesearch.vision.video import DEFAULT_FPS
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class Ingest:
         principal: Principal | None = None,
         manifest: Path | None = None,
         allow_hosts: Sequence[str] = (),
+        video_fps: float = DEFAULT_FPS,
+        video_scenes: bool = False,
     ) -> IngestSummary:
         """Index every photo under ``paths`` into ``collection`` (resumable; duplicates stored once).
 
@@ -81,6 +84,9 @@ class Ingest:
         (:mod:`facesearch.ingest.sources.manifests`); URLs are fetched only from the configured ``fetch_hosts``
         and ``allow_hosts``, into the data folder (so that erasure removes them). Rows that cannot be used are
         recorded as skipped, with their reasons.
+
+        Videos are sampled ``video_fps`` frames a second (and at each new shot with ``video_scenes``); each face
+        track is stored as one face (see :mod:`facesearch.ingest.video`).
 
         ``principal`` (default: the local operator) must manage collections and see ``collection``; a
         collection that does not exist yet is created, which only an unlimited user may do. The ingest is
@@ -137,6 +143,8 @@ class Ingest:
             description=description,
             min_quality=min_quality,
             subject=subject,
+            video_fps=video_fps,
+            video_scenes=video_scenes,
         )
         listed, unusable = self._listed(manifest, collection, allow_hosts) if manifest is not None else ([], [])
         with self.indexes.ingesting(model_pack.key, model_pack.dim) as index:

@@ -29,6 +29,11 @@ class Candidate(BaseModel):
     # Provenance of the candidate's photo, when its source said (a manifest's page and capture date).
     source_page: str | None = None
     captured_at: str | None = None
+    # "video" when the face is a track of a video: ``time_span`` [start, end] in seconds, and ``frame_time`` the
+    # second of the frame its box and crop are from; "image" (and nulls) for a picture.
+    media: str = "image"
+    time_span: list[float] | None = None
+    frame_time: float | None = None
 
 
 class SubjectCandidate(BaseModel):
@@ -70,6 +75,8 @@ class ProbeFace(BaseModel):
     quality_reasons: list[str]
     candidates: list[Candidate] = Field(default_factory=list)
     subjects: list[SubjectCandidate] | None = None
+    # A video probe's face is a track: when it was seen in the clip (seconds); null for a photo.
+    time_span: list[float] | None = None
 
 
 class ProbeResult(BaseModel):

@@ -32,6 +32,8 @@ from facesearch.vision.crops import GRID_CROP_SIZE, face_crop_jpeg
 from facesearch.vision.image import DEFAULT_MAX_PIXELS, ImageRejected, load_image, read_image_bytes
 from facesearch.vision.packs import AnalysedFace, ModelPack
 from facesearch.vision.quality import POOR_REASONS
+from facesearch.vision.tracking import file_sha256, video_tracks
+from facesearch.vision.video import is_video_file
 
 if TYPE_CHECKING:
     from facesearch.catalog.base import Transaction
@@ -57,6 +59,12 @@ def _mean_similarity(subject: SubjectCandidate) -> float:
 
 def _bbox(values: Any) -> list[float]:
     return [round(float(v), 1) for v in values]
+
+
+def _span(spans: Sequence[tuple[float, float] | None], position: int) -> list[float] | None:
+    """A video probe face's time span as the answer gives it (``None`` for a photo's)."""
+    span = spans[position] if position < len(spans) else None
+    return [span[0], span[1]] if span is not None else None
 
 
 def _read_probe(image: ImageInput, max_pixels: int) -> tuple[np.ndarray, str]:
@@ -148,6 +156,15 @@ class SearchService:
         with analysis_lock(self.pack):
             return self.pack.analyse([rgb])[0]
 
+    def _video_faces(self, path: str) -> tuple[list[AnalysedFace], list[tuple[float, float] | None], str]:
+        """A video probe's tracks as probe faces (each its template, its best frame's box), longest-seen first,
+        with their time spans and the video's sha256."""
+        with analysis_lock(self.pack):
+            tracks = video_tracks(self.pack, path)
+        tracks.sort(key=lambda t: (-t.seen, t.number))
+        faces = [AnalysedFace(t.best.detection, t.best.quality, t.template) for t in tracks]
+        return faces, [t.time_span for t in tracks], file_sha256(path)
+
     def _record(
         self,
         action: str,
@@ -235,13 +252,19 @@ class SearchService:
             details["max_fmr"] = max_fmr
             if self.calibration is None:
                 result.warnings.append(f"no score calibration for pack {self.pack.key}: max_fmr not applied")
+        spans: list[tuple[float, float] | None] = []
+        rgb: np.ndarray | None = None
         try:
-            rgb, probe_sha256 = _read_probe(image, self.max_pixels)
+            if is_video_file(image):
+                faces, spans, probe_sha256 = self._video_faces(os.fspath(image))  # type: ignore[arg-type]
+                details["video"] = True
+            else:
+                rgb, probe_sha256 = _read_probe(image, self.max_pixels)
+                faces = self._analyse(rgb)
         except ImageRejected as rejected:
             result.error = f"{rejected.reason}: {rejected.detail}"
             self._record(action, context, _probe_sha256(image), {**details, "error": rejected.reason})
             return result
-        faces = self._analyse(rgb)
         allowed = self._allowed_ids(collection, collections)
         if isinstance(allowed, str):
             result.error = allowed
@@ -267,7 +290,7 @@ class SearchService:
         ]
         returned = [(c.face_id, c.similarity) for row in all_candidates for c in row]
         returned += [(s.best_face_id, s.best_similarity) for row in all_subjects if row for s in row]
-        if crops:
+        if crops and rgb is not None:
             result._pixels = rgb  # shown beside the results: decoded once
         if crops and all_candidates and all_candidates[0]:
             # Cut before the record is written, which then names them: one record for the search and what it
@@ -308,6 +331,7 @@ class SearchService:
                     quality_reasons=list(face.quality.reasons),
                     candidates=candidates,
                     subjects=subjects,
+                    time_span=_span(spans, number - 1),
                 )
             )
             result.warnings.extend(_probe_warnings(face, where))
@@ -320,7 +344,11 @@ class SearchService:
         for face_id, face in self.catalog.face_details(list(dict.fromkeys(face_ids))).items():
             try:
                 crops[face_id] = face_crop_jpeg(
-                    face.image_path, face.bbox, max_pixels=self.max_pixels * 4, size=GRID_CROP_SIZE
+                    face.image_path,
+                    face.bbox,
+                    max_pixels=self.max_pixels * 4,
+                    size=GRID_CROP_SIZE,
+                    frame_time=face.frame_time,
                 )
             except ImageRejected:
                 continue
@@ -518,6 +546,9 @@ class SearchService:
                         bbox=_bbox(info.bbox),
                         source_page=info.source_page,
                         captured_at=info.captured_at,
+                        media=info.media,
+                        time_span=list(info.time_span) if info.time_span else None,
+                        frame_time=info.frame_time,
                     )
                 )
             results.append(candidates)

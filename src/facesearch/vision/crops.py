@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from facesearch.vision.image import ImageRejected, decode_upright, load_image, read_image_bytes, to_rgb_image
+from facesearch.vision.video import frame_at
 
 CROP_SIZE = 256
 GRID_CROP_SIZE = 192  # a crop shown in a grid of candidates (128 CSS pixels, sharp on a 1.5x screen)
@@ -19,14 +20,22 @@ PREVIEW_SIZE = 960  # the longest side of a probe photo shown with its faces box
 
 
 def face_crop_jpeg(
-    image_path: str, bbox: tuple[float, float, float, float], *, max_pixels: int, size: int = CROP_SIZE
+    image_path: str,
+    bbox: tuple[float, float, float, float],
+    *,
+    max_pixels: int,
+    size: int = CROP_SIZE,
+    frame_time: float | None = None,
 ) -> bytes:
-    """A JPEG of the face at ``bbox`` (x, y, w, h) with a margin, at most ``size`` pixels a side.
+    """A JPEG of the face at ``bbox`` (x, y, w, h) with a margin, at most ``size`` pixels a side; of a video,
+    from its frame at ``frame_time`` seconds.
 
     A JPEG is decoded only as large as the crop needs (its decoder's 1/2 to 1/8 reduction): a face in a large
     photo is cut for a fraction of the cost of decoding the whole photo. Raises :class:`ImageRejected` when
-    the image can no longer be read.
+    the image (or the video's frame) can no longer be read.
     """
+    if frame_time is not None:
+        return crop_jpeg(frame_at(image_path, frame_time), bbox, size=size)
     x, y, w, h = (float(v) for v in bbox)
     region = max(w, h) * (1 + 2 * MARGIN)
     at_least = min(1.0, size / region) if region > 0 else 1.0
@@ -99,13 +108,17 @@ def _jpeg(picture: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def image_jpeg(image_path: str, *, max_pixels: int, size: int = IMAGE_SIZE) -> bytes:
+def image_jpeg(image_path: str, *, max_pixels: int, size: int = IMAGE_SIZE, frame_time: float | None = None) -> bytes:
     """The whole image as a JPEG, at most ``size`` pixels a side: decoded and re-encoded, so that what is
-    sent is always a plain picture, whatever the stored file holds besides (metadata, other frames).
+    sent is always a plain picture, whatever the stored file holds besides (metadata, other frames); of a
+    video, its frame at ``frame_time`` seconds (a frame grab).
 
     Raises :class:`ImageRejected` when the image can no longer be read.
     """
-    rgb = load_image(read_image_bytes(image_path), max_pixels=max_pixels)
+    if frame_time is not None:
+        rgb = frame_at(image_path, frame_time)
+    else:
+        rgb = load_image(read_image_bytes(image_path), max_pixels=max_pixels)
     picture = Image.fromarray(np.ascontiguousarray(rgb))
     picture.thumbnail((size, size))
     return _jpeg(picture)

@@ -11,8 +11,9 @@ stored picture warped onto the probe, and the part both show compared in two way
   both plain. Copies agree on 0.66 or more of their blocks even under a caption; different photographs, even
   of the same person at the same event, on 0.3 or less.
 
-Two photographs of one scene taken a moment apart align too (a few keypoints on the background) but neither
-measure calls them the same picture.
+Two photographs of one scene taken a moment apart align too (the background is the same). Most differ in too
+many blocks to pass, but frames of one burst, where only a mouth or a hand moved, can: on lfw-dev two such
+pairs were taken for copies (benchmarks/provenance.py; docs/provenance.md).
 """
 
 from __future__ import annotations

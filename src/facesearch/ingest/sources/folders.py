@@ -9,6 +9,9 @@ from datetime import datetime
 from pathlib import Path
 
 from facesearch.vision.image import SUPPORTED_EXTENSIONS
+from facesearch.vision.video import VIDEO_EXTENSIONS
+
+INGESTED_EXTENSIONS = SUPPORTED_EXTENSIONS | VIDEO_EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ def _walk(root: Path) -> Iterator[SourceFile]:
 
 
 def walk_pictures(root: Path, keep_folder: Callable[[str], bool] | None = None) -> Iterator[tuple[str, str]]:
-    """``(folder, file)`` for every file with an image suffix under ``root``, in a stable order.
+    """``(folder, file)`` for every file with a picture's or a video's suffix under ``root``, in a stable order.
 
     Symbolic links are followed, but each real folder is walked once (a link back into a folder already being
     walked would loop); ``keep_folder(real path)`` may refuse a folder, and nothing under it is walked.
@@ -66,5 +69,5 @@ def walk_pictures(root: Path, keep_folder: Callable[[str], bool] | None = None) 
         seen.add((info.st_dev, info.st_ino))
         dirs.sort()
         for name in sorted(files):
-            if Path(name).suffix.lower() in SUPPORTED_EXTENSIONS:
+            if Path(name).suffix.lower() in INGESTED_EXTENSIONS:
                 yield folder, os.path.join(folder, name)
