@@ -115,6 +115,18 @@ class Fixture:
         assert collection_id is not None
         return self.engine.catalog.record_files(collection_id, pack.key, [outcome])[0].face_ids
 
+    def video_face(self) -> int:
+        """A face tracked in a video (made in the catalog: reading it needs only its record)."""
+        pack = self.engine.packs.pack()
+        vector = np.random.default_rng().normal(size=pack.dim).astype(np.float32)
+        vector /= np.linalg.norm(vector)
+        token = uuid.uuid4().hex
+        track = NewFace((1, 1, 9, 9), None, 1, 1, [], vector / np.linalg.norm(vector), None, (1.0, 4.5), 2.0)
+        outcome = FileOutcome(f"/fixtures/{token}.mp4", 1, 0.0, token * 2, "ok", faces=[track], media="video")
+        collection_id = self.engine.catalog.collection_id("demo")
+        assert collection_id is not None
+        return self.engine.catalog.record_files(collection_id, pack.key, [outcome])[0].face_ids[0]
+
     def subject(self) -> int:
         label = self.name("s")
         self.faces(subject=label)
@@ -231,6 +243,7 @@ CHANGES: dict[tuple[str, str], tuple[str, Callable[[Fixture], Any]]] = {
     ("sessions", "sign_out"): ("sign_out", lambda f: f.engine.sessions.sign_out(sign_in(f))),
     ("subjects", "faces"): ("subject_read", lambda f: f.engine.subjects.faces(f.op, f.subject())),
     ("subjects", "split"): ("subject_split", lambda f: split(f)),
+    ("reads", "video"): ("video_read", lambda f: f.engine.reads.video(f.op, f.video_face())),
     ("reads", "crops"): ("face_crops", lambda f: f.engine.reads.crops(f.op, [real_face(f)])),
     ("reads", "grid"): ("face_crops", lambda f: f.engine.reads.grid(f.op, [real_face(f)])),
     ("searching", "search_as"): (

@@ -104,3 +104,41 @@ def test_a_video_probe_is_searched_track_by_track(clip: tuple[Path, list, list],
     }
     assert found == {a[1].name, b[2].name}
     assert all(face["candidates"][0]["media"] == "image" for face in tracks)
+
+
+def test_the_workbench_shows_a_video_candidate_with_its_time_and_plays_it(
+    clip: tuple[Path, list, list], tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from facesearch.api.app import create_app
+    from facesearch.config import Settings
+    from facesearch.engine import FaceSearch
+    from tests.workbench_support import add_users, browser
+
+    path, (a, _b, _c), _truth = clip
+    home = tmp_path / "home"
+    settings = Settings.load(home, catalog_url=f"sqlite:///{home / 'catalog.sqlite3'}", workers=1)
+    with FaceSearch(settings) as engine:
+        engine.index([path], collection="footage", workers=1)
+        add_users(engine)
+        app = create_app(engine.settings, engine=engine, schedule=False)
+        with TestClient(app):
+            investigator = browser(app, "investigator")
+            answer = investigator.post(
+                "/search",
+                {"new_case": "VID-1", "purpose": "humanitarian"},
+                files={"image": ("probe.jpg", a[2].read_bytes(), "image/jpeg")},
+                token_from="/search",
+            )
+            assert answer.status_code == 200, answer.text[:300]
+            assert "In the video" in answer.text and '<video class="clip"' in answer.text
+            media = answer.text.split('src="/media/', 1)[1].split('"', 1)[0]
+            face_id = int(media.split("?", 1)[0])
+            assert "#t=" in media
+            played = investigator.client.get(f"/media/{face_id}?case=VID-1", headers={"Range": "bytes=0-99"})
+            assert played.status_code == 206 and len(played.content) == 100
+            assert played.headers["content-type"] == "video/mp4"
+            assert investigator.client.get("/media/999999?case=VID-1").status_code == 404
+            actions = [r["action"] for r in engine.audit.records(actor="investigator", limit=50)]
+            assert "video_read" in actions

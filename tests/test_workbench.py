@@ -146,6 +146,7 @@ def test_failed_sign_ins_are_limited_per_user_name_before_any_hash(workbench: Wo
 PAGES = {
     "/search": {"investigator"},
     "/verify": {"investigator"},
+    "/provenance": {"investigator"},
     "/cases": {"investigator", "reviewer", "admin"},
     "/collections": {"admin"},
     "/people": {"admin", "investigator"},
@@ -396,6 +397,41 @@ def test_verify_says_what_its_decision_means_at_the_chosen_rate(workbench: Workb
         token_from="/verify",
     )
     assert no_face.status_code == 422 and "face" in no_face.text
+
+
+def test_provenance_shows_the_copies_of_a_picture_on_a_timeline(workbench: Workbench) -> None:
+    import io
+
+    from PIL import Image
+
+    investigator = browser(workbench.app, "investigator")
+    portrait = Image.open(workbench.photos / "Eileen_Collins" / "portrait.jpg").convert("RGB")
+    framed = Image.new("RGB", (portrait.width + 80, portrait.height + 80), (255, 255, 255))
+    framed.paste(portrait, (40, 40))
+    repost = io.BytesIO()
+    framed.save(repost, "JPEG", quality=60)
+    answer = investigator.post(
+        "/provenance",
+        {"new_case": "P-1", "purpose": PURPOSE},
+        files={"image": ("repost.jpg", repost.getvalue(), "image/jpeg")},
+        token_from="/provenance",
+    )
+    assert answer.status_code == 200, answer.text[:500]
+    # The folder holds the astronaut's portrait, a crop of it and a mirror image of it: three copies.
+    assert "3 stored copies, earliest first" in answer.text
+    assert all(name in answer.text for name in ("portrait.jpg", "crop.png", "mirror.webp"))
+    assert "aligned" in answer.text and "mirrored" in answer.text
+    assert "Other pictures of the same faces" in answer.text
+    assert workbench.engine.audit.records(actor="investigator", limit=100)[-1]["action"] == "provenance"
+    coffee = (workbench.photos / "other" / "coffee.jpg").read_bytes()
+    nothing = investigator.post(
+        "/provenance",
+        {"new_case": "P-1", "purpose": PURPOSE},
+        files={"image": ("coffee.jpg", coffee, "image/jpeg")},
+        token_from="/provenance",
+    )
+    assert nothing.status_code == 200 and "No copy of this picture" not in nothing.text
+    assert "coffee.jpg" in nothing.text  # the stored coffee photo is the same picture
 
 
 def test_an_upload_is_followed_to_its_end_and_its_skipped_files_are_shown_with_reasons(workbench: Workbench) -> None:

@@ -83,6 +83,15 @@ class FaceReads:
             lambda face: image_jpeg(face.image_path, max_pixels=self.max_pixels, frame_time=face.frame_time),
         )
 
+    def video(self, principal: Principal, face_id: int, *, case_ref: str | None = None) -> FaceDetails:
+        """The face of a video, for playing the video from its time span (``image_path`` is the video file):
+        refused as unknown unless the face is a track of a video; audited as ``video_read``."""
+        face = self._authorized(principal, face_id, case_ref)
+        if face.media != "video":
+            raise NotVisible(f"face {face_id} is not from a video", code="unknown_face")
+        self.audit.append(actor=principal.actor, action="video_read", details={"face_id": face_id}, case_ref=case_ref)
+        return face
+
     def crops(self, principal: Principal, face_ids: Sequence[int], *, case_ref: str | None = None) -> dict[int, bytes]:
         """Several faces' crops at once (a grid of candidates), under one audit record naming every face
         (``face_crops``). Faces the principal may not read are left out of the answer, not refused: a grid

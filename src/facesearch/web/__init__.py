@@ -20,7 +20,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facesearch.web.i18n import N_
 from facesearch.web.pages import PAGE_CSP, PageRefused, SignInRequired, page
-from facesearch.web.routes import accounts, audit, cases, clusters, collections, forget, people, searching, signin
+from facesearch.web.routes import (
+    accounts,
+    audit,
+    cases,
+    clusters,
+    collections,
+    forget,
+    people,
+    provenance,
+    searching,
+    signin,
+)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -68,7 +79,7 @@ def error_page(request: Request, status: int, message: str) -> Response:
 
 def install_web(app: FastAPI) -> None:
     """Serve the workbench from ``app``: its pages, its static files, and HTML errors on its paths."""
-    for module in (signin, searching, cases, collections, people, clusters, forget, audit, accounts):
+    for module in (signin, searching, provenance, cases, collections, people, clusters, forget, audit, accounts):
         app.include_router(module.router)
     app.mount("/static", CachedStaticFiles(directory=STATIC_DIR), name="static")
 

@@ -56,6 +56,7 @@ class NavItem:
 NAV = (
     NavItem("/search", N_("Search"), ("search",)),
     NavItem("/verify", N_("Verify"), ("verify",)),
+    NavItem("/provenance", N_("Provenance"), ("search",)),
     NavItem("/cases", N_("Cases"), ("cases.read", "cases.manage")),
     NavItem("/collections", N_("Collections"), ("collections.manage",)),
     NavItem("/people", N_("People"), ("subjects.read",)),

@@ -4,11 +4,12 @@ candidate is shown as a lead with what its score means for the gallery searched.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 
 from facesearch.api.deps import read_upload
 from facesearch.api.errors import ApiError
@@ -76,7 +77,8 @@ def parse_fmr(text: str) -> float | None:
     return value
 
 
-def _case_and_purpose(case_id: str, new_case: str, purpose: str) -> tuple[str, str]:
+def case_and_purpose(case_id: str, new_case: str, purpose: str) -> tuple[str, str]:
+    """The case a form names (a new one typed in wins over the one chosen) and its purpose, trimmed."""
     return (new_case.strip() or case_id.strip()), purpose.strip()
 
 
@@ -103,7 +105,7 @@ def search(
 ) -> Response:
     """Search the probe under the case; show its faces boxed and each face's candidates with their meaning."""
     current.check_form(csrf)
-    case_ref, purpose = _case_and_purpose(case_id, new_case, purpose)
+    case_ref, purpose = case_and_purpose(case_id, new_case, purpose)
     chosen = {
         "case_id": case_ref,
         "purpose": purpose,
@@ -129,7 +131,7 @@ def search(
             crops=True,  # the largest face's, shown with the results under the search's own audit record
         )
     except EXPECTED_ERRORS as error:
-        return _form_error(current, _search_template(current), error, chosen)
+        return form_error(current, _search_template(current), error, chosen)
     if result.error is not None:
         return current.render(
             _search_template(current),
@@ -158,7 +160,8 @@ def _search_template(current: Page) -> str:
     return "search_results.html" if current.request.headers.get(FRAGMENT_HEADER) == "results" else "search.html"
 
 
-def _form_error(current: Page, template: str, error: Exception, chosen: dict[str, Any]) -> Response:
+def form_error(current: Page, template: str, error: Exception, chosen: dict[str, Any]) -> Response:
+    """The form's page again, with the error in words and what was chosen kept."""
     status, message = error_status(error)
     return current.render(template, status=status, result=None, error=message, chosen=chosen, **form_context(current))
 
@@ -219,7 +222,7 @@ def verify(
 ) -> Response:
     """Compare the two photos' largest faces and say what the decision means at the chosen FMR."""
     current.check_form(csrf)
-    case_ref, purpose = _case_and_purpose(case_id, new_case, purpose)
+    case_ref, purpose = case_and_purpose(case_id, new_case, purpose)
     chosen = {"case_id": case_ref, "purpose": purpose, "fmr": fmr}
     engine = current.engine
     try:
@@ -236,7 +239,7 @@ def verify(
             fmr=parse_fmr(fmr),
         )
     except EXPECTED_ERRORS as error:
-        return _form_error(current, "verify.html", error, chosen)
+        return form_error(current, "verify.html", error, chosen)
     max_pixels = engine.settings.max_probe_pixels
     verdict = meaning.verdict(current.language, result.same_person, result.decision_fmr)
     return current.render(
@@ -256,3 +259,21 @@ def crop(face_id: int, current: Annotated[Page, Depends(signed_in("faces.read"))
     """One stored face's crop, read under the case (audited as ``face_crop``): the candidates of a probe
     face other than the largest, fetched by the browser when that face is chosen."""
     return jpeg_answer(current, lambda: current.engine.reads.crop(current.principal, face_id, case_ref=case or None))
+
+
+VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm"}
+
+
+@router.get("/media/{face_id}")
+def media(face_id: int, current: Annotated[Page, Depends(signed_in("faces.read"))], case: str = "") -> Response:
+    """The video a face was tracked in, for the page's player to play from the face's time (audited as
+    ``video_read``; the browser asks for parts of it, by range)."""
+    try:
+        face = current.engine.reads.video(current.principal, face_id, case_ref=case or None)
+    except EXPECTED_ERRORS as error:
+        status, message = error_status(error)
+        return Response(message, status_code=status, media_type="text/plain")
+    kind = VIDEO_TYPES.get(Path(face.image_path).suffix.lower(), "application/octet-stream")
+    if not Path(face.image_path).is_file():
+        return Response("the video is no longer there", status_code=404, media_type="text/plain")
+    return FileResponse(face.image_path, media_type=kind, headers={"cache-control": "private, no-store"})
