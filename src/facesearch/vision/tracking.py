@@ -13,8 +13,11 @@ embeddings, for the template), the best one's frame time, box and landmarks, and
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import numpy as np
 
@@ -142,6 +145,12 @@ class FaceTracker:
         return sorted(tracks, key=lambda t: t.number)
 
 
+ANALYSED_SIDE = 960
+"""Video frames are analysed at most this large (longer side): detection is most of a video's cost, and at
+960 a 720p frame costs half as much as at full size. A face smaller than about 16 pixels between the chin and
+the brow of a 1280-pixel frame (20 of a 1920-pixel one) is then missed; the quality gate calls faces that
+small too small to recognise anyway."""
+
 FRAMES_PER_BATCH = 8
 """Sampled frames analysed together: their faces are embedded in one batch."""
 
@@ -175,10 +184,11 @@ def video_tracks(
     batch: list[SampledFrame] = []
 
     def analyse(frames: Sequence[SampledFrame]) -> None:
-        for frame, faces in zip(frames, pack.analyse([f.rgb for f in frames]), strict=True):
-            tracker.update(frame.time, faces)
+        shrunk = [_shrunk(frame.rgb) for frame in frames]
+        for frame, (_, factor), faces in zip(frames, shrunk, pack.analyse([s for s, _ in shrunk]), strict=True):
+            tracker.update(frame.time, [_in_frame(face, factor) for face in faces] if factor != 1.0 else faces)
 
-    for frame in sampled_frames(path, fps=fps, scenes=scenes):
+    for frame in decoded_ahead(sampled_frames(path, fps=fps, scenes=scenes)):
         batch.append(frame)
         if len(batch) >= FRAMES_PER_BATCH:
             analyse(batch)
@@ -186,3 +196,67 @@ def video_tracks(
     if batch:
         analyse(batch)
     return tracker.finish()
+
+
+T = TypeVar("T")
+
+
+def decoded_ahead(frames: Iterator[T], depth: int = 2 * FRAMES_PER_BATCH) -> Iterator[T]:
+    """``frames``, decoded by a thread of their own while the caller analyses the ones before (FFmpeg and the
+    models both leave Python's lock while they work), at most ``depth`` ahead so that memory stays flat.
+
+    An error of the decoding is raised here, in the caller's thread; a caller that stops early stops it.
+    """
+    ahead: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def decode() -> None:
+        try:
+            for frame in frames:
+                while not stop.is_set():
+                    try:
+                        ahead.put(("frame", frame), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ahead.put(("end", None))
+        except BaseException as error:  # handed to the caller, who raises it
+            ahead.put(("error", error))
+
+    worker = threading.Thread(target=decode, name="video-decoder", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = ahead.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value  # type: ignore[misc]
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+
+
+def _shrunk(rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    """A frame reduced to :data:`ANALYSED_SIDE` (area averaging), and the factor it was reduced by."""
+    import cv2
+
+    height, width = rgb.shape[:2]
+    factor = min(1.0, ANALYSED_SIDE / max(height, width))
+    if factor == 1.0:
+        return rgb, 1.0
+    size = (round(width * factor), round(height * factor))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), factor
+
+
+def _in_frame(face: AnalysedFace, factor: float) -> AnalysedFace:
+    """A face found in a reduced frame, its box and landmarks in the full frame's pixels."""
+    detection = face.detection
+    x, y, w, h = (v / factor for v in detection.bbox)
+    landmarks = None if detection.landmarks is None else np.asarray(detection.landmarks) / factor
+    raw = None if detection.raw_landmarks is None else np.asarray(detection.raw_landmarks) / factor
+    moved = replace(detection, bbox=(x, y, w, h), landmarks=landmarks, raw_landmarks=raw)
+    return AnalysedFace(moved, face.quality, face.embedding)

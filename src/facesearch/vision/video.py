@@ -92,7 +92,7 @@ def _video_stream(container: Any) -> Any:
     if width * height > MAX_FRAME_PIXELS:
         container.close()
         raise VideoRejected("too_large", f"frames of {width} x {height} are larger than 4K UHD")
-    stream.thread_type = "AUTO"  # FFmpeg's own threads: decoding is the longest part of a video's ingest
+    stream.thread_type = "AUTO"  # FFmpeg's own threads, frame by frame and slice by slice
     return stream
 
 
@@ -110,6 +110,12 @@ def video_info(path: str | os.PathLike[str]) -> VideoInfo:
         return VideoInfo(duration, int(stream.codec_context.width), int(stream.codec_context.height), rate)
     finally:
         container.close()
+
+
+def stream_rate(stream: Any) -> float:
+    """A stream's frames a second (25 when the container does not say)."""
+    rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if rate else 25.0
 
 
 def _small_grey(frame: Any) -> np.ndarray:
@@ -131,6 +137,10 @@ def sampled_frames(
     container = _open(path)
     try:
         stream = _video_stream(container)
+        if fps <= stream_rate(stream) / 4:
+            # Frames no other frame refers to (most B-frames) are not even decoded when a sample in four or
+            # fewer is kept: the next reference frame is at most a few hundredths of a second later.
+            stream.codec_context.skip_frame = "NONREF"
         step = 1.0 / fps
         next_time = start_s
         previous: np.ndarray | None = None
