@@ -264,8 +264,12 @@ class _Site:
             def log_message(self, *_args: object) -> None:
                 pass
 
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, *_args: object) -> None:
+                pass  # a client that stops reading (a refused fetch) is expected here, not an error to print
+
         self.requests: list[str] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+        self.server = Server(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -365,3 +369,63 @@ def test_index_manifest_on_the_command_line(tmp_path: Path, astronaut: np.ndarra
     assert json.loads(done.stdout)["images_indexed"] == 1
     nothing = subprocess.run([*command, "-c", "c"], capture_output=True, text=True)
     assert nothing.returncode == 2 and "--manifest" in nothing.stderr
+
+
+def test_real_content_credentials_are_read_and_a_changed_picture_fails_validation(
+    tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    from tests.c2pa_support import signed_jpeg
+
+    signed = signed_jpeg(astronaut, "astronaut.jpg")
+    credentials = json.loads(read_facts(signed, "jpeg").content_credentials or "{}")
+    # The signature verifies, but the test signer is on no trust list: "untrusted", never "valid".
+    assert credentials["validation"] == "untrusted" and credentials["signer"] == "facesearch tests"
+    assert credentials["actions"] == ["c2pa.created (digitalCapture)"] and credentials["title"] == "astronaut.jpg"
+    assert credentials["claim_generator"] == "facesearch-tests 1.0"
+    changed = bytearray(signed)
+    changed[-5000] ^= 0xFF  # a byte of the picture's data, after signing
+    tampered = json.loads(read_facts(bytes(changed), "jpeg").content_credentials or "{}")
+    assert tampered["validation"] == "invalid"
+    assert any(error.startswith("assertion.dataHash.mismatch") for error in tampered["errors"])
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "signed.jpg").write_bytes(signed)
+    home = tmp_path / "home"
+    with facesearch.open(home) as fs:
+        fs.index([folder], collection="press", workers=1)
+    probe = tmp_path / "repost.jpg"
+    Image.fromarray(jpeg(astronaut, 50)).save(probe)
+    command = [sys.executable, "-m", "facesearch.cli", "--home", str(home), "provenance", str(probe)]
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    assert "content credentials: UNTRUSTED" in shown.stdout and "facesearch tests" in shown.stdout
+    copy = json.loads(subprocess.run([*command, "--json"], capture_output=True, text=True).stdout)["duplicates"][0]
+    assert copy["content_credentials"]["validation"] == "untrusted"
+
+
+def test_pictures_indexed_before_fingerprints_are_fingerprinted_by_backfill(
+    tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    from sqlalchemy import update
+
+    from facesearch.catalog.schema import Image as ImageRow
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "old.jpg").write_bytes(exif_jpeg(astronaut))
+    home = tmp_path / "home"
+    with facesearch.open(home) as fs:
+        fs.index([folder], collection="old", workers=1)
+        with fs.catalog.transaction() as tx:  # as a data folder from before migration 0009 holds them
+            tx.execute(update(ImageRow).values(pdq=None, pdq_quality=None, camera=None, captured_at=None))
+        before = fs.provenance.lookup(folder / "old.jpg", context=fs.searching.context()).duplicates
+        assert [d.match for d in before] == ["aligned"]  # found through its face only: it has no hash
+    command = [sys.executable, "-m", "facesearch.cli", "--home", str(home), "provenance", "--backfill", "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"fingerprinted": 1, "unreadable": 0}
+    with facesearch.open(home) as fs:
+        copy = fs.provenance.lookup(folder / "old.jpg", context=fs.searching.context()).duplicates[0]
+        assert copy.match == "hash" and copy.distance == 0
+        assert copy.camera == "Canon EOS 5D" and copy.first_known_from == "captured"
+        assert fs.provenance.backfill(fs.operator) == {"fingerprinted": 0, "unreadable": 0}

@@ -260,6 +260,7 @@ CHANGES: dict[tuple[str, str], tuple[str, Callable[[Fixture], Any]]] = {
         "provenance",
         lambda f: f.engine.provenance.lookup(probe_bytes(), context=f.engine.searching.context()),
     ),
+    ("provenance", "backfill"): ("fingerprint_backfill", lambda f: f.engine.provenance.backfill(f.op, limit=1)),
     ("provenance", "lookup_as"): (
         "provenance",
         lambda f: f.engine.provenance.lookup_as(f.op, probe_bytes(), purpose="investigation", case_id=f.name("C")),

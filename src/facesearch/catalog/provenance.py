@@ -113,12 +113,12 @@ class ProvenanceStore(Store):
         return found
 
     def unhashed(self, limit: int = 1000, after_id: int = 0) -> list[tuple[int, str]]:
-        """Usable pictures stored before hashing existed: (id, path), ascending from ``after_id``."""
+        """Usable pictures (not videos) stored before hashing existed: (id, path), ascending after ``after_id``."""
         with self._sessions() as session:
             return list(
                 session.execute(
                     select(Image.id, Image.path)
-                    .where(Image.pdq.is_(None), Image.status == "ok", Image.id > after_id)
+                    .where(Image.pdq.is_(None), Image.status == "ok", Image.media.is_(None), Image.id > after_id)
                     .order_by(Image.id)
                     .limit(limit)
                 ).tuples()

@@ -18,8 +18,16 @@ if TYPE_CHECKING:
 
 @app.command("provenance")
 def provenance_command(
-    image: Annotated[Path, typer.Argument(help="The picture to trace.")],
+    image: Annotated[Path | None, typer.Argument(help="The picture to trace.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    backfill: Annotated[
+        bool,
+        typer.Option(
+            "--backfill",
+            help="Instead of tracing a picture: fingerprint the pictures indexed before fingerprints existed "
+            "(their PDQ hashes, EXIF and content credentials), so that lookups find them.",
+        ),
+    ] = False,
     purpose: Annotated[str | None, typer.Option("--purpose", help=PURPOSE_HELP)] = None,
     case_id: Annotated[str | None, typer.Option("--case", help=CASE_HELP)] = None,
 ) -> None:
@@ -30,6 +38,17 @@ def provenance_command(
     JSON (relied on by scripts): {"probe", "duplicates": [{"image", "distance", "first_known", "source_url",
     ...}] nearest first, "same_faces": [...], "timeline", "probe_facts", ...}.
     """
+    if backfill:
+        with state.engine() as engine:
+            counts = engine.provenance.backfill(engine.operator)
+        typer.echo(
+            json.dumps(counts)
+            if json_output
+            else f"{counts['fingerprinted']} pictures fingerprinted, {counts['unreadable']} could not be read"
+        )
+        return
+    if image is None:
+        raise fail("give the picture to trace (or --backfill)")
     try:
         with state.engine() as engine:
             try:

@@ -156,9 +156,9 @@ def summarise_manifest_store(store: dict[str, Any]) -> dict[str, Any] | None:
             device = " ".join(str(body[k]) for k in ("exif:Make", "exif:Model", "tiff:Make", "tiff:Model") if k in body)
     statuses = store.get("validation_status") or []
     errors = [str(s.get("code", "")) + (f": {s['explanation']}" if s.get("explanation") else "") for s in statuses]
-    state = str(store.get("validation_state") or ("invalid" if errors else "valid")).lower()
+    codes = {str(s.get("code", "")) for s in statuses}
     return {
-        "validation": "valid" if state in ("valid", "trusted") and not errors else state,
+        "validation": validation_state(codes, str(store.get("validation_state") or "")),
         "errors": errors[:20],
         "signer": signature.get("issuer") or signature.get("common_name"),
         "signed_at": signature.get("time"),
@@ -168,6 +168,20 @@ def summarise_manifest_store(store: dict[str, Any]) -> dict[str, Any] | None:
         "actions": actions[:50],
         "ingredients": len(active.get("ingredients") or []),
     }
+
+
+UNTRUSTED = "signingCredential.untrusted"
+
+
+def validation_state(failures: set[str], reported: str) -> str:
+    """One word for a manifest's state: ``invalid`` (it fails a check: the picture or the manifest was
+    changed, a signature does not verify...), ``untrusted`` (it verifies, but its signer is on no trust list
+    configured here), ``trusted`` (it verifies and its signer is trusted) or ``valid``."""
+    if failures - {UNTRUSTED} or reported.lower() == "invalid":
+        return "invalid"
+    if UNTRUSTED in failures:
+        return "untrusted"
+    return "trusted" if reported.lower() == "trusted" else "valid"
 
 
 def _generator(manifest: dict[str, Any]) -> str | None:

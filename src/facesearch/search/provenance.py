@@ -28,8 +28,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from facesearch.catalog.provenance import PictureRecord
-from facesearch.catalog.store import Catalog
-from facesearch.governance.access import Principal, require
+from facesearch.catalog.store import Catalog, bump_generation
+from facesearch.governance.access import Principal, require, require_unlimited
 from facesearch.governance.audit import AuditTrail
 from facesearch.governance.context import ActionContext
 from facesearch.index.picture_hashes import HashMatch, PictureHashIndex
@@ -169,6 +169,24 @@ def _duplicate(record: PictureRecord, distance: int, match: str, **extra: Any) -
         content_credentials=record.content_credentials,
         **extra,
     )
+
+
+def _description(image_id: int, data: bytes, rgb: np.ndarray) -> dict[str, Any]:
+    """The columns a stored picture's fingerprint and claims fill in (the capture date only when it has one)."""
+    found = fingerprint(rgb)
+    claims = read_facts(data, sniff_format(data))
+    row: dict[str, Any] = {
+        "id": image_id,
+        "pdq": found.pdq,
+        "pdq_quality": found.quality,
+        "camera": claims.camera,
+        "latitude": claims.latitude,
+        "longitude": claims.longitude,
+        "content_credentials": claims.content_credentials,
+    }
+    if claims.captured_at is not None:
+        row["captured_at"] = claims.captured_at
+    return row
 
 
 def _stored_pixels(path: str, max_pixels: int) -> np.ndarray | None:
@@ -350,6 +368,36 @@ class Provenance:
                 f"only the {MAX_ALIGNED} nearest candidates were compared in full; narrow the search to a collection"
             )
         return found
+
+    def backfill(self, principal: Principal, *, limit: int | None = None) -> dict[str, int]:
+        """Fingerprint the pictures stored before fingerprints existed (their PDQ hash and their EXIF and C2PA
+        claims, read from their files), at most ``limit``; audited (``fingerprint_backfill``) with the counts.
+        Pictures whose file can no longer be read are counted and left as they are."""
+        require(principal, "collections.manage")
+        require_unlimited(principal, "fingerprinting stored pictures")
+        done, unreadable, after = 0, 0, 0
+        while limit is None or done + unreadable < limit:
+            room = 200 if limit is None else min(200, limit - done - unreadable)
+            batch = self.catalog.provenance.unhashed(limit=room, after_id=after)
+            if not batch:
+                break
+            rows = []
+            for image_id, path in batch:
+                try:
+                    data = read_image_bytes(path)
+                    rgb = load_image(data, max_pixels=self.max_pixels * 4)
+                except ImageRejected:
+                    unreadable += 1
+                    continue
+                rows.append(_description(image_id, data, rgb))
+            after = batch[-1][0]
+            with self.catalog.transaction() as tx:
+                self.catalog.provenance.set_descriptions(tx, rows)
+                bump_generation(tx)
+            done += len(rows)
+        counts = {"fingerprinted": done, "unreadable": unreadable}
+        self.audit.append(actor=principal.actor, action="fingerprint_backfill", details=counts)
+        return counts
 
     def _collection_ids(self, collections: Sequence[str] | None) -> set[int] | None:
         if collections is None:

@@ -13,7 +13,7 @@ from facesearch.ingest.sources.uploads import check_image_bytes, safe_name
 from facesearch.web.pages import EXPECTED_ERRORS, Page, signed_in
 from facesearch.web.routes.searching import case_and_purpose, form_context, form_error, shown_probe
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)
 
 
 @router.get("/provenance")
