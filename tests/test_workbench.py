@@ -680,3 +680,21 @@ def test_an_administrator_limited_to_some_collections_is_not_offered_clusters(wo
     assert 'href="/people"' in page and 'href="/clusters"' not in page
     assert limited.get("/clusters").status_code == 403
     assert 'href="/clusters"' in browser(workbench.app, "admin").get("/people").text
+
+
+def test_candidates_are_shown_from_the_thumbnails_cut_at_ingest_and_erased_with_their_faces(
+    workbench: Workbench,
+) -> None:
+    import base64
+
+    engine = workbench.engine
+    faces = engine.catalog.face_ids(engine.packs.pack("dlib").key).tolist()
+    kept = engine.catalog.thumbnails(faces)
+    assert kept and set(kept) <= set(faces) and all(jpeg.startswith(b"\xff\xd8") for jpeg in kept.values())
+    page = search(browser(workbench.app, "investigator"), "THUMB-1")
+    shown = {base64.b64decode(data) for data in re.findall(r'src="data:image/jpeg;base64,([^"]+)"', page)}
+    assert shown & set(kept.values()), "the page shows the crops cut at ingest"
+    engine.erasure.erase(engine.operator, "subject", ["Eileen_Collins"])
+    assert set(engine.catalog.thumbnails(faces)) == set(
+        engine.catalog.face_ids(engine.packs.pack("dlib").key).tolist()
+    ) & set(kept)

@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     session_idle_minutes: int = Field(default=30, ge=1)
     session_max_hours: int = Field(default=12, ge=1)
     four_eyes: bool = True
+    # Keep each face's grid crop (192 px JPEG, about 6 KB) in the catalog, cut at ingest: the workbench then
+    # shows a search's candidates without decoding their photos. Erased with the face.
+    thumbnails: bool = True
     # The workbench is served in this language unless the browser asks for another it has ("en" or "uk").
     language: str = "en"
 

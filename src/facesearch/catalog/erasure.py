@@ -24,6 +24,7 @@ from facesearch.catalog.schema import (
     Collection,
     Decision,
     Face,
+    FaceThumbnail,
     Image,
     ImageFile,
     ImageScan,
@@ -140,6 +141,7 @@ class ErasureStore(Store):
         for part in _chunks(face_ids):
             tx.execute(delete(Decision).where(Decision.face_id.in_(part)))
             tx.execute(delete(CaseCandidate).where(CaseCandidate.face_id.in_(part)))
+            tx.execute(delete(FaceThumbnail).where(FaceThumbnail.face_id.in_(part)))
             tx.execute(delete(Face).where(Face.id.in_(part)))
         for part in _chunks(image_ids):
             tx.execute(delete(ImageScan).where(ImageScan.image_id.in_(part)))

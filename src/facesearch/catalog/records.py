@@ -27,6 +27,8 @@ class NewFace:
     # A face of a video is a track: when it was seen (seconds) and the time of its best frame (the box's).
     time_span: tuple[float, float] | None = None
     frame_time: float | None = None
+    # The face's crop for a grid of candidates (JPEG, GRID_CROP_SIZE), cut where the picture was decoded.
+    thumbnail: bytes | None = None
 
 
 @dataclass

@@ -160,6 +160,15 @@ class Face(Base):
 # Governance (see facesearch.governance) ---------------------------------------------------------------------
 
 
+class FaceThumbnail(Base):
+    """A face's crop as the workbench's grids show it (JPEG, 192 px), cut at ingest so that showing candidates
+    reads a row instead of decoding each photo; deleted with its face."""
+
+    __tablename__ = "face_thumbnails"
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True)
+    jpeg: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class CatalogState(Base):
     """Named counters; ``generation`` moves on every change to faces or opt-outs, so that other processes
     (a server beside the CLI) know when to catch their in-memory index and opt-out list up."""

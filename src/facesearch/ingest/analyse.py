@@ -17,6 +17,7 @@ import numpy as np
 from facesearch.catalog.records import FileOutcome, NewFace
 from facesearch.ingest.metadata import read_facts
 from facesearch.ingest.video import analyse_video
+from facesearch.vision.crops import GRID_CROP_SIZE, crop_jpeg
 from facesearch.vision.fingerprints import fingerprint
 from facesearch.vision.image import ImageRejected, load_image, read_image_bytes, sniff_format
 from facesearch.vision.packs import ModelPack, PackSpec, prominent_face
@@ -36,6 +37,8 @@ class FileTask:
     # How a video is sampled: frames a second, and also at each new shot with ``scenes``.
     video_fps: float = DEFAULT_FPS
     video_scenes: bool = False
+    # Cut each face's grid crop here, where the picture is decoded (the workbench then shows it without decoding).
+    thumbnails: bool = True
 
 
 _worker_pack: ModelPack | None = None
@@ -88,10 +91,18 @@ def describe_picture(outcome: FileOutcome, data: bytes, rgb: np.ndarray) -> None
     outcome.latitude, outcome.longitude = facts.latitude, facts.longitude
 
 
+def thumbnail_of(rgb: np.ndarray, bbox: tuple[float, float, float, float]) -> bytes | None:
+    """A face's grid crop (``None`` when its box lies outside the picture)."""
+    try:
+        return crop_jpeg(rgb, bbox, size=GRID_CROP_SIZE)
+    except ImageRejected:
+        return None
+
+
 def analyse_files(pack: ModelPack, tasks: Sequence[FileTask], max_pixels: int) -> list[FileOutcome]:
     """Turn files into catalog outcomes; the faces of all decodable files are embedded in one batch."""
     outcomes: list[FileOutcome] = []
-    decoded: list[tuple[FileOutcome, np.ndarray, str | None]] = []
+    decoded: list[tuple[FileOutcome, np.ndarray, str | None, bool]] = []
     for task in tasks:
         size: int | None = None
         mtime: float | None = None
@@ -124,14 +135,14 @@ def analyse_files(pack: ModelPack, tasks: Sequence[FileTask], max_pixels: int) -
             continue
         outcome.height, outcome.width = int(rgb.shape[0]), int(rgb.shape[1])
         describe_picture(outcome, data, rgb)
-        decoded.append((outcome, rgb, task.subject))
+        decoded.append((outcome, rgb, task.subject, task.thumbnails))
     try:
-        analysed = pack.analyse([rgb for _, rgb, _ in decoded])
+        analysed = pack.analyse([rgb for _, rgb, _, _ in decoded])
     except Exception as error:  # a model failure on one chunk must not lose the others' records
-        for outcome, _, _ in decoded:
+        for outcome, _, _, _ in decoded:
             outcome.status, outcome.error, outcome.error_detail = "skipped", "analysis_failed", repr(error)
         return outcomes
-    for (outcome, rgb, subject), faces in zip(decoded, analysed, strict=True):
+    for (outcome, rgb, subject, thumbnails), faces in zip(decoded, analysed, strict=True):
         main = prominent_face([f.detection for f in faces], rgb.shape) if subject else None
         outcome.faces = [
             NewFace(
@@ -144,6 +155,7 @@ def analyse_files(pack: ModelPack, tasks: Sequence[FileTask], max_pixels: int) -
                 quality_reasons=face.quality.reasons,
                 embedding=face.embedding,
                 subject=subject if i == main else None,
+                thumbnail=thumbnail_of(rgb, face.detection.bbox) if thumbnails else None,
             )
             for i, face in enumerate(faces)
         ]

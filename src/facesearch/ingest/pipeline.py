@@ -49,6 +49,8 @@ class IngestOptions:
     # How videos are sampled: frames a second, and also at each new shot with video_scenes.
     video_fps: float = DEFAULT_FPS
     video_scenes: bool = False
+    # Keep each face's grid crop in the catalog (see Settings.thumbnails).
+    thumbnails: bool = True
     # Enrol the main face of every photo under this label (the server's enrolment: the label never becomes a
     # folder name, so no path ever carries it).
     subject: str | None = None
@@ -132,6 +134,7 @@ def _pending_tasks(
                 legal_basis=source.legal_basis,
                 video_fps=options.video_fps,
                 video_scenes=options.video_scenes,
+                thumbnails=options.thumbnails,
             )
         )
     return tasks, already

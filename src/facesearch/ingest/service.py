@@ -145,6 +145,7 @@ class Ingest:
             subject=subject,
             video_fps=video_fps,
             video_scenes=video_scenes,
+            thumbnails=self.settings.thumbnails,
         )
         listed, unusable = self._listed(manifest, collection, allow_hosts) if manifest is not None else ([], [])
         with self.indexes.ingesting(model_pack.key, model_pack.dim) as index:
