@@ -190,17 +190,27 @@ def _description(image_id: int, data: bytes, rgb: np.ndarray) -> dict[str, Any]:
 
 
 def _stored_pixels(path: str, max_pixels: int) -> np.ndarray | None:
-    """A stored picture, upright, decoded no larger than aligning needs; ``None`` when it cannot be read."""
+    """A stored picture, upright, decoded no larger than aligning needs (a JPEG's reduced decode, its size read
+    from the header first); ``None`` when it cannot be read."""
+    import io
 
-    def convert(picture: Any, _scale: float) -> np.ndarray:
-        from facesearch.vision.image import to_rgb_image
+    from PIL import Image as PILImage
 
-        return np.asarray(to_rgb_image(picture))
+    from facesearch.vision.image import to_rgb_image
 
     try:
-        head = decode_upright(path, max_pixels=max_pixels, convert=lambda p, _s: p.size)
-        scale = min(1.0, STORED_SIDE / max(head))
-        return decode_upright(path, max_pixels=max_pixels, convert=convert, scale_at_least=scale)
+        data = read_image_bytes(path)
+        with PILImage.open(io.BytesIO(data)) as header:  # the header only: no pixel is decoded here
+            longer = max(header.size)
+    except (ImageRejected, OSError, ValueError, PILImage.DecompressionBombError):
+        return None
+    try:
+        return decode_upright(
+            data,
+            max_pixels=max_pixels,
+            convert=lambda picture, _scale: np.asarray(to_rgb_image(picture)),
+            scale_at_least=min(1.0, STORED_SIDE / max(1, longer)),
+        )
     except ImageRejected:
         return None
 
