@@ -24,15 +24,24 @@ def require_shared(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def converted_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding dlib's ResNet converted to ONNX once per test process (as set-up leaves it in a models
+    folder), so that each test's fresh data folder does not convert it again."""
+    from facesearch.vision.dlib_resnet_onnx import convert
+
+    folder = tmp_path_factory.mktemp("converted-models")
+    convert(folder)
+    return folder
+
+
 @pytest.fixture(autouse=True)
-def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, converted_models: Path) -> None:
     """Tests never see the developer's own data folder or settings."""
     for name in ("FACESEARCH_HOME", "FACESEARCH_MODELS", "FACESEARCH_PACK", "FACESEARCH_CATALOG_URL"):
         monkeypatch.delenv(name, raising=False)
-    if SHARED_MODELS.exists():
-        monkeypatch.setenv("FACESEARCH_MODEL_DIRS", str(SHARED_MODELS))
-    else:
-        monkeypatch.delenv("FACESEARCH_MODEL_DIRS", raising=False)
+    folders = [SHARED_MODELS, converted_models] if SHARED_MODELS.exists() else [converted_models]
+    monkeypatch.setenv("FACESEARCH_MODEL_DIRS", os.pathsep.join(map(str, folders)))
 
 
 @pytest.fixture(scope="session")

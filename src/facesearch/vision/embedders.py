@@ -172,3 +172,48 @@ class DlibResNetEmbedder:
         if self.flip:
             vectors = l2_normalise(vectors[: len(crops)] + vectors[len(crops) :])
         return vectors
+
+
+class OnnxDlibResNetEmbedder:
+    """dlib's ResNet converted to ONNX (``vision/dlib_resnet_onnx.py``): the same 128-d descriptors as
+    :class:`DlibResNetEmbedder` (cosine 0.9999999) on the same chips, in batches on onnxruntime.
+
+    ``flip`` embeds each chip with its mirror image and averages the two unit vectors, as the dlib-bin
+    embedder does.
+    """
+
+    input_size = 150
+    dim = 128
+
+    def __init__(self, model_path: Path, *, flip: bool = True, threads: int = 1, batch_size: int = 16) -> None:
+        import onnxruntime as ort
+
+        from facesearch.vision.dlib_resnet_onnx import INPUT_NAME
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self._input_name = INPUT_NAME
+        self.model_path = Path(model_path)
+        self.flip = flip
+        self.batch_size = batch_size
+
+    def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Embed dlib face chips (150x150 RGB uint8, from ``dlib.get_face_chip``); returns (N, 128) unit vectors."""
+        from facesearch.vision.dlib_resnet_onnx import chips_blob
+
+        if not crops:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        chips = list(crops)
+        if self.flip:
+            chips += [c[:, ::-1] for c in crops]
+        outputs = [
+            self._session.run(None, {self._input_name: chips_blob(chips[start : start + self.batch_size])})[0]
+            for start in range(0, len(chips), self.batch_size)
+        ]
+        vectors = l2_normalise(np.concatenate(outputs))
+        if self.flip:
+            vectors = l2_normalise(vectors[: len(crops)] + vectors[len(crops) :])
+        return vectors

@@ -61,6 +61,8 @@ class ModelFile:
     sha256: str
     licence: str
     description: str
+    # A model made here from another one (``url`` empty): the registry name it is converted from.
+    converted_from: str = ""
 
 
 _INSIGHTFACE_LICENCE = "InsightFace pretrained models: non-commercial research use only; trained on WIDER FACE"
@@ -114,6 +116,21 @@ KNOWN_MODELS: dict[str, ModelFile] = {
             sha256="b7120c095d60094f28a4a54ba6a8bf51b297a6273fb40ef6350dfec1f63d9507",
             licence="Apache-2.0 code; trained on MS-Celeb-1M (withdrawn by its publisher in 2019)",
             description="MobileFaceNet embedder (foamliu): 112x112 aligned RGB in, 128-d embedding out.",
+        ),
+        ModelFile(
+            name="dlib_resnet_onnx",
+            filename="dlib_face_recognition_resnet_model_v1.onnx",
+            kind="embedder",
+            family="dlib_resnet",
+            url="",
+            archive_member=None,
+            sha256="be5cf28f6f722fd38068b70c25ce48de9291707c80846ee6b597c9b4ecda1377",
+            licence="dlib models: CC0 / public domain (converted here from the face_recognition_models package)",
+            description=(
+                "dlib's ResNet embedder converted to ONNX from the installed dlib model file (never downloaded): "
+                "the same descriptors, batched on onnxruntime."
+            ),
+            converted_from="dlib_resnet",
         ),
     )
 }
@@ -290,7 +307,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _sha256_cached(path: Path) -> str:
+def cached_sha256(path: Path) -> str:
+    """Hex sha256 of a file, computed once per process while its size and modification time stay the same."""
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     cached = _sha_cache.get(key)
@@ -329,7 +347,7 @@ def list_models(models_dir: Path, extra_dirs: Sequence[Path] = ()) -> list[Insta
         if path is not None:
             claimed.add(path.resolve())
             size = path.stat().st_size
-            verified = _sha256_cached(path) == model.sha256
+            verified = cached_sha256(path) == model.sha256
         out.append(
             InstalledModel(
                 name=model.name,
@@ -387,6 +405,16 @@ def list_models(models_dir: Path, extra_dirs: Sequence[Path] = ()) -> list[Insta
 
 
 # --- download ----------------------------------------------------------------------------------------------
+
+
+def _convert_model(model: ModelFile, models_dir: Path) -> Path:
+    """Make a converted model (checksummed like a download) from the installed file it is converted from."""
+    from facesearch.vision.dlib_resnet_onnx import ConversionError, convert
+
+    try:
+        return convert(models_dir)
+    except (ConversionError, OSError, ImportError) as error:
+        raise ModelDownloadError(f"cannot convert {model.name} from {model.converted_from}: {error}") from error
 
 
 class _NotFoundError(ModelDownloadError):
@@ -515,7 +543,8 @@ def pull_model(
     are removed on every failure, ``KeyboardInterrupt`` included. A file already present and verified is
     returned at once, without any request. Raises :class:`ModelDownloadError` for an unknown name (listing
     the known ones), a network or HTTP error, a missing archive member, or a sha256 mismatch (expected vs
-    got).
+    got). A model converted from another (``converted_from``: dlib's ResNet as ONNX) is made locally, with
+    the same checks and no request at all.
     """
     model = _lookup_known(name)
     if model is None:
@@ -523,6 +552,8 @@ def pull_model(
         raise ModelDownloadError(f"unknown model {name!r}; known models: {known}")
 
     models_dir = Path(models_dir)
+    if model.converted_from:
+        return _convert_model(model, models_dir)
     dest = models_dir / model.filename
     if dest.is_file() and sha256_file(dest) == model.sha256:
         return dest

@@ -214,6 +214,21 @@ def resolve_pack(name: str | None, models_dir: Path) -> PackSpec:
     raise PackError(f"unknown pack {name!r}; known: {', '.join(BUILTIN_PACKS)} or DETECTOR+EMBEDDER")
 
 
+def dlib_resnet(models_dir: Path, threads: int) -> Embedder:
+    """dlib's ResNet (with flip): on onnxruntime, converted once into the models folder from dlib's own file
+    (``vision/dlib_resnet_onnx.py``), or through dlib-bin when it cannot be converted. Both give the same
+    descriptors, so the packs that use it keep their keys."""
+    from facesearch.vision.dlib_resnet_onnx import converted_model
+    from facesearch.vision.embedders import DlibResNetEmbedder, OnnxDlibResNetEmbedder
+
+    converted = converted_model(model_search_dirs(models_dir))
+    if converted is not None:
+        return OnnxDlibResNetEmbedder(converted, threads=threads)
+    from facesearch.vision.dlib_models import dlib_model_paths
+
+    return DlibResNetEmbedder(dlib_model_paths()[1])
+
+
 class Detector(Protocol):
     """Finds faces in an RGB image."""
 
@@ -271,7 +286,7 @@ class ModelPack:
         self.dim = self.embedder.dim
         self._fused: DlibFusionPart | None = None
         if spec.fusion_weight is not None:
-            self._fused = DlibFusionPart(spec.fusion_weight)
+            self._fused = DlibFusionPart(spec.fusion_weight, models_dir, threads)
             self.dim += self._fused.dim
         self._refiner = LandmarkRefiner(self.detector.detect) if spec.refined_landmarks else None
 
@@ -293,12 +308,9 @@ class ModelPack:
 
     def _load_embedder(self, models_dir: Path, threads: int) -> Embedder:
         if self.spec.embedder == DLIB_EMBEDDER:
-            from facesearch.vision.dlib_models import dlib_model_paths
-            from facesearch.vision.embedders import DlibResNetEmbedder
-
             if self._dlib_aligner is None:
                 raise PackError("dlib's embedder needs dlib's detector and shape predictor (pack 'dlib')")
-            return DlibResNetEmbedder(dlib_model_paths()[1])
+            return dlib_resnet(models_dir, threads)
         from facesearch.vision.embedders import OnnxArcFaceEmbedder
 
         path = _locate(self.spec.embedder, models_dir)
@@ -357,12 +369,11 @@ class DlibFusionPart:
     """The dlib half of a fused pack: dlib's chip of each face (cut from the dlib points the refined landmarks
     carry), its ResNet embedding, and the weighted concatenation with the first embedder's vectors."""
 
-    def __init__(self, weight: float) -> None:
-        from facesearch.vision.dlib_models import DlibChipAligner, dlib_model_paths
-        from facesearch.vision.embedders import DlibResNetEmbedder
+    def __init__(self, weight: float, models_dir: Path, threads: int) -> None:
+        from facesearch.vision.dlib_models import DlibChipAligner
 
         self._chips = DlibChipAligner()
-        self._resnet = DlibResNetEmbedder(dlib_model_paths()[1])
+        self._resnet = dlib_resnet(models_dir, threads)
         self.weight = weight
         self.dim = self._resnet.dim
 
