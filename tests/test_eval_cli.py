@@ -50,6 +50,15 @@ def test_eval_identify_reports_every_figure_by_group_with_distractors_and_plots(
     assert report["counts"]["distractor_faces"] >= 7
     assert set(report["by_group"]) == {"A", "B"}
     assert sum(g["mated"] for g in report["by_group"].values()) == metrics["mated"]
+    fairness = report["fairness"]
+    assert fairness["threshold"] == 0.93  # dlib@2's FMR 1e-3 point
+    within = fairness["false_match"]["within"]
+    # One face per person: 15 people a group, so 105 impostor pairs within each.
+    assert {g: w["n"] for g, w in within.items()} == {"A": 105, "B": 105}
+    assert fairness["false_match"]["between"]["A|B"]["n"] == 225
+    identification = fairness["identification"]
+    assert sum(i["fnir"]["n"] for i in identification.values()) == metrics["mated"]
+    assert sum(i["fpir"]["n"] for i in identification.values()) == metrics["nonmated"]
     aside = report["quality_set_aside"]
     assert aside["set_aside"]["mated"] + aside["kept"]["mated"] == metrics["mated"]
     assert json.loads((out / "identify-dlib-2.json").read_text()) == report

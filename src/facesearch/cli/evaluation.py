@@ -196,7 +196,35 @@ def eval_identify_command(
     _print_open_set("  good-quality probes", aside["kept"])
     for group, metrics in report.get("by_group", {}).items():
         _print_open_set(f"  group {group}", metrics)
+    if "fairness" in report:
+        _print_fairness(report["fairness"])
     out.print(f"report: {report['files']['json']}\nplot: {report['files']['png']}")
+
+
+def _print_fairness(fairness: dict[str, Any]) -> None:
+    """Each group's error rates at the pack's threshold, and the ratios of false-match rates."""
+
+    def rate(value: dict[str, Any]) -> str:
+        if value["rate"] is None:
+            return "n/a"
+        return f"{value['rate']:.2e} [{value['low']:.2e}, {value['high']:.2e}] ({value['count']}/{value['n']})"
+
+    typer.echo(f"at the pack's threshold {fairness['threshold']:.4f}:")
+    false_match, identification = fairness["false_match"], fairness["identification"]
+    for group, within in false_match["within"].items():
+        shown = identification.get(group, {})
+        line = f"  group {group}: FMR {rate(within)} (impostor pairs within the group)"
+        if shown:
+            line += f"; FNIR {rate(shown['fnir'])}; FPIR {rate(shown['fpir'])}"
+        typer.echo(render.wrapped(line))
+    for pair, across in false_match["between"].items():
+        typer.echo(render.wrapped(f"  groups {pair.replace('|', ' and ')}: FMR {rate(across)} (pairs across them)"))
+    for pair, ratio in false_match["ratios"].items():
+        if ratio is None:
+            typer.echo(f"  FMR ratio {pair}: not measurable (no false match in the lower group)")
+        else:
+            interval = "" if ratio["low"] is None else f" [{ratio['low']:.2f}, {ratio['high']:.2f}]"
+            typer.echo(f"  FMR ratio {pair}: {ratio['ratio']:.2f}{interval} (95%, people resampled)")
 
 
 def _print_open_set(title: str, metrics: dict[str, Any]) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 from facesearch.catalog.store import Catalog
 from facesearch.config import Settings
 from facesearch.engine import FaceSearch
+from facesearch.eval.fairness import fairness_report
 from facesearch.eval.metrics import (
     det_curve,
     open_set_at_threshold,
@@ -222,7 +223,9 @@ def run_identification(
     ``distractors`` is a folder of photos of people who are never probed: every face in them joins the
     gallery (unlabelled), as the strangers of a real collection do, making both rank-1 and FPIR harder.
     ``groups`` maps a person to an attribute value (from a CSV): every figure is then also given per group
-    (``by_group``), each computed on that group's probes only.
+    (``by_group``), each computed on that group's probes only, and ``fairness`` holds the error rates of each
+    group at the pack's threshold (:func:`facesearch.eval.fairness.fairness_report`: false-match rates from
+    impostor pairs within each group, one face per person, their ratios, FNIR and FPIR, with intervals).
 
     The gallery photos are ingested into collection ``gallery`` and the probes into ``probes`` (both with
     subject-from-folder, every core unless ``workers`` says otherwise); each probe's enrolled face is then
@@ -355,6 +358,19 @@ def run_identification(
             group: _metrics_of([o for o in outcomes if o.group == group], top_k)
             for group in sorted({o.group or "(none)" for o in outcomes} - {"(none)"})
         }
+        # One face per person (the gallery's, and each non-mated probe's), as a calibration takes them.
+        people = [(face.subject, face.embedding) for face in gallery_faces.values()]
+        people += [
+            (person, probe_faces[path].embedding)
+            for person, path in ((p, probe_links[(p, f.name)]) for p, f in split.nonmated)
+            if path in probe_faces
+        ]
+        result["fairness"] = fairness_report(
+            np.stack([vector for _, vector in people]),
+            [groups.get(person) for person, _ in people],
+            [(o.group, o.mated, o.top, o.rank == 1) for o in outcomes],
+            pack_threshold,
+        )
     return result
 
 
