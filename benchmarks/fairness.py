@@ -75,7 +75,7 @@ def faces(pack: str, cache: Path | None) -> dict[str, Any]:
     result = {"names": np.array(names), "first": first, "second": second}
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cached, **result)
+        np.savez(cached, names=result["names"], first=first, second=second)
     return result
 
 
