@@ -218,6 +218,33 @@ def test_forms_are_refused_without_the_session_token_or_from_another_site(workbe
 # The work ------------------------------------------------------------------------------------------------------
 
 
+def test_the_pages_script_gets_the_results_alone_and_shows_the_probe_from_the_users_file(workbench: Workbench) -> None:
+    """The script asks for the results only; when it says the browser can show the probe itself, no preview is
+    encoded and sent back (the image is left for the script to fill), while the non-script page keeps it."""
+    investigator = browser(workbench.app, "investigator")
+    token = investigator.token("/search")
+
+    def results(**headers: str) -> str:
+        answer = investigator.client.post(
+            "/search",
+            data={"csrf": token, "new_case": "CASE-9", "purpose": PURPOSE},
+            files={"image": ("probe.png", probe_bytes(), "image/png")},
+            headers={"X-Workbench-Fragment": "results", **headers},
+            follow_redirects=False,
+        )
+        assert answer.status_code == 200, answer.text
+        assert "blob:" in answer.headers["content-security-policy"]
+        return answer.text
+
+    sent_back, shown_locally = results(), results(**{"X-Workbench-Preview": "local"})
+    assert "<form" not in sent_back and '<section class="results"' in sent_back
+    preview = r'<img src="data:image/jpeg;base64,[^"]+" alt="The probe photo'
+    assert re.search(preview, sent_back) and not re.search(preview, shown_locally)
+    assert '<img data-local-preview alt="The probe photo' in shown_locally
+    assert len(shown_locally) < len(sent_back)
+    assert re.search(preview, search(investigator, "CASE-10"))  # the whole page, as without the script
+
+
 def test_search_shows_every_face_boxed_and_each_candidate_as_a_lead_with_its_meaning(workbench: Workbench) -> None:
     investigator = browser(workbench.app, "investigator")
     page = search(investigator)

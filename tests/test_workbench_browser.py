@@ -104,6 +104,9 @@ def test_search_decision_and_report_between_an_investigator_and_a_reviewer(
     assert data.people[0] in cards.first.inner_text() or data.people[0] == "Eileen_Collins"
     crop = cards.first.locator("img.crop")
     assert crop.get_attribute("alt").startswith("Candidate 1") and crop.evaluate("i => i.naturalWidth") > 0
+    # The probe is shown from the user's own file (nothing sent back for it), its faces boxed over it.
+    assert (page.locator("figure.probe img").get_attribute("src") or "").startswith("blob:")
+    page.wait_for_function("document.querySelector('figure.probe img').naturalWidth > 0")
     assert serious_violations(page) == []
     # The investigator brings a reviewer onto the case.
     page.goto("/cases/REUNITE-7")

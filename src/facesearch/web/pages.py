@@ -35,7 +35,7 @@ SESSION_COOKIE = "facesearch_session"
 LANGUAGE_COOKIE = "facesearch_lang"
 
 PAGE_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 """The workbench's content security policy: its own script and styles only, images inline or its own, forms

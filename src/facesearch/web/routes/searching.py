@@ -23,6 +23,7 @@ from facesearch.web.pages import EXPECTED_ERRORS, Page, error_status, jpeg_answe
 router = APIRouter(include_in_schema=False)
 
 FRAGMENT_HEADER = "x-workbench-fragment"
+PREVIEW_HEADER = "x-workbench-preview"
 """Sent by the page's script when it asks for the results alone, to put them in the page without a reload."""
 
 FMR_CHOICES = (1e-2, 1e-3, 1e-4, 1e-5)
@@ -144,11 +145,16 @@ def search(
     pixels = result.pixels()
     if pixels is None:  # decoded by the search when it answered (kept for this page)
         pixels = load_image(data, max_pixels=engine.settings.max_probe_pixels)
+    # The page's script shows the probe from the user's own file when the browser can display it (it says
+    # so): no preview to encode and send back.
+    local = (
+        _search_template(current) == "search_results.html" and current.request.headers.get(PREVIEW_HEADER) == "local"
+    )
     return current.render(
         _search_template(current),
         result=result,
         faces=show_result(current, pixels, result),
-        probe=probe_of(pixels),
+        probe=probe_of(pixels, preview=not local),
         error=None,
         chosen=chosen,
         **form_context(current),
@@ -168,16 +174,18 @@ def form_error(current: Page, template: str, error: Exception, chosen: dict[str,
 
 @dataclass
 class ShownProbe:
-    """The probe as the page shows it: a preview and the size its face boxes are measured in."""
+    """The probe as the page shows it: a preview (``None``: the page's script shows the user's own file) and
+    the size its face boxes are measured in."""
 
-    preview: bytes
+    preview: bytes | None
     width: int
     height: int
 
 
-def probe_of(rgb: np.ndarray) -> ShownProbe:
-    """A decoded photo as the page shows it: a preview, and the size its face boxes are measured in."""
-    return ShownProbe(preview_jpeg(rgb), int(rgb.shape[1]), int(rgb.shape[0]))
+def probe_of(rgb: np.ndarray, *, preview: bool = True) -> ShownProbe:
+    """A decoded photo as the page shows it: a preview (unless ``preview`` is false), and the size its face
+    boxes are measured in."""
+    return ShownProbe(preview_jpeg(rgb) if preview else None, int(rgb.shape[1]), int(rgb.shape[0]))
 
 
 def shown_probe(data: bytes, max_pixels: int) -> ShownProbe | None:

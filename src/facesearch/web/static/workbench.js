@@ -20,6 +20,10 @@ function showFace(number) {
   });
 }
 
+// Pictures a browser shows by itself: the probe is then shown from the user's own file, not sent back.
+var SHOWN_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/avif"];
+var probeUrl = null;
+
 // The search form: its answer is fetched and put in the page (no reload of the form, the styles and this
 // script), so that the candidates appear as soon as the server has them. Without fetch, the form posts.
 function enhanceSearchForm() {
@@ -34,6 +38,12 @@ function enhanceSearchForm() {
     }
     event.preventDefault();
     var started = performance.now();
+    var file = form.querySelector("input[type=file]").files[0];
+    var local = Boolean(file && window.URL && URL.createObjectURL && SHOWN_TYPES.indexOf(file.type) >= 0);
+    var headers = { "X-Workbench-Fragment": "results" };
+    if (local) {
+      headers["X-Workbench-Preview"] = "local";
+    }
     var button = form.querySelector("button[type=submit]");
     button.disabled = true;
     results.setAttribute("aria-busy", "true");
@@ -41,7 +51,7 @@ function enhanceSearchForm() {
       method: "POST",
       body: new FormData(form),
       credentials: "same-origin",
-      headers: { "X-Workbench-Fragment": "results" },
+      headers: headers,
     })
       .then(function (response) {
         document.body.setAttribute("data-search-answered-ms", String(Math.round(performance.now() - started)));
@@ -51,11 +61,28 @@ function enhanceSearchForm() {
         return response.text();
       })
       .then(function (html) {
-        results.innerHTML = html;
-        enhanceFacePicker();
-        document.body.setAttribute("data-search-inserted-ms", String(Math.round(performance.now() - started)));
-        var shown = Array.prototype.slice.call(results.querySelectorAll("details[open] img.crop"));
-        return Promise.all(shown.map(function (img) { return img.decode().catch(function () {}); }));
+        // The answer is parsed out of the page and the crops it shows are decoded first: an image decoded
+        // while it is in the page waits for the page's next frame, one decoded apart from it does not.
+        var answer = document.createElement("template");
+        answer.innerHTML = html;
+        var preview = answer.content.querySelector("img[data-local-preview]");
+        if (preview && local) {
+          if (probeUrl) {
+            URL.revokeObjectURL(probeUrl);
+          }
+          probeUrl = URL.createObjectURL(file);
+          preview.src = probeUrl;
+        }
+        var shown = Array.prototype.slice.call(answer.content.querySelectorAll("details[open] img.crop"));
+        return Promise.all(shown.map(function (img) {
+          var copy = new Image();
+          copy.src = img.getAttribute("src");
+          return copy.decode().catch(function () {});
+        })).then(function () {
+          results.replaceChildren(answer.content);
+          enhanceFacePicker();
+          document.body.setAttribute("data-search-inserted-ms", String(Math.round(performance.now() - started)));
+        });
       })
       .then(function () {
         document.body.setAttribute("data-search-ms", String(Math.round(performance.now() - started)));
