@@ -11,7 +11,7 @@ from facesearch.vision.types import DetectedFace
 
 # Below these a face is flagged. Inter-eye distance in pixels of the original image; Laplacian variance on
 # the 112-pixel aligned grey crop; yaw as the nose's offset from the eyes' midpoint in inter-eye distances.
-MIN_INTER_EYE_PX = 20.0
+MIN_INTER_EYE_PX = 20.0  # where lfw-dev FNIR starts to rise by a third (docs/accuracy.md, "Small faces")
 MIN_SHARPNESS = 40.0
 MAX_YAW = 0.45
 MAX_ROLL_DEG = 35.0
