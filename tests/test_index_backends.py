@@ -1,7 +1,9 @@
-"""One test suite for every VectorIndex backend: exact FAISS, compressed FAISS, and Milvus (through Milvus Lite)."""
+"""One test suite for every VectorIndex backend: exact FAISS, compressed FAISS, and Milvus (Milvus Lite, and a real
+Milvus standalone server)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -34,9 +36,33 @@ def _milvus(path: Path) -> Opener:
     return lambda: MilvusIndex(str(path / "vectors.db"), "p@1", DIM)
 
 
-@pytest.fixture(params=["faiss-exact", "faiss-compressed", "faiss-hnsw", "milvus-lite"])
+@pytest.fixture(scope="module")
+def milvus_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Milvus standalone server (2.3.5, from PyPI's ``milvus`` package), one for this module."""
+    pytest.importorskip("pymilvus", reason="pymilvus (the 'cluster' extra) is not installed")
+    from tests.milvus_server import milvus_server
+
+    try:
+        with milvus_server(tmp_path_factory.mktemp("milvus")) as address:
+            yield address
+    except FileNotFoundError as missing:
+        pytest.skip(str(missing))
+
+
+def _milvus_server(address: str, name: str) -> Opener:
+    from facesearch.index.milvus_index import MilvusIndex
+
+    # Each test has a pack (a collection) of its own on the shared server.
+    return lambda: MilvusIndex(address, f"{name}@1", DIM)
+
+
+@pytest.fixture(params=["faiss-exact", "faiss-compressed", "faiss-hnsw", "milvus-lite", "milvus-server"])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     """Opens (and reopens) the same index of one backend; compressed kinds train once they hold 1,000 faces."""
+    if request.param == "milvus-server":
+        address = request.getfixturevalue("milvus_address")
+        yield _milvus_server(address, re.sub(r"\W", "_", request.node.name))
+        return
     yield {
         "faiss-exact": lambda: _faiss(tmp_path, "Flat"),
         "faiss-compressed": lambda: _faiss(tmp_path, "IVF16,PQ8x4fs"),
@@ -155,5 +181,6 @@ def test_another_dimension_is_refused(opener: Opener, tmp_path: Path) -> None:
     else:
         from facesearch.index.milvus_index import MilvusIndex
 
+        assert isinstance(index, MilvusIndex)
         with pytest.raises(ValueError, match="16-d"):
-            MilvusIndex(str(tmp_path / "vectors.db"), "p@1", 32)
+            MilvusIndex(index.uri, index.pack_key, 32)

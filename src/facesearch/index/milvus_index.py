@@ -57,6 +57,7 @@ class MilvusIndex:
 
         self.uri = uri
         self.dim = dim
+        self.pack_key = pack_key
         self.collection = collection_name(pack_key)
         self._lock = threading.RLock()
         token = os.environ.get("FACESEARCH_MILVUS_TOKEN", "")
