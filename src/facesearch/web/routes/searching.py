@@ -23,8 +23,9 @@ from facesearch.web.pages import EXPECTED_ERRORS, Page, error_status, jpeg_answe
 router = APIRouter(include_in_schema=False)
 
 FRAGMENT_HEADER = "x-workbench-fragment"
-PREVIEW_HEADER = "x-workbench-preview"
 """Sent by the page's script when it asks for the results alone, to put them in the page without a reload."""
+PREVIEW_HEADER = "x-workbench-preview"
+"""Sent by the page's script (``local``) when the browser shows the probe from the user's own file."""
 
 FMR_CHOICES = (1e-2, 1e-3, 1e-4, 1e-5)
 """The false-match rates a user may filter candidates by, and decide a verification at."""
