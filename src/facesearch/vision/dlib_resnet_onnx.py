@@ -23,6 +23,7 @@ sha256 is checked first, and the result's sha256 is checked against the registry
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import re
@@ -298,7 +299,7 @@ def _self_check(model_bytes: bytes, source: Path) -> None:
     import onnxruntime as ort
 
     rng = np.random.default_rng(150)
-    # Smooth random pictures: noise blurred a little, so the network sees structure rather than static.
+    # Blocky random pictures (noise enlarged in 10x10 blocks): structure for the network rather than static.
     noise = rng.integers(0, 256, size=(3, CHIP_SIZE // 10, CHIP_SIZE // 10, 3)).astype(np.uint8)
     chips = [np.ascontiguousarray(np.kron(n, np.ones((10, 10, 1), dtype=np.uint8))) for n in noise]
     expected = np.array(
@@ -330,8 +331,6 @@ def convert(models_dir: Path, *, source: Path | None = None) -> Path:
         data = source.read_bytes()
     except OSError as error:
         raise ConversionError(f"cannot read dlib's model file {source}: {error}") from error
-    import hashlib
-
     if hashlib.sha256(data).hexdigest() != SOURCE_SHA256:
         raise ConversionError(f"{source} is not the dlib model file this converter knows (its sha256 differs)")
     model_bytes = bytes(build_model(data).SerializeToString())
