@@ -184,3 +184,31 @@ def test_another_dimension_is_refused(opener: Opener, tmp_path: Path) -> None:
         assert isinstance(index, MilvusIndex)
         with pytest.raises(ValueError, match="16-d"):
             MilvusIndex(index.uri, index.pack_key, 32)
+
+
+def test_erasure_on_a_milvus_server_is_compacted_away(milvus_address: str) -> None:
+    """After deletions, saving asks the server to compact the collection; the job completes and the erased
+    vectors are gone from every search."""
+    import time
+
+    from facesearch.index.milvus_index import MilvusIndex
+
+    index = MilvusIndex(milvus_address, "compaction@1", DIM)
+    try:
+        vectors = unit_vectors(2000, seed=5)
+        ids = np.arange(1, 2001, dtype=np.int64)
+        index.add(ids, vectors)
+        index.save()  # sealed segments on the server's storage
+        assert index.last_compaction is None  # nothing deleted yet, nothing to compact
+        assert index.remove(ids[:100]) == 100
+        index.save()
+        assert index.last_compaction is not None
+        deadline = time.monotonic() + 120
+        while (state := index._client.get_compaction_state(index.last_compaction)) != "Completed":
+            assert time.monotonic() < deadline, f"the compaction did not complete: {state}"
+            time.sleep(1)
+        assert len(index) == 1900
+        _, found = index.search(vectors[:100], 3)
+        assert not np.isin(found, ids[:100]).any()
+    finally:
+        index.close()

@@ -60,6 +60,8 @@ class MilvusIndex:
         self.pack_key = pack_key
         self.collection = collection_name(pack_key)
         self._lock = threading.RLock()
+        self._compaction_due = False  # deletions since the last save: a server compacts them away on save
+        self.last_compaction: int | None = None  # the server's job id of the last compaction asked for
         token = os.environ.get("FACESEARCH_MILVUS_TOKEN", "")
         self._client = MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
         self._index_spec = index_spec or (DEFAULT_LITE_INDEX if is_lite(uri) else DEFAULT_SERVER_INDEX)
@@ -125,6 +127,7 @@ class MilvusIndex:
                 if found:
                     present += len(found)
                     self._client.delete(self.collection, ids=[int(row["id"]) for row in found])
+            self._compaction_due = self._compaction_due or present > 0
         return present
 
     # Searching ---------------------------------------------------------------------------------------------
@@ -202,9 +205,14 @@ class MilvusIndex:
     # Saving, rebuilding, reporting --------------------------------------------------------------------------
 
     def save(self) -> None:
-        """Flush inserts and deletes to Milvus's storage (Milvus itself makes them durable)."""
+        """Flush inserts and deletes to Milvus's storage (Milvus itself makes them durable); after deletions, ask
+        a server to compact the collection, so that erased vectors are rewritten out of its segments rather than
+        only marked deleted (the server runs the job in the background; ``last_compaction`` is its id)."""
         with self._lock:
             self._client.flush(self.collection)
+            if self._compaction_due and not is_lite(self.uri):
+                self.last_compaction = int(self._client.compact(self.collection))
+            self._compaction_due = False
 
     def rebuild(self, factory: str | None = None, *, wait: bool = True) -> None:
         """Recreate the collection's vector index, as ``factory`` (a Milvus spec such as ``"HNSW,M=16"``) if given.
@@ -252,7 +260,7 @@ class MilvusIndex:
         }
 
     def close(self) -> None:
-        """Flush and disconnect."""
+        """Save (flush, and compact after deletions) and disconnect."""
         with self._lock:
-            self._client.flush(self.collection)
+            self.save()
             self._client.close()
