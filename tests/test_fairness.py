@@ -69,3 +69,10 @@ def test_identification_rates_per_group() -> None:
     assert rates["b"]["fnir"]["rate"] == 0.0 and rates["b"]["fpir"]["rate"] == 0.0
     report = fairness_report(people(np.random.default_rng(5), 4, 0.5), ["a", "a", "b", "b"], outcomes, 0.7)
     assert report["threshold"] == 0.7 and set(report) == {"threshold", "false_match", "identification"}
+
+
+def test_no_labelled_person_gives_empty_figures() -> None:
+    """Nobody with a group (or nobody at all): no group, no ratio, nothing raised."""
+    report = fairness_report(np.zeros((0, 4), dtype=np.float32), [], [], 0.5)
+    assert report["false_match"] == {"within": {}, "between": {}, "ratios": {}, "largest_ratio": None}
+    assert report["identification"] == {}

@@ -33,7 +33,7 @@ def proportion(count: int, n: int) -> dict[str, Any]:
 
 def _pairs_above(vectors: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs ``i < j`` whose cosine similarity is at or above ``threshold``, computed in row blocks."""
-    first, second = [], []
+    first, second = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
     for start in range(0, len(vectors), 1024):
         scores = vectors[start : start + 1024] @ vectors.T
         rows, columns = np.nonzero(scores >= threshold)

@@ -366,7 +366,7 @@ def run_identification(
             if path in probe_faces
         ]
         result["fairness"] = fairness_report(
-            np.stack([vector for _, vector in people]),
+            np.stack([vector for _, vector in people]) if people else np.zeros((0, 1), dtype=np.float32),
             [groups.get(person) for person, _ in people],
             [(o.group, o.mated, o.top, o.rank == 1) for o in outcomes],
             pack_threshold,
