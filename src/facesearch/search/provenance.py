@@ -190,26 +190,16 @@ def _description(image_id: int, data: bytes, rgb: np.ndarray) -> dict[str, Any]:
 
 
 def _stored_pixels(path: str, max_pixels: int) -> np.ndarray | None:
-    """A stored picture, upright, decoded no larger than aligning needs (a JPEG's reduced decode, its size read
-    from the header first); ``None`` when it cannot be read."""
-    import io
-
-    from PIL import Image as PILImage
-
+    """A stored picture, upright, decoded no larger than aligning needs (a JPEG's reduced decode);
+    ``None`` when it cannot be read."""
     from facesearch.vision.image import to_rgb_image
 
     try:
-        data = read_image_bytes(path)
-        with PILImage.open(io.BytesIO(data)) as header:  # the header only: no pixel is decoded here
-            longer = max(header.size)
-    except (ImageRejected, OSError, ValueError, PILImage.DecompressionBombError):
-        return None
-    try:
         return decode_upright(
-            data,
+            path,
             max_pixels=max_pixels,
             convert=lambda picture, _scale: np.asarray(to_rgb_image(picture)),
-            scale_at_least=min(1.0, STORED_SIDE / max(1, longer)),
+            side_at_least=STORED_SIDE,
         )
     except ImageRejected:
         return None

@@ -174,6 +174,16 @@ class _Flow:
     size: tuple[int, int]
 
 
+def _output_size(
+    size: tuple[int, int], window: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int]
+) -> tuple[int, int]:
+    """The spatial size after a convolution or pooling (no partial windows, as dlib and ONNX both do)."""
+    return (
+        (size[0] + 2 * pad[0] - window[0]) // stride[0] + 1,
+        (size[1] + 2 * pad[1] - window[1]) // stride[1] + 1,
+    )
+
+
 def _expect(layer: _Layer | None, name: str) -> _Layer:
     if layer is None or layer.name != name:
         found = "the end of the file" if layer is None else layer.name
@@ -200,8 +210,7 @@ def _conv_affine(graph: _GraphBuilder, layers: Iterator[_Layer], flow: _Flow) ->
         strides=[stride_y, stride_x],
         pads=[pad_y, pad_x, pad_y, pad_x],
     )
-    size = ((flow.size[0] + 2 * pad_y - rows) // stride_y + 1, (flow.size[1] + 2 * pad_x - columns) // stride_x + 1)
-    return _Flow(output, filters, size)
+    return _Flow(output, filters, _output_size(flow.size, (rows, columns), (stride_y, stride_x), (pad_y, pad_x)))
 
 
 def _padded(graph: _GraphBuilder, flow: _Flow, channels: int, size: tuple[int, int]) -> str:
@@ -223,7 +232,7 @@ def _residual(graph: _GraphBuilder, layers: Iterator[_Layer], flow: _Flow, chann
         if pool.settings != (2, 2, 2, 2, 0, 0):
             raise ConversionError(f"unexpected average pooling {pool.settings}")
         pooled = graph.node("AveragePool", [flow.name], kernel_shape=[2, 2], strides=[2, 2])
-        shortcut = _Flow(pooled, flow.channels, ((flow.size[0] - 2) // 2 + 1, (flow.size[1] - 2) // 2 + 1))
+        shortcut = _Flow(pooled, flow.channels, _output_size(flow.size, (2, 2), (2, 2), (0, 0)))
     elif inner.size != flow.size or inner.channels != flow.channels:
         raise ConversionError("a residual block changes its input's shape without pooling it")
     else:
@@ -254,8 +263,7 @@ def build_model(data: bytes) -> Any:
         strides=[stride_y, stride_x],
         pads=[pad_y, pad_x, pad_y, pad_x],
     )
-    size = ((flow.size[0] + 2 * pad_y - rows) // stride_y + 1, (flow.size[1] + 2 * pad_x - columns) // stride_x + 1)
-    flow = _Flow(pooled, flow.channels, size)
+    flow = _Flow(pooled, flow.channels, _output_size(flow.size, (rows, columns), (stride_y, stride_x), (pad_y, pad_x)))
     for channels, halves in _BLOCKS:
         flow = _residual(graph, layers, flow, channels, halves)
     everything = _expect(next(layers, None), "avg_pool_2")
@@ -320,11 +328,11 @@ def convert(models_dir: Path, *, source: Path | None = None) -> Path:
     final name never holds half a file). Raises :class:`ConversionError` when any check fails.
     """
     from facesearch.vision.dlib_models import dlib_model_paths
-    from facesearch.vision.models import KNOWN_MODELS, sha256_file
+    from facesearch.vision.models import KNOWN_MODELS
 
     known = KNOWN_MODELS[MODEL_NAME]
     target = Path(models_dir) / known.filename
-    if target.is_file() and sha256_file(target) == known.sha256:
+    if target.is_file() and _verified(target, known.sha256):
         return target
     source = source or dlib_model_paths()[1]
     try:

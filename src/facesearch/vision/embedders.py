@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,23 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
+
+
+def mirror_averaged(embed: Callable[[list[np.ndarray]], np.ndarray], crops: Sequence[np.ndarray]) -> np.ndarray:
+    """Each crop's vector averaged with its mirror image's (flip test-time augmentation), one batch for both."""
+    both = embed([*crops, *(np.ascontiguousarray(c[:, ::-1]) for c in crops)])
+    return l2_normalise(both[: len(crops)] + both[len(crops) :])
+
+
+def _session_options(threads: int) -> Any:
+    """onnxruntime options for an embedder: ``threads`` inside an operator, one across, errors only logged."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return options
 
 
 def _batch_dynamic_model_bytes(model_path: Path) -> bytes | None:
@@ -83,10 +101,7 @@ class OnnxArcFaceEmbedder:
         self.model_path = Path(model_path)
         self.flip = flip
         self.mean, self.std, self.bgr = mean, std, bgr
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options = _session_options(threads)
         model: bytes | str = str(self.model_path)
         rewritten = _batch_dynamic_model_bytes(self.model_path)
         self.batch_size = batch_size
@@ -132,8 +147,7 @@ class OnnxArcFaceEmbedder:
         if not crops:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self.flip:
-            both = self._embed([*crops, *(np.ascontiguousarray(c[:, ::-1]) for c in crops)])
-            return l2_normalise(both[: len(crops)] + both[len(crops) :])
+            return mirror_averaged(self._embed, crops)
         return self._embed(crops)
 
     def _embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
@@ -167,11 +181,11 @@ class DlibResNetEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         chips = [np.ascontiguousarray(c) for c in crops]
         if self.flip:
-            chips += [np.ascontiguousarray(c[:, ::-1]) for c in crops]
-        vectors = l2_normalise(np.array([np.array(d) for d in self._net.compute_face_descriptor(chips)]))
-        if self.flip:
-            vectors = l2_normalise(vectors[: len(crops)] + vectors[len(crops) :])
-        return vectors
+            return mirror_averaged(self._embed, chips)
+        return self._embed(chips)
+
+    def _embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        return l2_normalise(np.array([np.array(d) for d in self._net.compute_face_descriptor(list(chips))]))
 
 
 class OnnxDlibResNetEmbedder:
@@ -190,10 +204,7 @@ class OnnxDlibResNetEmbedder:
 
         from facesearch.vision.dlib_resnet_onnx import INPUT_NAME
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options = _session_options(threads)
         self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self._input_name = INPUT_NAME
         self.model_path = Path(model_path)
@@ -202,18 +213,17 @@ class OnnxDlibResNetEmbedder:
 
     def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Embed dlib face chips (150x150 RGB uint8, from ``dlib.get_face_chip``); returns (N, 128) unit vectors."""
-        from facesearch.vision.dlib_resnet_onnx import chips_blob
-
         if not crops:
             return np.zeros((0, self.dim), dtype=np.float32)
-        chips = list(crops)
         if self.flip:
-            chips += [c[:, ::-1] for c in crops]
+            return mirror_averaged(self._embed, crops)
+        return self._embed(crops)
+
+    def _embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        from facesearch.vision.dlib_resnet_onnx import chips_blob
+
         outputs = [
-            self._session.run(None, {self._input_name: chips_blob(chips[start : start + self.batch_size])})[0]
+            self._session.run(None, {self._input_name: chips_blob(list(chips[start : start + self.batch_size]))})[0]
             for start in range(0, len(chips), self.batch_size)
         ]
-        vectors = l2_normalise(np.concatenate(outputs))
-        if self.flip:
-            vectors = l2_normalise(vectors[: len(crops)] + vectors[len(crops) :])
-        return vectors
+        return l2_normalise(np.concatenate(outputs))

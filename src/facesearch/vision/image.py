@@ -351,6 +351,7 @@ def decode_upright(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     convert: Callable[[Image.Image, float], T],
     scale_at_least: float = 1.0,
+    side_at_least: int | None = None,
 ) -> T:
     """Decode a photo as :func:`load_image` does (same checks, same errors), turn it upright, and return what
     ``convert(picture, scale)`` makes of it (the picture is only valid during that call).
@@ -358,6 +359,7 @@ def decode_upright(
     With ``scale_at_least`` below 1 a JPEG may be decoded at a reduced size (1/2, 1/4 or 1/8, its decoder's
     own reduction, far cheaper than decoding it whole), never smaller than that fraction of its size;
     ``scale`` is the one reached (1.0 for other formats). A face crop of a large photo needs no more.
+    ``side_at_least`` sets that fraction from the header instead: the longer side decoded is at least this.
     """
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
@@ -388,6 +390,8 @@ def decode_upright(
             # Opening parsed the header only: the size is known, no pixel has been decoded yet.
             _check_pixel_count(opened.size, max_pixels)
             full_width = opened.size[0]
+            if side_at_least is not None:
+                scale_at_least = min(1.0, side_at_least / max(1, *opened.size))
             if scale_at_least < 1.0 and pil_format == "JPEG":
                 width, height = opened.size
                 opened.draft(opened.mode, (math.ceil(width * scale_at_least), math.ceil(height * scale_at_least)))

@@ -148,11 +148,10 @@ def search(
         pixels = load_image(data, max_pixels=engine.settings.max_probe_pixels)
     # The page's script shows the probe from the user's own file when the browser can display it (it says
     # so): no preview to encode and send back.
-    local = (
-        _search_template(current) == "search_results.html" and current.request.headers.get(PREVIEW_HEADER) == "local"
-    )
+    template = _search_template(current)
+    local = template == "search_results.html" and current.request.headers.get(PREVIEW_HEADER) == "local"
     return current.render(
-        _search_template(current),
+        template,
         result=result,
         faces=show_result(current, pixels, result),
         probe=probe_of(pixels, preview=not local),
