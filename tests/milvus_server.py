@@ -7,6 +7,7 @@ standard input closes)."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,32 +18,45 @@ REPO = Path(__file__).resolve().parents[1]
 MILVUS_PYTHON = Path(os.environ.get("FACESEARCH_MILVUS_PYTHON", REPO / ".venv-milvus" / "bin" / "python"))
 
 
-@contextmanager
-def milvus_server(data_dir: Path) -> Iterator[str]:
-    """Start the server with its data in ``data_dir``; yields its address (``http://127.0.0.1:PORT``).
+class MilvusServer:
+    """A standalone server on one data folder that can be stopped and started again on the same address (two
+    standalone servers cannot run at once on one machine: their embedded etcd both take port 2380)."""
 
-    Raises ``FileNotFoundError`` when the server's environment is not there, ``RuntimeError`` when the
-    server does not start."""
-    if not MILVUS_PYTHON.is_file():
-        raise FileNotFoundError(f"{MILVUS_PYTHON} is missing (make test creates it)")
-    process = subprocess.Popen(
-        [str(MILVUS_PYTHON), __file__, str(data_dir)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.address = ""
+        self._process: subprocess.Popen[str] | None = None
+
+    def start(self) -> str:
+        """Start the server (on its earlier port when it ran before) and return its address.
+
+        Raises ``FileNotFoundError`` when the server's environment is not there, ``RuntimeError`` when the
+        server does not start."""
+        if not MILVUS_PYTHON.is_file():
+            raise FileNotFoundError(f"{MILVUS_PYTHON} is missing (make test creates it)")
+        port = int(self.address.rsplit(":", 1)[1]) if self.address else 0
+        self._process = subprocess.Popen(
+            [str(MILVUS_PYTHON), __file__, str(self.data_dir), str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self._process.stdout is not None
         lines = []
-        for line in process.stdout:
+        for line in self._process.stdout:
             lines.append(line)
             if line.startswith("listening "):
-                yield f"http://127.0.0.1:{int(line.split()[1])}"
-                break
-        else:
-            raise RuntimeError("the Milvus server did not start: " + "".join(lines[-20:]))
-    finally:
+                self.address = f"http://127.0.0.1:{int(line.split()[1])}"
+                return self.address
+        self.stop()
+        raise RuntimeError("the Milvus server did not start: " + "".join(lines[-20:]))
+
+    def stop(self) -> None:
+        """Stop the server (its launcher stops it when its standard input closes) and wait for it."""
+        process, self._process = self._process, None
+        if process is None:
+            return
         if process.stdin is not None:
             process.stdin.close()
         try:
@@ -52,11 +66,40 @@ def milvus_server(data_dir: Path) -> Iterator[str]:
             process.wait()
 
 
-def _serve(data_dir: str) -> None:
+@contextmanager
+def milvus_server(data_dir: Path) -> Iterator[MilvusServer]:
+    """A started :class:`MilvusServer` with its data in ``data_dir``, stopped at the end."""
+    server = MilvusServer(data_dir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def _bind_reusable(port: int) -> socket.socket | None:
+    """A listening socket on ``port`` with SO_REUSEADDR, or ``None`` when another process holds the port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def _serve(data_dir: str, port: int) -> None:
     """Run the server until standard input closes (the test process ended, however it ended)."""
     from milvus import default_server
 
     default_server.set_base_dir(data_dir)
+    if port:
+        default_server.config.set("proxy_port", port)
+        # The package checks that a port is free by binding it without SO_REUSEADDR, which fails for a minute
+        # after a server stopped (connections in TIME_WAIT); the server itself (Go) binds with it.
+        default_server.config.try_bind_port = _bind_reusable
     default_server.start()
     print(f"listening {default_server.listen_port}", flush=True)
     try:
@@ -66,4 +109,4 @@ def _serve(data_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1])
+    _serve(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0)

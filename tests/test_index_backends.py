@@ -12,6 +12,7 @@ import pytest
 
 from facesearch.index.base import VectorIndex
 from facesearch.index.faiss_index import FaissIndex
+from tests.milvus_server import MilvusServer
 
 DIM = 16
 
@@ -37,16 +38,22 @@ def _milvus(path: Path) -> Opener:
 
 
 @pytest.fixture(scope="module")
-def milvus_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def milvus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
     """A real Milvus standalone server (2.3.5, from PyPI's ``milvus`` package), one for this module."""
     pytest.importorskip("pymilvus", reason="pymilvus (the 'cluster' extra) is not installed")
     from tests.milvus_server import milvus_server
 
     try:
-        with milvus_server(tmp_path_factory.mktemp("milvus")) as address:
-            yield address
+        with milvus_server(tmp_path_factory.mktemp("milvus")) as server:
+            yield server
     except FileNotFoundError as missing:
         pytest.skip(str(missing))
+
+
+@pytest.fixture()
+def milvus_address(milvus: MilvusServer) -> str:
+    """The module's Milvus server's address."""
+    return milvus.address
 
 
 def _milvus_server(address: str, name: str) -> Opener:
@@ -212,3 +219,80 @@ def test_erasure_on_a_milvus_server_is_compacted_away(milvus_address: str) -> No
         assert not np.isin(found, ids[:100]).any()
     finally:
         index.close()
+
+
+def test_a_restarted_milvus_server_is_found_again(milvus: MilvusServer) -> None:
+    """A server that stops answering: calls wait up to ``reconnect_seconds`` and then say the index is
+    unavailable (never a wrong answer), and so does opening it; once the server is back on its data, the same
+    open index carries on, with every vector and deletion it had."""
+    from facesearch.errors import IndexUnavailable
+    from facesearch.index.milvus_index import MilvusIndex
+
+    vectors = unit_vectors(500, seed=9)
+    ids = np.arange(1, 501, dtype=np.int64)
+    index = MilvusIndex(milvus.address, "restart@1", DIM, reconnect_seconds=2)
+    index.add(ids, vectors)
+    assert index.remove(ids[:10]) == 10
+    index.save()
+    address = milvus.address
+    milvus.stop()
+    try:
+        with pytest.raises(IndexUnavailable, match="did not answer"):
+            index.search(vectors[:1], 1)
+        with pytest.raises(IndexUnavailable, match="does not answer"):
+            MilvusIndex(address, "restart@1", DIM)
+    finally:
+        assert milvus.start() == address
+    index.reconnect_seconds = 180
+    _, found = index.search(vectors[:20], 1)
+    assert not np.isin(found[:10], ids[:10]).any() and found[10:, 0].tolist() == ids[10:20].tolist()
+    assert len(index) == 490
+    index.add(ids[:10], vectors[:10])
+    assert len(index) == 500
+    index.close()
+
+
+def clustered_vectors(count: int, dim: int, seed: int) -> np.ndarray:
+    """Unit vectors in tight groups, as faces of the same people are (random vectors have no neighbours)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(count // 20, dim))
+    vectors = (centres[:, None, :] + 0.6 * rng.normal(size=(len(centres), 20, dim))).reshape(-1, dim)
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("spec", "least"),
+    [("IVF_SQ8,nlist=64", 0.97), ("IVF_PQ,nlist=64,m=8,nbits=8", 0.97), ("HNSW,M=16,efConstruction=100", 0.99)],
+)
+def test_milvus_server_index_kinds_find_what_exact_search_finds(milvus_address: str, spec: str, least: float) -> None:
+    """The index kinds that matter at scale, built by the server on sealed segments: the top 10 they return
+    are those of exact search (recall@10 at least ``least``); compressed kinds are re-ranked by the stored
+    vectors, so their scores are the exact ones; reopened, the index is searched with its own kind's
+    parameters."""
+    from facesearch.index.milvus_index import MilvusIndex
+
+    dim = 32
+    vectors = clustered_vectors(6000, dim, seed=3)
+    probes = vectors[::60] + 0.05 * np.random.default_rng(4).normal(size=(100, dim)).astype(np.float32)
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+    exact_scores = probes @ vectors.T
+    exact = np.argsort(-exact_scores, axis=1)[:, :10] + 1
+    pack = f"kinds_{spec.split(',')[0]}@1"
+    index = MilvusIndex(milvus_address, pack, dim, index_spec=spec)
+    try:
+        index.add(np.arange(1, 6001, dtype=np.int64), vectors)
+        index.save()  # sealed segments, which the server indexes
+        index.rebuild()
+        assert index.stats()["factory"] == spec.split(",")[0]
+        scores, found = index.search(probes, 10)
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact, strict=True)])
+        assert recall >= least, recall
+        np.testing.assert_allclose(scores, np.take_along_axis(exact_scores, found - 1, axis=1), atol=1e-5)
+    finally:
+        index.close()
+    reopened = MilvusIndex(milvus_address, pack, dim)
+    try:
+        assert reopened.stats()["requested"].split(",")[0] == spec.split(",")[0]
+        assert set(reopened.stats()["requested"].split(",")) == set(spec.split(","))
+    finally:
+        reopened.close()

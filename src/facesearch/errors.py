@@ -72,3 +72,7 @@ class SourceRefused(FacesearchError, ValueError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class IndexUnavailable(FacesearchError, ConnectionError):
+    """The vector index's server (Milvus) did not answer within the time allowed for it to come back."""

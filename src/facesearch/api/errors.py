@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from facesearch.errors import SourceRefused
+from facesearch.errors import IndexUnavailable, SourceRefused
 from facesearch.governance.access import AccessDenied, NotVisible
 from facesearch.governance.accounts import AccountError
 from facesearch.governance.audit import AuditError
@@ -196,6 +196,11 @@ def install_error_handlers(app: FastAPI) -> None:
         # Fail closed: what could not be audited is not handed out.
         log.error("audit unavailable: %s", error)
         return error_response(503, "audit_unavailable", "the audit log cannot be written, so no result is given")
+
+    @app.exception_handler(IndexUnavailable)
+    async def _index_unavailable(_request: Request, error: IndexUnavailable) -> JSONResponse:
+        log.error("vector index unavailable: %s", error)
+        return error_response(503, "index_unavailable", "the vector index's server does not answer; try again later")
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, error: Exception) -> JSONResponse:

@@ -10,17 +10,34 @@ is a flush, and a rebuild drops and recreates the collection's vector index serv
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import threading
+import time
 from typing import Any
 
 import numpy as np
+
+from facesearch.errors import IndexUnavailable
+
+log = logging.getLogger(__name__)
 
 INSERT_BATCH = 5_000
 FILTER_IDS_MAX = 100_000  # an allowed-id list longer than this is filtered after the search, not in it
 DEFAULT_LITE_INDEX = "FLAT"  # exact; Milvus Lite is for small collections
 DEFAULT_SERVER_INDEX = "AUTOINDEX"  # the server picks (HNSW or DiskANN class) for its deployment
+RECONNECT_SECONDS = 60.0  # how long a call waits for a server that does not answer (a restart) before failing
+_CONNECT_FAILED = 2  # pymilvus's status code when the server cannot be reached
+
+
+def _unreachable(error: Exception) -> bool:
+    """Whether a pymilvus error means the server did not answer (down, restarting, network), not a refusal."""
+    from pymilvus.exceptions import MilvusException, MilvusUnavailableException
+
+    if isinstance(error, MilvusUnavailableException):
+        return True
+    return isinstance(error, MilvusException) and getattr(error, "code", None) == _CONNECT_FAILED
 
 
 def collection_name(pack_key: str) -> str:
@@ -30,8 +47,19 @@ def collection_name(pack_key: str) -> str:
     return f"facesearch_{readable}_{digest}"
 
 
+# Index kinds whose scores come from compressed codes: a search fetches RERANK_FACTOR times the candidates
+# with their stored vectors and ranks them by the exact inner product, as the embedded index does.
+LOSSY_KINDS = frozenset({"IVF_PQ", "IVF_SQ8", "SCANN", "DISKANN", "GPU_IVF_PQ", "GPU_CAGRA"})
+RERANK_FACTOR = 4
+# Parameters of a spec that are given to each search rather than to the index build.
+SEARCH_KEYS = frozenset({"nprobe", "ef", "search_list", "itopk_size", "reorder_k"})
+
+
 def parse_index_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"HNSW,M=16,efConstruction=200"`` -> ("HNSW", {"M": 16, "efConstruction": 200}) for ``reindex``."""
+    """``"HNSW,M=16,efConstruction=200"`` -> ("HNSW", {"M": 16, "efConstruction": 200}) for ``reindex``.
+
+    The parameters may include search-time ones (``nprobe``, ``ef``, ``search_list``), which
+    :func:`search_params` takes and the build leaves out."""
     parts = [p.strip() for p in spec.split(",") if p.strip()]
     if not parts:
         raise ValueError("empty Milvus index spec")
@@ -44,6 +72,27 @@ def parse_index_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return parts[0].upper(), params
 
 
+def search_params(spec: str, limit: int) -> dict[str, Any]:
+    """What a search asks of the index ``spec`` describes, for ``limit`` results: the spec's own search keys,
+    else defaults chosen for face embeddings, which spread widely (a probe's mate is often far from it, so an
+    inverted file visits a quarter of its lists, and a graph keeps at least 128 candidates)."""
+    kind, params = parse_index_spec(spec)
+    given = {key: value for key, value in params.items() if key in SEARCH_KEYS}
+    if kind.startswith("IVF") or kind.startswith("GPU_IVF"):
+        given.setdefault("nprobe", max(8, int(params.get("nlist", 128)) // 4))
+    elif kind == "HNSW":
+        given.setdefault("ef", max(128, 2 * limit))
+    elif kind == "DISKANN":
+        given.setdefault("search_list", max(128, 2 * limit))
+    return {"metric_type": "IP", "params": given}
+
+
+def is_lossy(spec: str) -> bool:
+    """Whether the index ``spec`` describes scores compressed codes (searches then re-rank by the vectors)."""
+    kind = parse_index_spec(spec)[0]
+    return kind in LOSSY_KINDS
+
+
 def is_lite(uri: str) -> bool:
     """Whether ``uri`` names a Milvus Lite file rather than a server."""
     return not re.match(r"^(https?|tcp|grpc)://", uri)
@@ -52,10 +101,19 @@ def is_lite(uri: str) -> bool:
 class MilvusIndex:
     """A pack's vectors in a Milvus collection; same contract as :class:`facesearch.index.faiss_index.FaissIndex`."""
 
-    def __init__(self, uri: str, pack_key: str, dim: int, *, index_spec: str | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        pack_key: str,
+        dim: int,
+        *,
+        index_spec: str | None = None,
+        reconnect_seconds: float = RECONNECT_SECONDS,
+    ) -> None:
         from pymilvus import MilvusClient
 
         self.uri = uri
+        self.reconnect_seconds = reconnect_seconds
         self.dim = dim
         self.pack_key = pack_key
         self.collection = collection_name(pack_key)
@@ -63,15 +121,22 @@ class MilvusIndex:
         self._compaction_due = False  # deletions since the last save: a server compacts them away on save
         self.last_compaction: int | None = None  # the server's job id of the last compaction asked for
         token = os.environ.get("FACESEARCH_MILVUS_TOKEN", "")
-        self._client = MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
         self._index_spec = index_spec or (DEFAULT_LITE_INDEX if is_lite(uri) else DEFAULT_SERVER_INDEX)
-        if self._client.has_collection(self.collection):
-            stored = self._stored_dim()
-            if stored != dim:
-                raise ValueError(f"Milvus collection {self.collection} holds {stored}-d vectors, not {dim}-d")
-            self._client.load_collection(self.collection)
-        else:
-            self._create()
+        try:
+            self._client = MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
+            if self._client.has_collection(self.collection):
+                stored = self._stored_dim()
+                if stored != dim:
+                    raise ValueError(f"Milvus collection {self.collection} holds {stored}-d vectors, not {dim}-d")
+                self._client.load_collection(self.collection)
+                if index_spec is None:
+                    self._index_spec = self._spec_on_server() or self._index_spec
+            else:
+                self._create()
+        except Exception as error:
+            if _unreachable(error):
+                raise IndexUnavailable(f"the Milvus server at {uri} does not answer: {error}") from error
+            raise
 
     def _create(self) -> None:
         from pymilvus import DataType
@@ -86,15 +151,54 @@ class MilvusIndex:
 
     def _create_vector_index(self, spec: str) -> None:
         kind, params = parse_index_spec(spec)
+        build = {key: value for key, value in params.items() if key not in SEARCH_KEYS}
         index_params = self._client.prepare_index_params()
-        index_params.add_index(field_name="vector", index_type=kind, metric_type="IP", params=params)
+        index_params.add_index(field_name="vector", index_type=kind, metric_type="IP", params=build)
         self._client.create_index(self.collection, index_params)
+
+    def _spec_on_server(self) -> str | None:
+        """The spec of the vector index the collection has (``"HNSW,M=16,efConstruction=200"``), so that a
+        reopened index searches it with its own parameters; ``None`` when it has none."""
+        names = self._client.list_indexes(self.collection)
+        if not names:
+            return None
+        described = self._client.describe_index(self.collection, names[0])
+        kind = str(described.get("index_type", "")).upper()
+        if not kind:
+            return None
+        reported = {"metric_type", "index_type", "field_name", "index_name", "total_rows", "indexed_rows"}
+        reported |= {"pending_index_rows", "state", "params"}
+        extra = [f"{key}={value}" for key, value in described.items() if key not in reported]
+        return ",".join([kind, *extra])
 
     def _stored_dim(self) -> int:
         for field in self._client.describe_collection(self.collection)["fields"]:
             if field["name"] == "vector":
                 return int(field["params"]["dim"])
         raise ValueError(f"Milvus collection {self.collection} has no vector field")
+
+    def _call(self, method: str, *args: Any, retry_as: str | None = None, **kwargs: Any) -> Any:
+        """``self._client.<method>(...)``, waiting for a server that does not answer (restarting, or the network)
+        up to ``reconnect_seconds``, with backoff; then :class:`IndexUnavailable`. pymilvus reconnects by itself
+        once the server is back. ``retry_as`` names the call to repeat with instead (an insert is repeated as an
+        upsert: the first attempt may have reached the server)."""
+        deadline = time.monotonic() + self.reconnect_seconds
+        delay = 0.5
+        name = method
+        while True:
+            try:
+                return getattr(self._client, name)(*args, **kwargs)
+            except Exception as error:
+                if not _unreachable(error):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise IndexUnavailable(
+                        f"the Milvus server at {self.uri} did not answer for {self.reconnect_seconds:.0f} s: {error}"
+                    ) from error
+                log.warning("the Milvus server at %s does not answer; retrying in %.1f s", self.uri, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                name = retry_as or method
 
     # Changes -----------------------------------------------------------------------------------------------
 
@@ -112,7 +216,7 @@ class MilvusIndex:
                         ids[start : start + INSERT_BATCH], vectors[start : start + INSERT_BATCH], strict=True
                     )
                 ]
-                self._client.insert(self.collection, rows)
+                self._call("insert", self.collection, rows, retry_as="upsert")
 
     def remove(self, ids: np.ndarray) -> int:
         """Delete ids; returns how many were present."""
@@ -123,10 +227,10 @@ class MilvusIndex:
         with self._lock:
             for start in range(0, len(ids), INSERT_BATCH):
                 part = [int(i) for i in ids[start : start + INSERT_BATCH]]
-                found = self._client.query(self.collection, filter=f"id in {part}", output_fields=["id"])
+                found = self._call("query", self.collection, filter=f"id in {part}", output_fields=["id"])
                 if found:
                     present += len(found)
-                    self._client.delete(self.collection, ids=[int(row["id"]) for row in found])
+                    self._call("delete", self.collection, ids=[int(row["id"]) for row in found])
             self._compaction_due = self._compaction_due or present > 0
         return present
 
@@ -155,26 +259,33 @@ class MilvusIndex:
                 # A huge literal list is slow for the server to parse; over-fetch and filter here instead.
                 post_filter = set(allowed.tolist())
                 limit = min(16_384, k * 20)
+        lossy = is_lossy(self._index_spec)
+        if lossy:
+            limit = min(16_384, limit * RERANK_FACTOR)
         with self._lock:
-            hits = self._client.search(
+            hits = self._call(
+                "search",
                 self.collection,
                 data=[q for q in queries],
                 limit=limit,
                 filter=expression,
-                output_fields=["id"],
-                search_params={"metric_type": "IP"},
+                output_fields=["id", "vector"] if lossy else ["id"],
+                search_params=search_params(self._index_spec, limit),
             )
         for row, row_hits in enumerate(hits):
-            column = 0
-            for hit in row_hits:
-                face_id = int(hit["id"])
-                if post_filter is not None and face_id not in post_filter:
-                    continue
-                scores[row, column] = float(hit["distance"])
-                found[row, column] = face_id
-                column += 1
-                if column == k:
-                    break
+            candidates = [hit for hit in row_hits if post_filter is None or int(hit["id"]) in post_filter]
+            if not candidates:
+                continue
+            ids = np.array([int(hit["id"]) for hit in candidates], dtype=np.int64)
+            if lossy:
+                # The index's scores are approximate (compressed codes): re-rank by the stored vectors.
+                stored = np.array([hit["entity"]["vector"] for hit in candidates], dtype=np.float32)
+                exact = stored @ queries[row]
+            else:
+                exact = np.array([float(hit["distance"]) for hit in candidates], dtype=np.float32)
+            best = np.argsort(-exact, kind="stable")[:k]
+            scores[row, : len(best)] = exact[best]
+            found[row, : len(best)] = ids[best]
         return scores, found
 
     # Reading -----------------------------------------------------------------------------------------------
@@ -182,8 +293,8 @@ class MilvusIndex:
     def ids(self) -> np.ndarray:
         """Every id in the collection."""
         with self._lock:
-            iterator = self._client.query_iterator(
-                self.collection, batch_size=10_000, filter="id >= 0", output_fields=["id"]
+            iterator = self._call(
+                "query_iterator", self.collection, batch_size=10_000, filter="id >= 0", output_fields=["id"]
             )
             ids: list[int] = []
             try:
@@ -199,7 +310,7 @@ class MilvusIndex:
     def __len__(self) -> int:
         """Number of vectors (deleted ones excluded)."""
         with self._lock:
-            rows = self._client.query(self.collection, filter="", output_fields=["count(*)"])
+            rows = self._call("query", self.collection, filter="", output_fields=["count(*)"])
         return int(rows[0]["count(*)"]) if rows else 0
 
     # Saving, rebuilding, reporting --------------------------------------------------------------------------
@@ -209,9 +320,9 @@ class MilvusIndex:
         a server to compact the collection, so that erased vectors are rewritten out of its segments rather than
         only marked deleted (the server runs the job in the background; ``last_compaction`` is its id)."""
         with self._lock:
-            self._client.flush(self.collection)
+            self._call("flush", self.collection)
             if self._compaction_due and not is_lite(self.uri):
-                self.last_compaction = int(self._client.compact(self.collection))
+                self.last_compaction = int(self._call("compact", self.collection))
             self._compaction_due = False
 
     def rebuild(self, factory: str | None = None, *, wait: bool = True) -> None:
@@ -223,12 +334,12 @@ class MilvusIndex:
         spec = factory or self._index_spec
         parse_index_spec(spec)
         with self._lock:
-            self._client.flush(self.collection)
-            self._client.release_collection(self.collection)
-            for name in self._client.list_indexes(self.collection):
-                self._client.drop_index(self.collection, name)
+            self._call("flush", self.collection)
+            self._call("release_collection", self.collection)
+            for name in self._call("list_indexes", self.collection):
+                self._call("drop_index", self.collection, name)
             self._create_vector_index(spec)
-            self._client.load_collection(self.collection)
+            self._call("load_collection", self.collection)
             self._index_spec = spec
 
     def refresh(self) -> bool:
@@ -242,9 +353,9 @@ class MilvusIndex:
         """Backend, collection, index type and size (memory is the server's business, so not reported)."""
         with self._lock:
             described: dict[str, Any] = {}
-            names = self._client.list_indexes(self.collection)
+            names = self._call("list_indexes", self.collection)
             if names:
-                described = self._client.describe_index(self.collection, names[0])
+                described = self._call("describe_index", self.collection, names[0])
         return {
             "backend": "milvus",
             "kind": "milvus",
