@@ -19,6 +19,7 @@ from rich.progress import (
 from facesearch.cli import render
 from facesearch.cli._app import CSV, FAILED, JSON, app, console, fail, human_bytes, out, state
 from facesearch.errors import PackError, SourceRefused
+from facesearch.ingest.sources.object_store import is_object_url
 
 if TYPE_CHECKING:
     from facesearch.engine import FaceSearch
@@ -28,7 +29,10 @@ if TYPE_CHECKING:
 @app.command("index")
 def index_command(
     collection: Annotated[str, typer.Option("--collection", "-c", help="Collection to add the photos to.")],
-    paths: Annotated[list[Path] | None, typer.Argument(help="Folders (recursive) and files to index.")] = None,
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(help="Folders (recursive), files, and s3://bucket/prefix addresses to index."),
+    ] = None,
     subject_from_folder: Annotated[
         bool,
         typer.Option("--subject-from-folder", help="Enrol each photo's main face under its folder's name."),
@@ -77,7 +81,7 @@ def index_command(
         raise fail("give folders or files to index, or --manifest")
     if manifest is not None and not manifest.is_file():
         raise fail(f"the manifest {manifest} is not a file")
-    missing = [str(p) for p in paths if not p.exists()]
+    missing = [p for p in paths if not is_object_url(p) and not Path(p).exists()]
     if paths and len(missing) == len(paths) and manifest is None:
         raise fail(f"nothing to index: {', '.join(missing)} not found")
     for path in missing:
@@ -112,7 +116,7 @@ def index_command(
                 )
 
             summary = engine.index(
-                [p for p in paths if p.exists()],
+                [p for p in paths if p not in missing],
                 collection=collection,
                 subject_from_folder=subject_from_folder,
                 source_url=source_url,

@@ -27,6 +27,7 @@ from facesearch.ingest.sources.fetching import fetch
 from facesearch.ingest.sources.files import safe_name
 from facesearch.ingest.sources.folders import SourceFile
 from facesearch.ingest.sources.manifests import read_manifest
+from facesearch.ingest.sources.object_store import download, is_object_url, list_objects
 from facesearch.vision.packs import ModelPack, Packs
 from facesearch.vision.video import DEFAULT_FPS
 
@@ -148,6 +149,11 @@ class Ingest:
             thumbnails=self.settings.thumbnails,
         )
         listed, unusable = self._listed(manifest, collection, allow_hosts) if manifest is not None else ([], [])
+        objects = [str(path) for path in paths if is_object_url(str(path))]
+        if objects:
+            stored, refused = self._objects(objects, collection)
+            listed, unusable = [*listed, *stored], [*unusable, *refused]
+            paths = [path for path in paths if not is_object_url(str(path))]
         with self.indexes.ingesting(model_pack.key, model_pack.dim) as index:
             summary = run_ingest(
                 self.catalog,
@@ -199,6 +205,25 @@ class Ingest:
                     legal_basis=row.legal_basis,
                 )
             )
+        return listed, unusable
+
+    def _objects(self, urls: Sequence[str], collection: str) -> tuple[list[SourceFile], list[FileOutcome]]:
+        """The pictures under ``s3://`` prefixes, streamed into the data folder (once: a later run finds them
+        there), as files to ingest with their object's address; what could not be read, with reasons."""
+        folder = self.settings.home / UPLOADS_FOLDER / FETCHED_FOLDER / safe_name(collection, "collection")
+        listed: list[SourceFile] = []
+        unusable: list[FileOutcome] = []
+        for url in urls:
+            try:
+                for item in list_objects(url):
+                    try:
+                        path = download(item, folder, limit=self.settings.max_ingest_upload_bytes)
+                    except SourceRefused as refused:
+                        unusable.append(_skipped(item.url, refused.code, str(refused)))
+                        continue
+                    listed.append(SourceFile(path=str(path), folder_name=item.folder_name, source_url=item.url))
+            except SourceRefused as refused:
+                unusable.append(_skipped(url, refused.code, str(refused)))
         return listed, unusable
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -68,18 +68,22 @@ def fetch(url: str, folder: Path, hosts: Sequence[str], *, limit: int, timeout: 
                         continue
                     if answer.status_code != 200:
                         raise SourceRefused("fetch_failed", f"{url} answered HTTP {answer.status_code}")
-                    return _keep(answer.iter_bytes(), url, folder, limit)
+                    return keep_picture(answer.iter_bytes(), url, folder, limit)
             except httpx.HTTPError as error:
                 raise SourceRefused("fetch_failed", f"{url} could not be fetched: {error}") from error
     raise SourceRefused("fetch_failed", f"{url} redirects more than {MAX_REDIRECTS} times")
 
 
-def _keep(chunks: object, url: str, folder: Path, limit: int) -> Path:
-    partial = folder / (stored_name(url) + f".{os.getpid()}.part")
+def keep_picture(chunks: Iterable[bytes], url: str, folder: Path, limit: int, *, name: str | None = None) -> Path:
+    """Stream ``chunks`` (what ``url`` answered) into ``folder`` as ``name`` (default: from the address) with
+    the picture's own extension; refuses more than ``limit`` bytes or anything that is not a picture, and
+    leaves no partial file behind."""
+    name = name or stored_name(url)
+    partial = folder / (name + f".{os.getpid()}.part")
     written = 0
     try:
         with partial.open("wb") as out:
-            for chunk in chunks:  # type: ignore[attr-defined]
+            for chunk in chunks:
                 written += len(chunk)
                 if written > limit:
                     raise SourceRefused("payload_too_large", f"{url} is over {limit} bytes")
@@ -88,7 +92,7 @@ def _keep(chunks: object, url: str, folder: Path, limit: int) -> Path:
             kind = sniff_format(kept.read(4096))
         if kind not in DECODABLE:
             raise SourceRefused("unsupported_media_type", f"{url} is not a picture (it looks like {kind or 'unknown'})")
-        target = folder / (stored_name(url) + "." + ("jpg" if kind == "jpeg" else kind))
+        target = folder / (name + "." + ("jpg" if kind == "jpeg" else kind))
         partial.replace(target)
         return target
     finally:
