@@ -76,3 +76,7 @@ class SourceRefused(FacesearchError, ValueError):
 
 class IndexUnavailable(FacesearchError, ConnectionError):
     """The vector index's server (Milvus) did not answer within the time allowed for it to come back."""
+
+
+class RayUnavailable(FacesearchError, RuntimeError):
+    """``index --ray``: Ray is not installed, or its cluster cannot be reached."""

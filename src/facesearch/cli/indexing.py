@@ -18,7 +18,7 @@ from rich.progress import (
 
 from facesearch.cli import render
 from facesearch.cli._app import CSV, FAILED, JSON, app, console, fail, human_bytes, out, state
-from facesearch.errors import PackError, SourceRefused
+from facesearch.errors import PackError, RayUnavailable, SourceRefused
 from facesearch.ingest.sources.object_store import is_object_url
 
 if TYPE_CHECKING:
@@ -72,6 +72,14 @@ def index_command(
     allow_host: Annotated[
         list[str] | None,
         typer.Option("--allow-host", help="A host the manifest's URLs may be fetched from (repeat for more)."),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Analyse on a Ray cluster: its address (host:6379 or ray://host:10001), or 'local' for a "
+            "throwaway one. Every node must see the photos at the same paths.",
+        ),
     ] = None,
 ) -> None:
     """Index photos and videos: detect, align, quality-check and embed every face (a video's faces tracked, one
@@ -129,8 +137,9 @@ def index_command(
                 allow_hosts=allow_host or (),
                 video_fps=video_fps,
                 video_scenes=video_scenes,
+                ray=ray,
             )
-    except PackError as error:
+    except (PackError, RayUnavailable) as error:
         raise fail(str(error)) from error
     except SourceRefused as error:
         raise fail(str(error)) from error

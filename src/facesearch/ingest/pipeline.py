@@ -86,10 +86,12 @@ class IngestSummary:
     skipped: Counter[str] = field(default_factory=Counter)
     skipped_files: list[dict[str, str | None]] = field(default_factory=list)
     elapsed_s: float = 0.0
+    # With --ray: how many analysers (one per CPU of the cluster) ran.
+    analysers: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
+        """JSON-ready form (``ray_analysers`` only when the analysis ran on Ray)."""
+        report: dict[str, Any] = {
             "collection": self.collection,
             "pack": self.pack,
             "files_seen": self.files_seen,
@@ -106,6 +108,9 @@ class IngestSummary:
             "elapsed_s": round(self.elapsed_s, 3),
             "images_per_s": round(self.files_seen / self.elapsed_s, 2) if self.elapsed_s > 0 else None,
         }
+        if self.analysers is not None:
+            report["ray_analysers"] = self.analysers
+        return report
 
 
 def _pending_tasks(
@@ -158,6 +163,7 @@ def run_ingest(
     keep: FaceFilter | None = None,
     listed: Sequence[SourceFile] = (),
     unusable: Sequence[FileOutcome] = (),
+    ray_address: str | None = None,
 ) -> IngestSummary:
     """Ingest every image under ``paths`` into ``options.collection`` with ``pack``; resumable.
 
@@ -168,7 +174,8 @@ def run_ingest(
 
     With ``workers`` > 1, decoding, detection and embedding run in that many processes, each embedding the
     faces of a chunk of files in one batch; this process only records results. Interrupting (Ctrl-C) keeps
-    everything recorded so far, and a later run picks up the rest.
+    everything recorded so far, and a later run picks up the rest. With ``ray_address`` (an address or
+    ``"local"``) the analysis runs on a Ray cluster instead (:mod:`facesearch.ingest.distributed`).
     """
     started = time.perf_counter()
     collection_id = catalog.ensure_collection(
@@ -237,7 +244,13 @@ def run_ingest(
             )
             workers = 1
     try:
-        if workers <= 1 or len(tasks) <= 1:
+        if ray_address and tasks:
+            from facesearch.ingest.distributed import run_on_ray
+
+            summary.analysers = run_on_ray(
+                pack.spec, models_dir, _chunks(tasks, CHUNK_SIZE), options.max_pixels, ray_address, record
+            )
+        elif workers <= 1 or len(tasks) <= 1:
             for chunk in _chunks(tasks, CHUNK_SIZE):
                 record(analyse_files(pack, chunk, options.max_pixels))
         else:

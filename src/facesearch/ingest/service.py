@@ -78,6 +78,7 @@ class Ingest:
         allow_hosts: Sequence[str] = (),
         video_fps: float = DEFAULT_FPS,
         video_scenes: bool = False,
+        ray: str | None = None,
     ) -> IngestSummary:
         """Index every photo under ``paths`` into ``collection`` (resumable; duplicates stored once).
 
@@ -85,6 +86,9 @@ class Ingest:
         (:mod:`facesearch.ingest.sources.manifests`); URLs are fetched only from the configured ``fetch_hosts``
         and ``allow_hosts``, into the data folder (so that erasure removes them). Rows that cannot be used are
         recorded as skipped, with their reasons.
+
+        ``ray`` runs the analysis on a Ray cluster (its address, or ``"local"``); this process records the
+        results as local ingest does (:mod:`facesearch.ingest.distributed`).
 
         Videos are sampled ``video_fps`` frames a second (and at each new shot with ``video_scenes``); each face
         track is stored as one face (see :mod:`facesearch.ingest.video`).
@@ -167,6 +171,7 @@ class Ingest:
                 keep=opted_out_filter(self.catalog),
                 listed=listed,
                 unusable=unusable,
+                ray_address=ray,
             )
         for follow_up in self.after_ingest:
             try:
