@@ -20,7 +20,7 @@ from .conftest import LFW, SHARED_MODELS
 
 ray = pytest.importorskip("ray")
 RAY = Path(sys.executable).with_name("ray")
-PHOTOS = 480
+PHOTOS = 240
 
 
 def _free_port() -> int:

