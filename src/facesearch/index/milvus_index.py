@@ -9,6 +9,7 @@ is a flush, and a rebuild drops and recreates the collection's vector index serv
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -31,13 +32,16 @@ RECONNECT_SECONDS = 60.0  # how long a call waits for a server that does not ans
 _CONNECT_FAILED = 2  # pymilvus's status code when the server cannot be reached
 
 
+_NOT_LOADED = 101  # the collection is not in memory: a server that has just restarted is still loading it
+
+
 def _unreachable(error: Exception) -> bool:
     """Whether a pymilvus error means the server did not answer (down, restarting, network), not a refusal."""
     from pymilvus.exceptions import MilvusException, MilvusUnavailableException
 
     if isinstance(error, MilvusUnavailableException):
         return True
-    return isinstance(error, MilvusException) and getattr(error, "code", None) == _CONNECT_FAILED
+    return isinstance(error, MilvusException) and getattr(error, "code", None) in (_CONNECT_FAILED, _NOT_LOADED)
 
 
 def collection_name(pack_key: str) -> str:
@@ -197,6 +201,9 @@ class MilvusIndex:
                     ) from error
                 log.warning("the Milvus server at %s does not answer; retrying in %.1f s", self.uri, delay)
                 time.sleep(delay)
+                if getattr(error, "code", None) == _NOT_LOADED:
+                    with contextlib.suppress(Exception):  # still recovering: the next attempt says so again
+                        self._client.load_collection(self.collection)
                 delay = min(delay * 2, 5.0)
                 name = retry_as or method
 

@@ -110,6 +110,8 @@ def run_on_ray(
         remote = ray.remote(num_cpus=1, max_restarts=0)(Analyser)
 
         def started(count: int) -> list[Any]:
+            if count <= 0:
+                return []
             actors = [remote.remote(spec, str(models_dir)) for _ in range(count)]
             probes = {actor.node.remote(): actor for actor in actors}
             ready, late = ray.wait(list(probes), num_returns=len(probes), timeout=READY_TIMEOUT_S)
