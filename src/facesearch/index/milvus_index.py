@@ -55,6 +55,11 @@ def collection_name(pack_key: str) -> str:
 # with their stored vectors and ranks them by the exact inner product, as the embedded index does.
 LOSSY_KINDS = frozenset({"IVF_PQ", "IVF_SQ8", "SCANN", "DISKANN", "GPU_IVF_PQ", "GPU_CAGRA"})
 RERANK_FACTOR = 4
+# What describe_index reports beside the build parameters of the index.
+_DESCRIBED_NOT_BUILD_KEYS = frozenset(
+    {"metric_type", "index_type", "field_name", "index_name", "total_rows", "indexed_rows", "pending_index_rows"}
+    | {"state", "params"}
+)
 # Parameters of a spec that are given to each search rather than to the index build.
 SEARCH_KEYS = frozenset({"nprobe", "ef", "search_list", "itopk_size", "reorder_k"})
 
@@ -170,9 +175,7 @@ class MilvusIndex:
         kind = str(described.get("index_type", "")).upper()
         if not kind:
             return None
-        reported = {"metric_type", "index_type", "field_name", "index_name", "total_rows", "indexed_rows"}
-        reported |= {"pending_index_rows", "state", "params"}
-        extra = [f"{key}={value}" for key, value in described.items() if key not in reported]
+        extra = [f"{key}={value}" for key, value in described.items() if key not in _DESCRIBED_NOT_BUILD_KEYS]
         return ",".join([kind, *extra])
 
     def _stored_dim(self) -> int:

@@ -186,7 +186,7 @@ class Ingest:
         """A manifest's rows as files to ingest (URLs fetched first) and what could not be used, with reasons."""
         rows, bad = read_manifest(manifest)
         hosts = [*self.settings.fetch_hosts, *allow_hosts]
-        folder = self.settings.home / UPLOADS_FOLDER / FETCHED_FOLDER / safe_name(collection, "collection")
+        folder = self._fetched_folder(collection)
         listed: list[SourceFile] = []
         unusable = [
             _skipped(row.named or f"{manifest}:{row.line}", row.reason, f"line {row.line}: {row.detail}") for row in bad
@@ -212,10 +212,15 @@ class Ingest:
             )
         return listed, unusable
 
+    def _fetched_folder(self, collection: str) -> Path:
+        """Where the copies of a collection's fetched sources (manifest URLs, s3:// objects) are kept, inside
+        the data folder so that erasure and retention reach them."""
+        return self.settings.home / UPLOADS_FOLDER / FETCHED_FOLDER / safe_name(collection, "collection")
+
     def _objects(self, urls: Sequence[str], collection: str) -> tuple[list[SourceFile], list[FileOutcome]]:
         """The pictures under ``s3://`` prefixes, streamed into the data folder (once: a later run finds them
         there), as files to ingest with their object's address; what could not be read, with reasons."""
-        folder = self.settings.home / UPLOADS_FOLDER / FETCHED_FOLDER / safe_name(collection, "collection")
+        folder = self._fetched_folder(collection)
         listed: list[SourceFile] = []
         unusable: list[FileOutcome] = []
         for url in urls:
