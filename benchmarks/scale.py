@@ -356,13 +356,15 @@ def _recall_and_p50(index: Any, probes: np.ndarray, mates: np.ndarray, exact_hit
     return round(float(recall), 5), round(float(np.percentile(timings, 50)), 2)
 
 
-def _nprobe_sweep(index: Any, probes: np.ndarray, mates: np.ndarray, exact_hit: np.ndarray) -> list[dict[str, Any]]:
+def _nprobe_sweep(
+    index: Any, probes: np.ndarray, mates: np.ndarray, exact_hit: np.ndarray, fractions: tuple[float, ...]
+) -> list[dict[str, Any]]:
     """Mate recall and single-probe latency for several shares of the lists visited (the recall/speed trade)."""
     from facesearch.index.policy import SearchKnobs
 
     default = index.knobs
     rows = []
-    for fraction in (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0):
+    for fraction in fractions:
         index.knobs = dataclasses.replace(default, nprobe=None, nprobe_fraction=fraction, min_scanned=0)
         recall, p50 = _recall_and_p50(index, probes, mates, exact_hit)
         rows.append({"nprobe": index.nprobe(), "fraction": fraction, "mate_recall": recall, "p50_ms": p50})
@@ -370,14 +372,17 @@ def _nprobe_sweep(index: Any, probes: np.ndarray, mates: np.ndarray, exact_hit: 
     return rows
 
 
-def _rerank_sweep(index: Any, probes: np.ndarray, mates: np.ndarray, exact_hit: np.ndarray) -> list[dict[str, Any]]:
-    """Mate recall and single-probe latency for several numbers of candidates re-ranked exactly."""
+def _rerank_sweep(
+    index: Any, probes: np.ndarray, mates: np.ndarray, exact_hit: np.ndarray, knob: str, values: tuple[int, ...]
+) -> list[dict[str, Any]]:
+    """Mate recall and single-probe latency for several numbers of candidates re-ranked exactly (``rerank``) or
+    ranked by the refine codes (``refine_candidates``)."""
     default = index.knobs
     rows = []
-    for rerank in (50, 100, 200, 400):
-        index.knobs = dataclasses.replace(default, rerank=rerank)
+    for value in values:
+        index.knobs = dataclasses.replace(default, **{knob: value})
         recall, p50 = _recall_and_p50(index, probes, mates, exact_hit)
-        rows.append({"rerank": rerank, "mate_recall": recall, "p50_ms": p50})
+        rows.append({knob: value, "mate_recall": recall, "p50_ms": p50})
     index.knobs = default
     return rows
 
@@ -392,54 +397,65 @@ def run(faces: int, workdir: Path, log: Any) -> tuple[dict[str, Any], dict[str, 
     probes = split.probes
     gallery_ids = np.arange(1, len(split.gallery) + 1, dtype=np.int64)
     first_distractor = int(gallery_ids[-1]) + 1
-    scratch = workdir / "distractors.f16"
 
-    # 1. Generate the distractors once into a scratch file and fold them into the exact rank-1 of every probe.
+    def distractor_chunks() -> Iterator[np.ndarray]:
+        """The distractors in chunks, the same every time (seeded), rounded to half precision as they are
+        generated (what is stored is what is searched, exactly and compressed). Generated twice, once for the
+        ground truth and once for the index, rather than kept: at 100M faces a copy would not fit beside it."""
+        for vectors, _ in generate(model, faces, seed=1):
+            yield vectors.astype(np.float16).astype(np.float32)
+
+    # 1. Generate the distractors and fold them into the exact rank-1 of every probe.
     started = time.perf_counter()
     best = (np.full(len(probes), -np.inf, dtype=np.float32), np.full(len(probes), -1, dtype=np.int64))
     _exact_top1(probes, split.gallery, gallery_ids, best)
-    with scratch.open("wb") as handle:
-        offset = first_distractor
-        for vectors, _ in generate(model, faces, seed=1):
-            vectors = vectors.astype(np.float16)  # what is stored is what is searched, exactly and compressed
-            handle.write(vectors.tobytes())
-            as_float = vectors.astype(np.float32)
-            _exact_top1(probes, as_float, np.arange(offset, offset + len(vectors), dtype=np.int64), best)
-            offset += len(vectors)
+    offset = first_distractor
+    for vectors in distractor_chunks():
+        _exact_top1(probes, vectors, np.arange(offset, offset + len(vectors), dtype=np.int64), best)
+        offset += len(vectors)
     log(f"generated {faces} distractors and the exact ground truth in {time.perf_counter() - started:.0f} s")
-    row_bytes = probes.shape[1] * 2
-
-    def distractors(start: int, stop: int) -> np.ndarray:
-        """Rows of the scratch file, read (not mapped, so that they do not count as this process's memory)."""
-        with scratch.open("rb") as handle:
-            handle.seek(start * row_bytes)
-            data = handle.read((stop - start) * row_bytes)
-        return np.frombuffer(data, dtype=np.float16).reshape(stop - start, -1).astype(np.float32)
 
     mate_of_probe = {subject: int(i) for subject, i in zip(split.gallery_subjects, gallery_ids, strict=True)}
     mates = np.array([mate_of_probe[s] for s in split.probe_subjects], dtype=np.int64)
     exact_hit = best[1] == mates
 
     # 2. Build as the engine does: add in chunks; the automatic policy trains and retrains in the background.
+    # The build's time leaves out generating the distractors (timed apart and subtracted).
     path = workdir / "index" / "bench.faiss"
     holdback = min(100_000, faces // 10)
     started = time.perf_counter()
+    generating = 0.0
     index = FaissIndex(path, probes.shape[1])
     index.add(gallery_ids, split.gallery)
-    for start in range(0, faces - holdback, CHUNK):
-        stop = min(start + CHUNK, faces - holdback)
-        index.add(np.arange(first_distractor + start, first_distractor + stop), distractors(start, stop))
-        if (start // CHUNK) % 10 == 0:
-            log(f"  added {stop} ({index.factory}{', rebuilding' if index.rebuilding else ''})")
+    chunks = distractor_chunks()
+    held: list[np.ndarray] = []
+    start = 0
+    while True:
+        t0 = time.perf_counter()
+        try:
+            vectors = next(chunks)
+        except StopIteration:
+            break
+        finally:
+            generating += time.perf_counter() - t0
+        stop = start + len(vectors)
+        keep = max(0, min(stop, faces - holdback) - start)  # the last ``holdback`` are added to the trained index
+        if keep:
+            index.add(np.arange(first_distractor + start, first_distractor + start + keep), vectors[:keep])
+        if keep < len(vectors):
+            held.append(vectors[keep:])
+        if (start // CHUNK) % 50 == 0:
+            log(f"  added {start + keep} ({index.factory}{', rebuilding' if index.rebuilding else ''})")
+        start = stop
     index.wait_for_rebuild()
     add_started = time.perf_counter()
     if holdback:
-        last = distractors(faces - holdback, faces)  # read before the clock starts: only adding is timed
+        last = np.vstack(held)
         add_started = time.perf_counter()
         index.add(np.arange(first_distractor + faces - holdback, first_distractor + faces), last)
     add_s = time.perf_counter() - add_started
     index.wait_for_rebuild()
-    build_s = time.perf_counter() - started
+    build_s = time.perf_counter() - started - generating
     log(f"built {index.factory} over {len(index)} faces in {build_s:.0f} s")
     index.close()
     del index
@@ -464,8 +480,16 @@ def run(faces: int, workdir: Path, log: Any) -> tuple[dict[str, Any], dict[str, 
     for batch in batches:
         index.search(batch, TOP_K)
     batch_qps = len(batches) * 100 / (time.perf_counter() - t0)
-    sweep = _nprobe_sweep(index, probes, mates, exact_hit) if index.nprobe() is not None else []
-    rerank_sweep = _rerank_sweep(index, probes, mates, exact_hit) if index.nprobe() is not None else []
+    sweep, rerank_sweep, refine_sweep = [], [], []
+    if index.nprobe() is not None:
+        large = faces > 20_000_000  # each step costs a minute or more: fewer of them
+        fractions = (0.3, 0.4, 0.5, 0.7) if large else (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
+        sweep = _nprobe_sweep(index, probes, mates, exact_hit, fractions)
+        if stats.get("refine_candidates"):
+            values = (5_000, 10_000, 20_000, 40_000)
+            refine_sweep = _rerank_sweep(index, probes, mates, exact_hit, "refine_candidates", values)
+        if not large:
+            rerank_sweep = _rerank_sweep(index, probes, mates, exact_hit, "rerank", (50, 100, 200, 400))
     index.close()
 
     disk = sum(p.stat().st_blocks * 512 for p in path.parent.iterdir())
@@ -489,11 +513,13 @@ def run(faces: int, workdir: Path, log: Any) -> tuple[dict[str, Any], dict[str, 
         "kind": stats["kind"],
         "nprobe": stats["nprobe"],
         "rerank": stats["rerank"],
+        "refine_candidates": stats.get("refine_candidates"),
         "index_memory_estimate_bytes_per_face": round(stats["memory_bytes"] / total, 1),
         "disk_bytes_per_face": round(disk / total, 1),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "nprobe_sweep": sweep,
         "rerank_sweep": rerank_sweep,
+        "refine_sweep": refine_sweep,
         "machine": machine(),
     }
     return result, details

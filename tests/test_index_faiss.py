@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -64,13 +65,15 @@ def test_compressed_index_finds_the_mates_exact_search_finds(tmp_path: Path) -> 
     assert stats["disk_bytes"] > stats["vectors"] * 64 * 4
 
 
+# The second kind reduces the vectors (PCA, rotated) before its inverted file: the probe is transformed first.
+@pytest.mark.parametrize("factory", ["IVF64,PQ32x4fs", "PCAR32,IVF64,PQ16x4fs"])
 def test_a_single_probe_scans_its_lists_on_every_core_and_finds_what_a_batch_finds(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, factory: str
 ) -> None:
     monkeypatch.setattr(faiss_index.os, "cpu_count", lambda: 2)
     faces, _ = face_like(5_000, 2)
     gallery, probes = faces[0::2], faces[1::2][:40]
-    index = FaissIndex(tmp_path / "s.faiss", 64, factory="IVF64,PQ32x4fs", knobs=SearchKnobs(min_scanned=0))
+    index = FaissIndex(tmp_path / "s.faiss", 64, factory=factory, knobs=SearchKnobs(min_scanned=0))
     index.add(np.arange(1, len(gallery) + 1, dtype=np.int64), gallery)
     index.wait_for_rebuild()
     shares: list[int] = []
@@ -92,6 +95,66 @@ def test_a_single_probe_scans_its_lists_on_every_core_and_finds_what_a_batch_fin
     assert (single_ids[:, 0] == batch_ids[:, 0]).mean() >= 0.95
     same = single_ids[:, 0] == batch_ids[:, 0]
     np.testing.assert_allclose(single_scores[same, 0], batch_scores[same, 0], atol=1e-5)
+    exact = np.argmax(probes @ gallery.T, axis=1) + 1
+    assert (single_ids[:, 0] == exact).mean() >= 0.9  # the transformed probe finds what exact search finds
+
+
+def test_a_refine_stage_ranks_many_cheap_candidates_by_finer_codes_and_keeps_them_across_changes(
+    tmp_path: Path,
+) -> None:
+    """The large-gallery kind: 8-byte fast-scan codes are scanned (for 64-d), their candidates ranked by 16-byte
+    8-bit codes held in memory, the best read from disk and scored exactly. Additions, removals (whose codes
+    are zeroed), saving, reopening and rebuilding keep the two code sets aligned with the store's rows."""
+    faces, _ = face_like(15_000, 2)
+    gallery, probes = faces[0::2], faces[1::2][:3000]  # the probes of the first 3,000 people
+    ids = np.arange(1, len(gallery) + 1, dtype=np.int64)
+    factory = "IVF64,PQ16x4fs,Refine(PQ16x8)"
+    knobs = SearchKnobs(min_scanned=0, refine_candidates=2_000)
+    index = FaissIndex(tmp_path / "r.faiss", 64, factory=factory, knobs=knobs)
+    index.add(ids[:10_000], gallery[:10_000])
+    index.wait_for_rebuild()
+    index.add(ids[10_000:], gallery[10_000:])  # added to the trained index: encoded twice, at their rows
+    assert index.factory == factory and index.stats()["refine_candidates"] == 2_000
+
+    exact = np.argmax(probes @ gallery.T, axis=1) + 1
+    mates = ids[: len(probes)]
+    hit = exact == mates
+    scores, found = index.search(probes, 10)
+    assert (found[hit, 0] == mates[hit]).mean() >= 0.985
+    np.testing.assert_allclose(scores[:, 0], np.einsum("qd,qd->q", probes, gallery[found[:, 0] - 1]), atol=1e-5)
+    # Without the refine stage the 8-byte codes alone put far fewer mates among the 100 re-ranked.
+    index.knobs = dataclasses.replace(knobs, refine_candidates=0)
+    _, coarse = index.search(probes, 10)
+    assert (coarse[hit, 0] == mates[hit]).mean() < (found[hit, 0] == mates[hit]).mean() - 0.01
+    index.knobs = knobs
+    # Memory: both codes, the ids of the inverted lists and the row -> id column (no full vectors).
+    stats = index.stats()
+    assert 8 + 16 + 8 + 8 <= stats["memory_bytes"] / stats["vectors"] < 60
+
+    # A removed face is never returned and its refine codes are zeroed.
+    gone = ids[:100]
+    index.remove(gone)
+    _, after = index.search(gallery[:100], 10)
+    assert not np.isin(after, gone).any()
+    refiner = index._refiner
+    assert refiner is not None and (faiss_index._refiner_codes(refiner)[:100] == 0).all()
+    before = index.search(probes, 10)
+    index.close()
+
+    reopened = FaissIndex(tmp_path / "r.faiss", 64, knobs=knobs)
+    assert reopened.factory == factory and len(reopened) == len(ids) - 100
+    np.testing.assert_array_equal(reopened.search(probes, 10)[1], before[1])
+    reopened.rebuild()  # compacts: the refine codes follow the rows to the new generation
+    _, rebuilt = reopened.search(probes[100:], 10)
+    assert (rebuilt[hit[100:], 0] == mates[100:][hit[100:]]).mean() >= 0.985
+    reopened.close()
+
+
+@pytest.mark.parametrize("factory", ["IVF16,PQ8x4fs,Refine(HNSW8)", "IVF16,PQ8x4fs,Refine(PQ7x8)"])
+def test_a_refine_stage_takes_flat_codes_only(tmp_path: Path, factory: str) -> None:
+    index = FaissIndex(tmp_path / "f.faiss", 16)
+    with pytest.raises(ValueError, match="invalid FAISS index factory"):
+        index.rebuild(factory)
 
 
 def test_deletion_zeroes_the_vector_on_disk_and_compaction_drops_the_row(tmp_path: Path) -> None:

@@ -68,15 +68,31 @@ def index_file_name(pack_key: str) -> str:
     return re.sub(r"[^A-Za-z0-9._@+-]", "_", pack_key) + ".faiss"
 
 
+def split_refine(factory: str) -> tuple[str, str | None]:
+    """``"IVF4096,PQ32x4fs,Refine(PQ32x8)"`` -> ``("IVF4096,PQ32x4fs", "PQ32x8")``: the index that is scanned,
+    and the codes its candidates are ranked by before the exact re-ranking (``None`` without a refine stage)."""
+    match = re.fullmatch(r"(.+),Refine\((.+)\)", factory)
+    return (match.group(1), match.group(2)) if match else (factory, None)
+
+
 def check_factory(factory: str, dim: int) -> str:
-    """``factory`` if FAISS can build an inner-product index from it for ``dim``-d vectors, else ValueError."""
+    """``factory`` if FAISS can build an inner-product index from it for ``dim``-d vectors, else ValueError.
+
+    A ``,Refine(CODES)`` suffix adds a second, finer code per face kept in memory (for example ``PQ32x8``):
+    the scanned index's candidates are ranked by it, and only the best of them are read from disk."""
     if factory in (AUTO, FLAT):
         return factory
-    try:
-        faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as error:
-        message = str(error).strip().splitlines()[-1] if str(error).strip() else "rejected"
-        raise ValueError(f"invalid FAISS index factory {factory!r} for {dim}-d vectors: {message}") from error
+    base, refine = split_refine(factory)
+    for part in (base, refine):
+        if part is None:
+            continue
+        try:
+            built = faiss.index_factory(dim, part, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as error:
+            message = str(error).strip().splitlines()[-1] if str(error).strip() else "rejected"
+            raise ValueError(f"invalid FAISS index factory {factory!r} for {dim}-d vectors: {message}") from error
+        if part is refine and not isinstance(built, faiss.IndexPQ | faiss.IndexScalarQuantizer):
+            raise ValueError(f"invalid FAISS index factory {factory!r}: Refine() takes PQ or SQ codes")
     return factory
 
 
@@ -88,6 +104,7 @@ def _nlist(factory: str) -> int:
 def min_training_faces(factory: str, dim: int) -> int:
     """Faces needed before ``factory`` can be built: none for kinds without training (HNSW), else about 39 per
     IVF list (what FAISS asks for) and at least 1,000."""
+    factory = split_refine(factory)[0]
     if factory in (FLAT, AUTO) or faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT).is_trained:
         return 0
     return max(1_000, 39 * _nlist(factory))
@@ -97,10 +114,89 @@ def _new_faiss(factory: str, dim: int) -> Any:
     """An empty index whose ids are store rows: kinds without their own ids are wrapped in an id map."""
     if factory == FLAT:
         return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-    index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.index_factory(dim, split_refine(factory)[0], faiss.METRIC_INNER_PRODUCT)
     if faiss.try_extract_index_ivf(index) is None:
         index = faiss.IndexIDMap2(index)
     return index
+
+
+def _new_refiner(factory: str, dim: int) -> Any | None:
+    """The empty refine codes of ``factory`` (see :func:`split_refine`), or ``None`` when it has none."""
+    refine = split_refine(factory)[1]
+    if refine is None:
+        return None
+    refiner = faiss.index_factory(dim, refine, faiss.METRIC_INNER_PRODUCT)
+    if isinstance(refiner, faiss.IndexPQ):
+        # FAISS's factory turns on polysemous training for PQ (codes ordered for Hamming filtering, which the
+        # refine stage never uses): minutes of training for nothing.
+        refiner.do_polysemous_training = False
+    return refiner
+
+
+def _refiner_add(refiner: Any, rows: np.ndarray, vectors: np.ndarray) -> None:
+    """Encode vectors at their store rows: the refine codes are a column aligned with the store, so rows another
+    process appended (not in this view) get an all-zero placeholder."""
+    start = int(refiner.ntotal)
+    if rows.size == 0 or int(rows[-1]) < start:
+        return
+    keep = rows >= start
+    block = np.zeros((int(rows[-1]) + 1 - start, refiner.d), dtype=np.float32)
+    block[rows[keep] - start] = vectors[keep]
+    refiner.add(block)
+
+
+def _refiner_codes(refiner: Any) -> np.ndarray:
+    """The refine codes as a writable (rows, code bytes) view of FAISS's own buffer (valid until the next add)."""
+    size = int(refiner.ntotal) * int(refiner.code_size)
+    if size == 0:
+        return np.zeros((0, int(refiner.code_size)), dtype=np.uint8)
+    return faiss.rev_swig_ptr(refiner.codes.data(), size).reshape(int(refiner.ntotal), int(refiner.code_size))
+
+
+def _refiner_erase(refiner: Any, rows: np.ndarray) -> None:
+    """Zero the refine codes of removed rows: a removed face leaves nothing of itself in memory or on disk."""
+    rows = rows[rows < int(refiner.ntotal)]
+    if rows.size:
+        _refiner_codes(refiner)[rows] = 0
+
+
+def _empty_like(refiner: Any) -> Any:
+    """An empty index with the same trained codebook as ``refiner`` (one per searching thread, reused)."""
+    refiner = faiss.downcast_index(refiner)
+    if isinstance(refiner, faiss.IndexPQ):
+        empty = faiss.IndexPQ(refiner.d, refiner.pq.M, refiner.pq.nbits, refiner.metric_type)
+        empty.pq = refiner.pq
+    else:
+        empty = faiss.IndexScalarQuantizer(refiner.d, refiner.sq.qtype, refiner.metric_type)
+        empty.sq = refiner.sq
+    empty.is_trained = True
+    return empty
+
+
+_REFINE_SCRATCH = threading.local()
+
+
+def _refine(refiner: Any, queries: np.ndarray, rows: np.ndarray, keep: int) -> np.ndarray:
+    """The ``keep`` best of each query's candidate rows by the refine codes (asymmetric distances computed by
+    FAISS over the candidates' codes alone); -1 pads."""
+    codes = _refiner_codes(refiner)
+    out = np.full((len(queries), keep), -1, dtype=np.int64)
+    scratch = getattr(_REFINE_SCRATCH, "index", None)
+    if scratch is None or getattr(_REFINE_SCRATCH, "owner", None) is not refiner:
+        scratch = _empty_like(refiner)
+        _REFINE_SCRATCH.index, _REFINE_SCRATCH.owner = scratch, refiner
+    for i, query_rows in enumerate(rows):
+        candidates = query_rows[(query_rows >= 0) & (query_rows < len(codes))]
+        if candidates.size <= keep:
+            out[i, : candidates.size] = candidates
+            continue
+        scratch.reset()
+        chosen = np.ascontiguousarray(codes[candidates])
+        scratch.add_sa_codes(chosen)
+        _, positions = scratch.search(queries[i : i + 1], keep)
+        found = positions[0][positions[0] >= 0]
+        out[i, : found.size] = candidates[found]
+    return out
 
 
 def _removes_in_place(index: Any) -> bool:
@@ -191,6 +287,21 @@ def _ivf_search_split(
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
 
 
+def _splittable_ivf(index: Any, queries: np.ndarray) -> tuple[Any, np.ndarray] | None:
+    """The inverted file to scan and the queries as it sees them, for a search dealt out to several threads:
+    the index itself, or the one behind a transform (``PCAR64,IVF...``: the queries are transformed first).
+    ``None`` for kinds without inverted lists."""
+    if isinstance(index, faiss.IndexIVF):
+        return index, queries
+    if isinstance(index, faiss.IndexPreTransform):
+        inner = faiss.downcast_index(index.index)
+        if isinstance(inner, faiss.IndexIVF):
+            for step in range(index.chain.size()):
+                queries = faiss.downcast_VectorTransform(index.chain.at(step)).apply(queries)
+            return inner, np.ascontiguousarray(queries, dtype=np.float32)
+    return None
+
+
 def _empty(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     return (np.full((queries, k), -np.inf, dtype=np.float32), np.full((queries, k), -1, dtype=np.int64))
 
@@ -250,6 +361,7 @@ class FaissIndex:
         self._dead_in_index = 0  # removed rows still inside a FAISS index that cannot delete in place
         self._store: VectorStore
         self._index: Any
+        self._refiner: Any | None = None  # finer codes per store row, when the factory has a Refine() stage
         if self.path.exists():
             try:
                 self._load()
@@ -284,6 +396,7 @@ class FaissIndex:
         self._trained_on = 0
         self._dead_in_index = 0
         self._index = _new_faiss(FLAT, self.dim)
+        self._refiner = None
 
     def _load(self) -> None:
         """Read the committed index; nothing of this object changes unless all of it could be read."""
@@ -303,14 +416,17 @@ class FaissIndex:
             store = VectorStore(self.path, int(header["generation"]), self.dim, str(header["dtype"]), ids)
             try:
                 factory = str(header["factory"])
+                refiner = None
                 if factory == FLAT:
                     index = self._flat_from_store(store)
                 else:
                     index = faiss.read_index(faiss.PyCallbackIOReader(handle.read))
+                    if split_refine(factory)[1] is not None:
+                        refiner = faiss.read_index(faiss.PyCallbackIOReader(handle.read))
             except BaseException:
                 store.close()
                 raise
-        self._store, self._index, self._factory = store, index, factory
+        self._store, self._index, self._factory, self._refiner = store, index, factory, refiner
         self._generation = store.generation
         self._dtype = store.dtype
         self._requested = str(header.get("requested", AUTO))
@@ -359,6 +475,8 @@ class FaissIndex:
         with self._lock:
             rows = self._store.append(ids, vectors)
             self._index.add_with_ids(vectors, rows)
+            if self._refiner is not None:
+                _refiner_add(self._refiner, rows, vectors)
             self._dirty = True
             self._version += 1
         self._maybe_rebuild()
@@ -372,6 +490,8 @@ class FaissIndex:
             rows = self._store.rows_of(ids)
             removed = self._store.tombstone(rows)
             if removed:
+                if self._refiner is not None:
+                    _refiner_erase(self._refiner, rows)
                 if _removes_in_place(self._index):
                     self._index.remove_ids(faiss.IDSelectorBatch(rows))
                 else:
@@ -445,12 +565,18 @@ class FaissIndex:
             bits = np.packbits(selected, bitorder="little")
             selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))  # its length is in bytes
         exact = self._factory == FLAT
+        refiner = self._refiner
         fetch = k if exact else max(k, self.knobs.rerank)
+        if refiner is not None:
+            fetch = max(fetch, self.knobs.refine_candidates)
         params, keep = _search_params(index, self.knobs, selector)
         parts = min(os.cpu_count() or 1, 2 * len(queries)) if len(queries) < SMALL_BATCH else 1
-        nprobe = int(getattr(params, "nprobe", 0))
-        if parts > 1 and isinstance(index, faiss.IndexIVF) and nprobe >= MIN_LISTS_TO_SPLIT:
-            scores, rows = _ivf_search_split(index, queries, fetch, nprobe, selector, min(parts, nprobe))
+        ivf = faiss.try_extract_index_ivf(index)
+        nprobe = 0 if ivf is None else self.knobs.nprobe_for(int(ivf.nlist), int(ivf.ntotal))
+        split = _splittable_ivf(index, queries) if parts > 1 and nprobe >= MIN_LISTS_TO_SPLIT else None
+        if split is not None:
+            ivf, transformed = split
+            scores, rows = _ivf_search_split(ivf, transformed, fetch, nprobe, selector, min(parts, nprobe))
         else:
             scores, rows = index.search(queries, fetch, params=params)
         del keep, bits
@@ -459,6 +585,8 @@ class FaissIndex:
         if exact:  # a flat index's scores are already the exact inner products
             ids = np.where(rows >= 0, store.ids[np.maximum(rows, 0)], -1)
             return _top_k(np.where(ids >= 0, scores, -np.inf), ids, k)
+        if refiner is not None:
+            rows = _refine(refiner, queries, rows, max(k, self.knobs.rerank))
         return self._rerank(store, queries, rows, k)
 
     def _rerank(
@@ -471,7 +599,7 @@ class FaissIndex:
         valid &= ids >= 0
         if not valid.any():
             return _empty(len(queries), k)
-        vectors = store.vectors(safe_rows)  # (Q, fetch, dim), read from the memory-mapped file
+        vectors = store.vectors(safe_rows, prefetch=True)  # (Q, fetch, dim), read from the memory-mapped file
         scores = np.einsum("qfd,qd->qf", vectors, queries)
         scores[~valid] = -np.inf
         return _top_k(scores, np.where(valid, ids, -1), k)
@@ -572,6 +700,8 @@ class FaissIndex:
                 handle.write(self._store.ids.tobytes())
                 if self._factory != FLAT:  # a flat index is rebuilt from the store when opened: no second copy
                     faiss.write_index(self._index, faiss.PyCallbackIOWriter(handle.write))
+                if self._refiner is not None:
+                    faiss.write_index(self._refiner, faiss.PyCallbackIOWriter(handle.write))
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, self.path)
@@ -688,18 +818,18 @@ class FaissIndex:
             old_to_new = np.full(snapshot_rows, -1, dtype=np.int64)
             for rows, vectors in old.iter_live(CHUNK, stop=snapshot_rows):
                 old_to_new[rows] = new.append(snapshot_ids[rows], vectors)
-            index, trained_on = self._build(target, new)
+            index, refiner, trained_on = self._build(target, new)
             done = snapshot_rows
             while old.rows - done > CATCH_UP_IN_LOCK:  # catch up without the lock while the gap is large
                 upto = old.rows
-                old_to_new = self._replay(old, done, upto, new, index, old_to_new)
+                old_to_new = self._replay(old, done, upto, new, (index, refiner), old_to_new)
                 done = upto
             # Not under the engine's cross-process lock: the engine may hold it while an addition waits for this
             # rebuild. A commit never replaces a newer generation, and the catalog refills what another process
             # committed meanwhile (the engine compares with it whenever the catalog changed).
             with self._lock:
-                old_to_new = self._replay(old, done, old.rows, new, index, old_to_new)
-                self._swap(new, index, target, trained_on, old_to_new)
+                old_to_new = self._replay(old, done, old.rows, new, (index, refiner), old_to_new)
+                self._swap(new, (index, refiner), target, trained_on, old_to_new)
         except BaseException as error:
             self._rebuild_error = error
             log.exception("rebuild of %s failed", self.path.name)
@@ -716,23 +846,38 @@ class FaissIndex:
         }
         log.info("rebuilt %s as %s in %.1f s", self.path.name, target, self.last_rebuild["seconds"])
 
-    def _build(self, target: str, store: VectorStore) -> tuple[Any, int]:
-        """A new FAISS index of ``target`` kind over the live rows of ``store`` (trained first if it needs it)."""
+    def _build(self, target: str, store: VectorStore) -> tuple[Any, Any | None, int]:
+        """A new FAISS index of ``target`` kind over the live rows of ``store`` (trained first if it needs it),
+        its refine codes if the kind has them, and how many faces it was trained on."""
         if target == FLAT:
-            return self._flat_from_store(store), 0
+            return self._flat_from_store(store), None, 0
         index = _new_faiss(target, self.dim)
-        if not index.is_trained:
-            index.train(store.sample_live(training_size(target, store.live)))
+        refiner = _new_refiner(target, self.dim)
+        if not index.is_trained or (refiner is not None and not refiner.is_trained):
+            sample = store.sample_live(training_size(target, store.live))
+            if not index.is_trained:
+                index.train(sample)
+            if refiner is not None:
+                refiner.train(sample)
         for rows, vectors in store.iter_live(CHUNK):
             index.add_with_ids(vectors, rows)
-        return index, store.live
+            if refiner is not None:
+                _refiner_add(refiner, rows, vectors)
+        return index, refiner, store.live
 
     def _replay(
-        self, old: VectorStore, start: int, stop: int, new: VectorStore, index: Any, old_to_new: np.ndarray
+        self,
+        old: VectorStore,
+        start: int,
+        stop: int,
+        new: VectorStore,
+        built: tuple[Any, Any | None],
+        old_to_new: np.ndarray,
     ) -> np.ndarray:
         """Copy rows appended to ``old`` since the snapshot into ``new`` and its index; extend the row map."""
         if stop <= start:
             return old_to_new
+        index, refiner = built
         extended = np.concatenate([old_to_new, np.full(stop - start, -1, dtype=np.int64)])
         for first in range(start, stop, CHUNK):  # a chunk at a time: millions of rows may have arrived meanwhile
             last = min(first + CHUNK, stop)
@@ -742,11 +887,16 @@ class FaissIndex:
                 vectors = np.ascontiguousarray(old.read_range(first, last)[alive])
                 new_rows = new.append(ids[alive], vectors)
                 index.add_with_ids(vectors, new_rows)
+                if refiner is not None:
+                    _refiner_add(refiner, new_rows, vectors)
                 extended[first + alive] = new_rows
         return extended
 
-    def _swap(self, new: VectorStore, index: Any, target: str, trained_on: int, old_to_new: np.ndarray) -> None:
+    def _swap(
+        self, new: VectorStore, built: tuple[Any, Any | None], target: str, trained_on: int, old_to_new: np.ndarray
+    ) -> None:
         """Apply removals made during the rebuild to the new index, then put it in place and commit (lock held)."""
+        index, refiner = built
         removed = self._removed_during_rebuild or []
         self._removed_during_rebuild = None
         dead = 0
@@ -755,11 +905,13 @@ class FaissIndex:
             rows = np.unique(mapped[mapped >= 0])
             gone = new.tombstone(rows)
             if gone:
+                if refiner is not None:
+                    _refiner_erase(refiner, rows)
                 if _removes_in_place(index):
                     index.remove_ids(faiss.IDSelectorBatch(rows))
                 else:
                     dead = gone
-        self._store, self._index = new, index
+        self._store, self._index, self._refiner = new, index, refiner
         self._factory, self._trained_on, self._dead_in_index = target, trained_on, dead
         self._generation = new.generation
         self._version += 1
@@ -780,9 +932,11 @@ class FaissIndex:
         if self._factory == FLAT:
             return ids_column + store.live * (4 * self.dim + 8)
         ivf = faiss.try_extract_index_ivf(index)
+        refiner = self._refiner
+        refine_codes = 0 if refiner is None else int(refiner.ntotal) * int(refiner.code_size)
         if ivf is not None:
             codes = int(index.ntotal) * (int(ivf.code_size) + 8)
-            return ids_column + codes + int(ivf.nlist) * self.dim * 4
+            return ids_column + codes + refine_codes + int(ivf.nlist) * self.dim * 4
         return ids_column + max(0, self.path.stat().st_size if self.path.exists() else 0)
 
     def stats(self) -> dict[str, Any]:
@@ -803,6 +957,7 @@ class FaissIndex:
                 "trained_on": self._trained_on,
                 "nprobe": self.nprobe(),
                 "rerank": None if exact else self.knobs.rerank,
+                "refine_candidates": None if self._refiner is None else self.knobs.refine_candidates,
                 "vector_dtype": self._dtype,
                 "memory_bytes": self.memory_bytes(),
                 "disk_bytes": int(store.disk_bytes() + file_bytes),

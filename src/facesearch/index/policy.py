@@ -13,6 +13,13 @@ in a list whose centre is far from the probe. Measured with real LFW probes amon
 them, 40% loses 0.5% and 50% loses 0.3%; hence the large default ``nprobe`` fraction, and few, large lists (they
 make adding and training cheap, and the fraction, not the count, is what recall depends on). Lower
 ``nprobe_fraction`` trades recall for speed (see ``docs/scale.md``).
+
+A search therefore reads a fixed share of all the codes, and its time grows with the gallery: at 10M faces
+half of the 32-byte codes is 160 MB, scanned at memory speed in about 9 ms on two cores. From
+:data:`REFINED_MIN` faces the codes scanned are halved (``PQ{dim/4}x4fs``, 16 bytes) and, since 16-byte codes
+rank a mate below thousands of strangers, each search keeps ``refine_candidates`` of them and ranks those by a
+second, finer code held in memory (``PQ{dim/4}x8``, 32 bytes) before the best ``rerank`` are read from disk and
+scored exactly: about 64 bytes a face in memory in all, instead of 48, for half the scanning.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ from dataclasses import dataclass
 
 FLAT_MAX = 100_000
 """Above this many faces the automatic choice is a compressed index."""
+
+REFINED_MIN = 20_000_000
+"""From this many faces the automatic choice scans 16-byte codes and refines their candidates (module notes)."""
 
 GROWTH_BEFORE_RETRAIN = 4.0
 """A compressed index is retrained (in the background) when it holds this many times the faces it was trained on."""
@@ -35,7 +45,8 @@ MAX_NLIST = 8_192
 
 @dataclass(frozen=True)
 class SearchKnobs:
-    """How a compressed index is searched: IVF lists visited, HNSW breadth, and candidates re-ranked exactly.
+    """How a compressed index is searched: IVF lists visited, HNSW breadth, candidates ranked by the refine
+    codes (kinds with a ``Refine()`` stage), and candidates re-ranked exactly from the full vectors.
 
     ``nprobe`` (lists visited) is ``nprobe_fraction`` of the lists unless set explicitly, and never fewer than
     it takes to scan ``min_scanned`` faces: below a million faces, scanning more costs a millisecond or two and
@@ -47,6 +58,7 @@ class SearchKnobs:
     min_scanned: int = 500_000
     ef_search: int = 128
     rerank: int = 100
+    refine_candidates: int = 20_000
 
     def nprobe_for(self, nlist: int, faces: int = 0) -> int:
         """Lists to visit in an index of ``nlist`` lists holding ``faces`` vectors."""
@@ -67,6 +79,8 @@ def auto_factory(faces: int, dim: int) -> str:
     """The FAISS ``index_factory`` string the automatic policy picks for ``faces`` vectors of ``dim``."""
     if faces <= FLAT_MAX:
         return "Flat"
+    if faces >= REFINED_MIN and dim % 4 == 0:
+        return f"IVF{nlist_for(faces)},PQ{dim // 4}x4fs,Refine(PQ{dim // 4}x8)"
     coding = f"PQ{dim // 2}x4fs" if dim % 2 == 0 else "SQ8"
     return f"IVF{nlist_for(faces)},{coding}"
 
