@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field, field_validator, model_validator
@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     index_dir: Path = Path("index")
     pack: str | None = None
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    # Where the models run: "cpu", or "cuda" (an NVIDIA GPU through onnxruntime-gpu; see vision/accelerator.py).
+    accelerator: Literal["cpu", "cuda"] = "cpu"
     # Where vectors live: None = embedded FAISS files in index_dir; a Milvus Lite file (*.db) or a Milvus
     # server address (http://host:19530) = Milvus (see facesearch.index.backends.open_vector_index).
     index_url: str | None = None

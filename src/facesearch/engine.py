@@ -34,6 +34,7 @@ from facesearch.search.crossmatch import Crossmatch
 from facesearch.search.provenance import Provenance
 from facesearch.search.review import ReviewQueue
 from facesearch.search.searching import Searching
+from facesearch.vision import accelerator
 from facesearch.vision.packs import Packs
 
 """Where the server keeps uploaded photos (files facesearch manages, and erases)."""
@@ -54,6 +55,7 @@ class FaceSearch:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        accelerator.use(settings.accelerator)  # before anything is written: a missing GPU is refused at once
         make_private(settings.home)
         use_model_dirs(settings)
         self.catalog = Catalog(settings.catalog_url)

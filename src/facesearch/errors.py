@@ -80,3 +80,7 @@ class IndexUnavailable(FacesearchError, ConnectionError):
 
 class RayUnavailable(FacesearchError, RuntimeError):
     """``index --ray``: Ray is not installed, or its cluster cannot be reached."""
+
+
+class AcceleratorUnavailable(FacesearchError, RuntimeError):
+    """The ``accelerator`` setting names a device this machine's onnxruntime cannot use (or no known device)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from pydantic import ValidationError
+
 from facesearch.cli import (  # noqa: F401 - each module registers its commands on ``app``
     accounts,
     audit,
@@ -50,6 +52,9 @@ def main() -> None:
         app(args=hoist_global_options(sys.argv[1:]), prog_name="facesearch")
     except (PackError, ContextError) as error:
         raise SystemExit(_report(error, USAGE)) from None
+    except ValidationError as error:  # a setting (environment or config.toml) with a value it cannot take
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise SystemExit(_report(ValueError(f"invalid setting: {problems}"), USAGE)) from None
     except FacesearchError as error:
         raise SystemExit(_report(error, FAILED)) from None
 

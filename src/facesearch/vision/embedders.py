@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from facesearch.vision.accelerator import onnx_providers
+
 log = logging.getLogger(__name__)
 
 
@@ -107,7 +109,7 @@ class OnnxArcFaceEmbedder:
         self.batch_size = batch_size
         if rewritten is not None:
             model = rewritten
-        self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(model, options, providers=onnx_providers())
         model_input = self._session.get_inputs()[0]
         self._input_name = model_input.name
         shape = model_input.shape
@@ -117,7 +119,7 @@ class OnnxArcFaceEmbedder:
         self.dim = int(self._session.get_outputs()[0].shape[-1])
         if rewritten is not None and not self._check_batching():
             log.warning("batched inference of %s differs from single; running faces one at a time", model_path)
-            self._session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(str(self.model_path), options, providers=onnx_providers())
             self._fixed_batch = True
 
     def _check_batching(self) -> bool:
@@ -205,7 +207,7 @@ class OnnxDlibResNetEmbedder:
         from facesearch.vision.dlib_resnet_onnx import INPUT_NAME
 
         options = _session_options(threads)
-        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(str(model_path), options, providers=onnx_providers())
         self._input_name = INPUT_NAME
         self.model_path = Path(model_path)
         self.flip = flip

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from facesearch.vision.accelerator import onnx_providers
 from facesearch.vision.types import DetectedFace
 
 __all__ = ["ScrfdDetector", "YuNetDetector", "load_onnx_detector"]
@@ -270,7 +271,7 @@ class ScrfdDetector:
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # initializer/shape-inference warnings of exported models are noise here
-        self._session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(str(model_path), sess_options=options, providers=onnx_providers())
         model_input = self._session.get_inputs()[0]
         self._input_name = model_input.name
         fixed = [d for d in model_input.shape[2:4] if isinstance(d, int)]
