@@ -121,7 +121,9 @@ def test_a_refine_stage_ranks_many_cheap_candidates_by_finer_codes_and_keeps_the
     hit = exact == mates
     scores, found = index.search(probes, 10)
     assert (found[hit, 0] == mates[hit]).mean() >= 0.985
-    np.testing.assert_allclose(scores[:, 0], np.einsum("qd,qd->q", probes, gallery[found[:, 0] - 1]), atol=1e-5)
+    # Exact scores from the full vectors, kept in half precision by a kind with a refine stage.
+    assert index.stats()["vector_dtype"] == "float16"
+    np.testing.assert_allclose(scores[:, 0], np.einsum("qd,qd->q", probes, gallery[found[:, 0] - 1]), atol=2e-3)
     # Without the refine stage the 8-byte codes alone put far fewer mates among the 100 re-ranked.
     index.knobs = dataclasses.replace(knobs, refine_candidates=0)
     _, coarse = index.search(probes, 10)

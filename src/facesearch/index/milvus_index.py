@@ -28,6 +28,10 @@ INSERT_BATCH = 5_000
 FILTER_IDS_MAX = 100_000  # an allowed-id list longer than this is filtered after the search, not in it
 DEFAULT_LITE_INDEX = "FLAT"  # exact; Milvus Lite is for small collections
 DEFAULT_SERVER_INDEX = "AUTOINDEX"  # the server picks (HNSW or DiskANN class) for its deployment
+# Searches see this client's own inserts and deletes at once, other clients' once the server's time tick passes
+# them (200 ms by default). "Strong" would make every search wait for the next tick: 200 ms measured on the
+# 2.3.5 server against 0.5 ms of search (benchmarks/index_comparison.py).
+SEARCH_CONSISTENCY = "Session"
 RECONNECT_SECONDS = 60.0  # how long a call waits for a server that does not answer (a restart) before failing
 _CONNECT_FAILED = 2  # pymilvus's status code when the server cannot be reached
 
@@ -153,7 +157,8 @@ class MilvusIndex:
         schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
-        # Strong consistency: a search right after an insert or delete sees it, as with the embedded index.
+        # Strong consistency for any client that asks nothing else; this one's searches ask for session
+        # consistency (SEARCH_CONSISTENCY): they see its own inserts and deletes at once without waiting a tick.
         self._client.create_collection(self.collection, schema=schema, consistency_level="Strong")
         self._create_vector_index(self._index_spec)
         self._client.load_collection(self.collection)
@@ -281,6 +286,7 @@ class MilvusIndex:
                 filter=expression,
                 output_fields=["id", "vector"] if lossy else ["id"],
                 search_params=search_params(self._index_spec, limit),
+                consistency_level=SEARCH_CONSISTENCY,
             )
         for row, row_hits in enumerate(hits):
             candidates = [hit for hit in row_hits if post_filter is None or int(hit["id"]) in post_filter]
