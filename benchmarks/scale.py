@@ -387,8 +387,12 @@ def _rerank_sweep(
     return rows
 
 
-def run(faces: int, workdir: Path, log: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One size end to end; returns (the contract's fields, details)."""
+def run(
+    faces: int, workdir: Path, log: Any, *, reuse_index: bool = False, sweeps: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One size end to end; returns (the contract's fields, details). ``reuse_index`` measures the index an
+    earlier run with the same ``workdir`` built (its build figures are then ``None``); ``sweeps`` adds the
+    recall/latency trade-offs (a minute or more a step at 100M faces)."""
     from facesearch.index.faiss_index import FaissIndex
 
     data = lfw_embeddings()
@@ -430,12 +434,100 @@ def run(faces: int, workdir: Path, log: Any) -> tuple[dict[str, Any], dict[str, 
     # 2. Build as the engine does: add in chunks; the automatic policy trains and retrains in the background.
     # The build's time leaves out generating the distractors (timed apart and subtracted).
     path = workdir / "index" / "bench.faiss"
-    shutil.rmtree(path.parent, ignore_errors=True)  # an index an earlier, interrupted run left
     holdback = min(100_000, faces // 10)
+    build_s: float | None = None
+    add_s: float | None = None
+    if reuse_index and path.exists():
+        log(f"measuring the index already in {path.parent}")
+    else:
+        build_s, add_s = _build(faces, path, probes, split.gallery, gallery_ids, distractor_chunks, holdback, log)
+
+    # 3. Its memory, loaded by a fresh process (this one's allocator still holds what the build used).
+    ram = _loaded_index_memory(path, probes.shape[1])
+    index = FaissIndex(path, probes.shape[1])
+    total = len(index)
+    stats = index.stats()
+
+    # 4. Search: mate recall, single-probe latency, batches of 100.
+    _, found = index.search(probes, TOP_K)
+    kept = exact_hit & (found[:, 0] == mates)
+    timings = []
+    for probe in probes:
+        t0 = time.perf_counter()
+        index.search(probe[None], TOP_K)
+        timings.append((time.perf_counter() - t0) * 1000)
+    batches = [probes[i : i + 100] for i in range(0, len(probes) - 99, 100)]
+    t0 = time.perf_counter()
+    for batch in batches:
+        index.search(batch, TOP_K)
+    batch_qps = len(batches) * 100 / (time.perf_counter() - t0)
+    result = {
+        "faces": faces,
+        "mate_recall": round(float(kept.sum() / max(exact_hit.sum(), 1)), 5),
+        "p50_ms": round(float(np.percentile(timings, 50)), 3),
+        "p99_ms": round(float(np.percentile(timings, 99)), 3),
+        "batch100_qps": round(batch_qps, 1),
+        "ram_bytes_per_face": round(ram / total, 1),
+        "build_s": None if build_s is None else round(build_s, 1),
+        "add_per_s": round(holdback / add_s, 0) if holdback and add_s else None,
+    }
+    log(f"measured: {json.dumps(result)}")
+    sweep, rerank_sweep, refine_sweep = [], [], []
+    if sweeps and index.nprobe() is not None:
+        large = faces > 20_000_000  # each step costs a minute or more: fewer of them
+        fractions = (0.3, 0.4, 0.5, 0.7) if large else (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
+        sweep = _nprobe_sweep(index, probes, mates, exact_hit, fractions)
+        if stats.get("refine_candidates"):
+            values = (5_000, 10_000, 20_000, 40_000)
+            refine_sweep = _rerank_sweep(index, probes, mates, exact_hit, "refine_candidates", values)
+        if not large:
+            rerank_sweep = _rerank_sweep(index, probes, mates, exact_hit, "rerank", (50, 100, 200, 400))
+    index.close()
+
+    disk = sum(p.stat().st_blocks * 512 for p in path.parent.iterdir())
+    details = {
+        "faces_total": total,
+        "real_gallery": len(split.gallery),
+        "mated_probes": len(probes),
+        "exact_rank1_rate": round(float(exact_hit.mean()), 4),
+        "index_rank1_rate": round(float((found[:, 0] == mates).mean()), 4),
+        "factory": stats["factory"],
+        "kind": stats["kind"],
+        "nprobe": stats["nprobe"],
+        "rerank": stats["rerank"],
+        "refine_candidates": stats.get("refine_candidates"),
+        "vector_dtype": stats["vector_dtype"],
+        "index_memory_estimate_bytes_per_face": round(stats["memory_bytes"] / total, 1),
+        "disk_bytes_per_face": round(disk / total, 1),
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "nprobe_sweep": sweep,
+        "rerank_sweep": rerank_sweep,
+        "refine_sweep": refine_sweep,
+        "machine": machine(),
+    }
+    return result, details
+
+
+def _build(
+    faces: int,
+    path: Path,
+    probes: np.ndarray,
+    gallery: np.ndarray,
+    gallery_ids: np.ndarray,
+    distractor_chunks: Any,
+    holdback: int,
+    log: Any,
+) -> tuple[float, float]:
+    """Build the index at ``path`` as the engine does; returns (build seconds without generating, seconds to
+    add the last ``holdback`` distractors to the trained index)."""
+    from facesearch.index.faiss_index import FaissIndex
+
+    shutil.rmtree(path.parent, ignore_errors=True)  # an index an earlier, interrupted run left
+    first_distractor = int(gallery_ids[-1]) + 1
     started = time.perf_counter()
     generating = 0.0
     index = FaissIndex(path, probes.shape[1])
-    index.add(gallery_ids, split.gallery)
+    index.add(gallery_ids, gallery)
     chunks = distractor_chunks()
     held: list[np.ndarray] = []
     start = 0
@@ -469,69 +561,7 @@ def run(faces: int, workdir: Path, log: Any) -> tuple[dict[str, Any], dict[str, 
     index.close()
     del index
     gc.collect()
-
-    # 3. Its memory, loaded by a fresh process (this one's allocator still holds what the build used).
-    ram = _loaded_index_memory(path, probes.shape[1])
-    index = FaissIndex(path, probes.shape[1])
-    total = len(index)
-    stats = index.stats()
-
-    # 4. Search: mate recall, single-probe latency, batches of 100.
-    _, found = index.search(probes, TOP_K)
-    kept = exact_hit & (found[:, 0] == mates)
-    timings = []
-    for probe in probes:
-        t0 = time.perf_counter()
-        index.search(probe[None], TOP_K)
-        timings.append((time.perf_counter() - t0) * 1000)
-    batches = [probes[i : i + 100] for i in range(0, len(probes) - 99, 100)]
-    t0 = time.perf_counter()
-    for batch in batches:
-        index.search(batch, TOP_K)
-    batch_qps = len(batches) * 100 / (time.perf_counter() - t0)
-    sweep, rerank_sweep, refine_sweep = [], [], []
-    if index.nprobe() is not None:
-        large = faces > 20_000_000  # each step costs a minute or more: fewer of them
-        fractions = (0.3, 0.4, 0.5, 0.7) if large else (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
-        sweep = _nprobe_sweep(index, probes, mates, exact_hit, fractions)
-        if stats.get("refine_candidates"):
-            values = (5_000, 10_000, 20_000, 40_000)
-            refine_sweep = _rerank_sweep(index, probes, mates, exact_hit, "refine_candidates", values)
-        if not large:
-            rerank_sweep = _rerank_sweep(index, probes, mates, exact_hit, "rerank", (50, 100, 200, 400))
-    index.close()
-
-    disk = sum(p.stat().st_blocks * 512 for p in path.parent.iterdir())
-    result = {
-        "faces": faces,
-        "mate_recall": round(float(kept.sum() / max(exact_hit.sum(), 1)), 5),
-        "p50_ms": round(float(np.percentile(timings, 50)), 3),
-        "p99_ms": round(float(np.percentile(timings, 99)), 3),
-        "batch100_qps": round(batch_qps, 1),
-        "ram_bytes_per_face": round(ram / total, 1),
-        "build_s": round(build_s, 1),
-        "add_per_s": round(holdback / add_s, 0) if holdback else None,
-    }
-    details = {
-        "faces_total": total,
-        "real_gallery": len(split.gallery),
-        "mated_probes": len(probes),
-        "exact_rank1_rate": round(float(exact_hit.mean()), 4),
-        "index_rank1_rate": round(float((found[:, 0] == mates).mean()), 4),
-        "factory": stats["factory"],
-        "kind": stats["kind"],
-        "nprobe": stats["nprobe"],
-        "rerank": stats["rerank"],
-        "refine_candidates": stats.get("refine_candidates"),
-        "index_memory_estimate_bytes_per_face": round(stats["memory_bytes"] / total, 1),
-        "disk_bytes_per_face": round(disk / total, 1),
-        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-        "nprobe_sweep": sweep,
-        "rerank_sweep": rerank_sweep,
-        "refine_sweep": refine_sweep,
-        "machine": machine(),
-    }
-    return result, details
+    return build_s, add_s
 
 
 def plot_growth(results: Path, png: Path) -> None:
@@ -572,6 +602,8 @@ def main() -> int:
     parser.add_argument("--faces", type=int, help="distractor faces to generate (the real gallery comes on top)")
     parser.add_argument("--json", action="store_true", help="one JSON line on stdout (details on stderr)")
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary folder, removed)")
+    parser.add_argument("--reuse-index", action="store_true", help="measure the index --workdir already holds")
+    parser.add_argument("--no-sweeps", action="store_true", help="leave out the recall/latency sweeps")
     parser.add_argument("--check-distractors", action="store_true", help="compare real and generated scores")
     parser.add_argument("--png", type=Path, help="with --check-distractors or --plot: where to draw")
     parser.add_argument("--plot", type=Path, help="a file of --json lines to plot latency and memory growth from")
@@ -592,7 +624,7 @@ def main() -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="facesearch-scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        result, details = run(args.faces, workdir, log if not args.json else (lambda m: log(m)))
+        result, details = run(args.faces, workdir, log, reuse_index=args.reuse_index, sweeps=not args.no_sweeps)
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
