@@ -28,6 +28,7 @@ import re
 import struct
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,7 @@ def _new_refiner(factory: str, dim: int) -> Any | None:
 
 def _refiner_add(refiner: Any, rows: np.ndarray, vectors: np.ndarray) -> None:
     """Encode vectors at their store rows: the refine codes are a column aligned with the store, so rows another
-    process appended (not in this view) get an all-zero placeholder."""
+    process appended (not in this view) get the code of a zero vector as a placeholder (never a candidate)."""
     start = int(refiner.ntotal)
     if rows.size == 0 or int(rows[-1]) < start:
         return
@@ -182,9 +183,11 @@ def _refine(refiner: Any, queries: np.ndarray, rows: np.ndarray, keep: int) -> n
     codes = _refiner_codes(refiner)
     out = np.full((len(queries), keep), -1, dtype=np.int64)
     scratch = getattr(_REFINE_SCRATCH, "index", None)
-    if scratch is None or getattr(_REFINE_SCRATCH, "owner", None) is not refiner:
+    owner = getattr(_REFINE_SCRATCH, "owner", None)
+    if scratch is None or owner is None or owner() is not refiner:
         scratch = _empty_like(refiner)
-        _REFINE_SCRATCH.index, _REFINE_SCRATCH.owner = scratch, refiner
+        # A weak reference: a thread that stops searching must not keep a rebuilt index's codes (gigabytes) alive.
+        _REFINE_SCRATCH.index, _REFINE_SCRATCH.owner = scratch, weakref.ref(refiner)
     for i, query_rows in enumerate(rows):
         candidates = query_rows[(query_rows >= 0) & (query_rows < len(codes))]
         if candidates.size <= keep:
