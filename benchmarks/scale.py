@@ -440,7 +440,7 @@ def run(
     if reuse_index and path.exists():
         log(f"measuring the index already in {path.parent}")
     else:
-        build_s, add_s = _build(faces, path, probes, split.gallery, gallery_ids, distractor_chunks, holdback, log)
+        build_s, add_s = _build(faces, path, split.gallery, gallery_ids, distractor_chunks, holdback, log)
 
     # 3. Its memory, loaded by a fresh process (this one's allocator still holds what the build used).
     ram = _loaded_index_memory(path, probes.shape[1])
@@ -511,7 +511,6 @@ def run(
 def _build(
     faces: int,
     path: Path,
-    probes: np.ndarray,
     gallery: np.ndarray,
     gallery_ids: np.ndarray,
     distractor_chunks: Any,
@@ -526,7 +525,7 @@ def _build(
     first_distractor = int(gallery_ids[-1]) + 1
     started = time.perf_counter()
     generating = 0.0
-    index = FaissIndex(path, probes.shape[1])
+    index = FaissIndex(path, gallery.shape[1])
     index.add(gallery_ids, gallery)
     chunks = distractor_chunks()
     held: list[np.ndarray] = []

@@ -161,6 +161,30 @@ def _refiner_erase(refiner: Any, rows: np.ndarray) -> None:
         _refiner_codes(refiner)[rows] = 0
 
 
+def _add_rows(index: Any, refiner: Any | None, rows: np.ndarray, vectors: np.ndarray) -> None:
+    """Add store rows to a FAISS index and, if it has one, to its refine codes (the two stay aligned)."""
+    index.add_with_ids(vectors, rows)
+    if refiner is not None:
+        _refiner_add(refiner, rows, vectors)
+
+
+def _drop_rows(index: Any, refiner: Any | None, rows: np.ndarray) -> bool:
+    """Drop removed store rows from a FAISS index and zero their refine codes; False when the kind cannot delete
+    in place (graphs such as HNSW: the rows stay inside as tombstones that searches skip)."""
+    if refiner is not None:
+        _refiner_erase(refiner, rows)
+    if not _removes_in_place(index):
+        return False
+    index.remove_ids(faiss.IDSelectorBatch(rows))
+    return True
+
+
+def _nprobe(index: Any, knobs: SearchKnobs) -> int | None:
+    """Lists a search of ``index`` visits with ``knobs`` (None for an index without inverted lists)."""
+    ivf = faiss.try_extract_index_ivf(index)
+    return None if ivf is None else knobs.nprobe_for(int(ivf.nlist), int(ivf.ntotal))
+
+
 def _empty_like(refiner: Any) -> Any:
     """An empty index with the same trained codebook as ``refiner`` (one per searching thread, reused)."""
     refiner = faiss.downcast_index(refiner)
@@ -477,9 +501,7 @@ class FaissIndex:
             thread.join()
         with self._lock:
             rows = self._store.append(ids, vectors)
-            self._index.add_with_ids(vectors, rows)
-            if self._refiner is not None:
-                _refiner_add(self._refiner, rows, vectors)
+            _add_rows(self._index, self._refiner, rows, vectors)
             self._dirty = True
             self._version += 1
         self._maybe_rebuild()
@@ -493,11 +515,7 @@ class FaissIndex:
             rows = self._store.rows_of(ids)
             removed = self._store.tombstone(rows)
             if removed:
-                if self._refiner is not None:
-                    _refiner_erase(self._refiner, rows)
-                if _removes_in_place(self._index):
-                    self._index.remove_ids(faiss.IDSelectorBatch(rows))
-                else:
+                if not _drop_rows(self._index, self._refiner, rows):
                     self._dead_in_index += removed
                 if self._removed_during_rebuild is not None:
                     self._removed_during_rebuild.append(rows)
@@ -574,8 +592,7 @@ class FaissIndex:
             fetch = max(fetch, self.knobs.refine_candidates)
         params, keep = _search_params(index, self.knobs, selector)
         parts = min(os.cpu_count() or 1, 2 * len(queries)) if len(queries) < SMALL_BATCH else 1
-        ivf = faiss.try_extract_index_ivf(index)
-        nprobe = 0 if ivf is None else self.knobs.nprobe_for(int(ivf.nlist), int(ivf.ntotal))
+        nprobe = _nprobe(index, self.knobs) or 0
         split = _splittable_ivf(index, queries) if parts > 1 and nprobe >= MIN_LISTS_TO_SPLIT else None
         if split is not None:
             ivf, transformed = split
@@ -867,9 +884,7 @@ class FaissIndex:
             if refiner is not None:
                 refiner.train(sample)
         for rows, vectors in store.iter_live(CHUNK):
-            index.add_with_ids(vectors, rows)
-            if refiner is not None:
-                _refiner_add(refiner, rows, vectors)
+            _add_rows(index, refiner, rows, vectors)
         return index, refiner, store.live
 
     def _replay(
@@ -893,9 +908,7 @@ class FaissIndex:
             if alive.size:
                 vectors = np.ascontiguousarray(old.read_range(first, last)[alive])
                 new_rows = new.append(ids[alive], vectors)
-                index.add_with_ids(vectors, new_rows)
-                if refiner is not None:
-                    _refiner_add(refiner, new_rows, vectors)
+                _add_rows(index, refiner, new_rows, vectors)
                 extended[first + alive] = new_rows
         return extended
 
@@ -911,13 +924,8 @@ class FaissIndex:
             mapped = old_to_new[np.concatenate(removed)]
             rows = np.unique(mapped[mapped >= 0])
             gone = new.tombstone(rows)
-            if gone:
-                if refiner is not None:
-                    _refiner_erase(refiner, rows)
-                if _removes_in_place(index):
-                    index.remove_ids(faiss.IDSelectorBatch(rows))
-                else:
-                    dead = gone
+            if gone and not _drop_rows(index, refiner, rows):
+                dead = gone
         self._store, self._index, self._refiner = new, index, refiner
         self._dtype = new.dtype
         self._factory, self._trained_on, self._dead_in_index = target, trained_on, dead
@@ -930,8 +938,7 @@ class FaissIndex:
 
     def nprobe(self) -> int | None:
         """Lists a search visits (None for an index without inverted lists)."""
-        ivf = faiss.try_extract_index_ivf(self._index)
-        return None if ivf is None else self.knobs.nprobe_for(int(ivf.nlist), int(ivf.ntotal))
+        return _nprobe(self._index, self.knobs)
 
     def memory_bytes(self) -> int:
         """Approximate memory the in-memory index needs (FAISS structures plus the row -> id column)."""
