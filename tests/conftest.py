@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.milvus_server import MilvusServer, milvus_server
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FACESEARCH_SHARED", REPO.parent / "shared"))
 SHARED_MODELS = SHARED / "models"
@@ -205,3 +207,15 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
 def _no_index_url(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests pick their vector index backend explicitly, never from the developer's environment."""
     monkeypatch.delenv("FACESEARCH_INDEX_URL", raising=False)
+
+
+@pytest.fixture(scope="module")
+def milvus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
+    """A real Milvus standalone server (2.3.5, from PyPI's ``milvus`` package), one per test module (servers of
+    different modules, on different test workers, run side by side)."""
+    pytest.importorskip("pymilvus", reason="pymilvus (the 'cluster' extra) is not installed")
+    try:
+        with milvus_server(tmp_path_factory.mktemp("milvus")) as server:
+            yield server
+    except FileNotFoundError as missing:
+        pytest.skip(str(missing))

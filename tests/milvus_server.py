@@ -18,14 +18,24 @@ REPO = Path(__file__).resolve().parents[1]
 MILVUS_PYTHON = Path(os.environ.get("FACESEARCH_MILVUS_PYTHON", REPO / ".venv-milvus" / "bin" / "python"))
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class MilvusServer:
-    """A standalone server on one data folder that can be stopped and started again on the same address (two
-    standalone servers cannot run at once on one machine: their embedded etcd both take port 2380)."""
+    """A standalone server on one data folder that can be stopped and started again on the same addresses.
+
+    Its embedded etcd gets client and peer ports of its own, chosen once: left to the package, every
+    standalone server's etcd takes 2379 and 2380, so a second server on the machine (another test worker's)
+    would fail to start."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.address = ""
         self._process: subprocess.Popen[str] | None = None
+        self._etcd_ports = (_free_port(), _free_port())  # client, peer
 
     def start(self) -> str:
         """Start the server (on its earlier port when it ran before) and return its address.
@@ -36,7 +46,7 @@ class MilvusServer:
             raise FileNotFoundError(f"{MILVUS_PYTHON} is missing (make test creates it)")
         port = int(self.address.rsplit(":", 1)[1]) if self.address else 0
         self._process = subprocess.Popen(
-            [str(MILVUS_PYTHON), __file__, str(self.data_dir), str(port)],
+            [str(MILVUS_PYTHON), __file__, str(self.data_dir), str(port), *map(str, self._etcd_ports)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -90,11 +100,22 @@ def _bind_reusable(port: int) -> socket.socket | None:
     return sock
 
 
-def _serve(data_dir: str, port: int) -> None:
+def _serve(data_dir: str, port: int, etcd_client: int, etcd_peer: int) -> None:
     """Run the server until standard input closes (the test process ended, however it ended)."""
     from milvus import default_server
 
+    # Milvus reads its embedded etcd's own configuration (listen and advertised URLs) from the file that
+    # ETCD_CONFIG_PATH names; the server process inherits the variable.
+    etcd_config = Path(data_dir) / "embed-etcd.yaml"
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    client, peer = f"http://127.0.0.1:{etcd_client}", f"http://127.0.0.1:{etcd_peer}"
+    etcd_config.write_text(
+        f"listen-client-urls: {client}\nadvertise-client-urls: {client}\n"
+        f"listen-peer-urls: {peer}\ninitial-advertise-peer-urls: {peer}\ninitial-cluster: default={peer}\n"
+    )
+    os.environ["ETCD_CONFIG_PATH"] = str(etcd_config)
     default_server.set_base_dir(data_dir)
+    default_server.config.set("etcd_port", etcd_client)
     if port:
         default_server.config.set("proxy_port", port)
         # The package checks that a port is free by binding it without SO_REUSEADDR, which fails for a minute
@@ -109,4 +130,4 @@ def _serve(data_dir: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0)
+    _serve(sys.argv[1], *map(int, sys.argv[2:5]))

@@ -37,19 +37,6 @@ def _milvus(path: Path) -> Opener:
     return lambda: MilvusIndex(str(path / "vectors.db"), "p@1", DIM)
 
 
-@pytest.fixture(scope="module")
-def milvus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
-    """A real Milvus standalone server (2.3.5, from PyPI's ``milvus`` package), one for this module."""
-    pytest.importorskip("pymilvus", reason="pymilvus (the 'cluster' extra) is not installed")
-    from tests.milvus_server import milvus_server
-
-    try:
-        with milvus_server(tmp_path_factory.mktemp("milvus")) as server:
-            yield server
-    except FileNotFoundError as missing:
-        pytest.skip(str(missing))
-
-
 @pytest.fixture()
 def milvus_address(milvus: MilvusServer) -> str:
     """The module's Milvus server's address."""

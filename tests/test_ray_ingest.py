@@ -1,6 +1,6 @@
 """``facesearch index --ray``: the analysis on a real Ray cluster (a head and a worker node started as separate
-processes), the results recorded in PostgreSQL as local ingest records them; a worker node killed mid-run
-loses nothing."""
+processes), the results recorded in PostgreSQL and the vectors in a real Milvus server as local ingest records
+them; a worker node killed mid-run loses nothing."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import LFW, SHARED_MODELS
+from .milvus_server import MilvusServer
 
 ray = pytest.importorskip("ray")
 RAY = Path(sys.executable).with_name("ray")
@@ -60,8 +61,9 @@ def photos(tmp_path: Path) -> Path:
     return root
 
 
-def _cli(home: Path, url: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "facesearch.cli", "--home", str(home), "--catalog-url", url, *args]
+def _cli(home: Path, url: str, *args: str, index_url: str | None = None) -> list[str]:
+    where = ["--index-url", index_url] if index_url else []
+    return [sys.executable, "-m", "facesearch.cli", "--home", str(home), "--catalog-url", url, *where, *args]
 
 
 def _images(url: str) -> int:
@@ -95,14 +97,17 @@ def _kill_node(node_manager_port: int) -> int:
 
 @pytest.mark.parametrize("catalog_url", ["postgresql"], indirect=True)
 def test_a_ray_cluster_ingests_like_local_ingest_and_survives_a_killed_worker_node(
-    cluster: tuple[str, int, dict[str, str]], photos: Path, catalog_url: str, tmp_path: Path
+    cluster: tuple[str, int, dict[str, str]], photos: Path, catalog_url: str, milvus: MilvusServer, tmp_path: Path
 ) -> None:
-    """Indexed on a two-node cluster into PostgreSQL, with the worker node killed after the first chunks are
-    recorded: every photo is recorded once, the faces are those local ingest finds in the same photos,
-    ``doctor`` finds catalog and index consistent, and running the command again finds everything done."""
+    """Indexed on a two-node cluster into PostgreSQL and a Milvus server, with the worker node killed after the
+    first chunks are recorded: every photo is recorded once, the faces are those local ingest finds in the same
+    photos, the server holds one vector per face, ``doctor`` finds catalog and index consistent, and running
+    the command again finds everything done."""
     address, worker_port, env = cluster
     home = tmp_path / "home"
-    command = _cli(home, catalog_url, "index", str(photos), "-c", "lfw", "--ray", address, "--json")
+    command = _cli(
+        home, catalog_url, "index", str(photos), "-c", "lfw", "--ray", address, "--json", index_url=milvus.address
+    )
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 240
     while _images(catalog_url) < 24 and run.poll() is None:
@@ -130,7 +135,21 @@ def test_a_ray_cluster_ingests_like_local_ingest_and_survives_a_killed_worker_no
     )
     assert json.loads(local.stdout.strip().splitlines()[-1])["faces"] == summary["faces"]
 
-    doctor = subprocess.run(_cli(home, catalog_url, "doctor", "--json"), capture_output=True, text=True, env=env)
+    stats = subprocess.run(
+        _cli(home, catalog_url, "index-stats", "--json", index_url=milvus.address),
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    (pack,) = json.loads(stats.stdout.strip().splitlines()[-1])["packs"]
+    assert pack["backend"] == "milvus" and pack["vectors"] == pack["catalog_faces"] == summary["faces"], pack
+    doctor = subprocess.run(
+        _cli(home, catalog_url, "doctor", "--check-only", "--json", index_url=milvus.address),
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert json.loads(doctor.stdout.strip().splitlines()[-1])["ok"] is True, doctor.stdout
     again = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, check=True)
     assert json.loads(again.stdout.strip().splitlines()[-1])["already_done"] == PHOTOS
