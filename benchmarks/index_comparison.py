@@ -1,15 +1,16 @@
-"""Side by side on the same vectors: facesearch's index, FAISS HNSW, usearch and the Milvus server's HNSW.
+"""Side by side on the same vectors: facesearch's index, FAISS HNSW, usearch, the Milvus server's HNSW and its
+inverted file (IVF_SQ8).
 
-    python benchmarks/index_comparison.py --faces 1000000 [--target 0.995] [--skip milvus] [--json]
+    python benchmarks/index_comparison.py --faces 1000000 [--target 0.995] [--skip hnsw --skip usearch] [--json]
 
 The vectors are those of ``benchmarks/scale.py``: the first photo of each of the 2,878 lfw-dev people plus
 ``--faces`` face-like distractors generated from a model fitted to real embeddings; the probes are the other
 3,530 lfw-dev photos, all mated. Every contender is built on the same vectors, in the same run, then searched
-with one probe at a time (top 10). Each has a breadth knob (facesearch: the share of inverted lists visited;
-HNSW: ``efSearch``; usearch: ``expansion_search``; Milvus: ``ef``); the knob is swept and each contender is
-reported at the narrowest setting whose mate recall reaches ``--target`` (the share of the probes whose exact
-rank-1 result is their mate for which the index also returns it at rank 1), so that latencies are compared at
-equal recall. Also per contender: build time (empty to searchable), and memory per face:
+with one probe at a time (top 10). Each has a breadth knob (facesearch and Milvus IVF: the share of inverted
+lists visited; HNSW: ``efSearch``; usearch: ``expansion_search``; Milvus HNSW: ``ef``); the knob is swept and
+each contender is reported at the narrowest setting whose mate recall reaches ``--target`` (the share of the
+probes whose exact rank-1 result is their mate for which the index also returns it at rank 1), so that
+latencies are compared at equal recall. Also per contender: build time (empty to searchable), and memory per face:
 
 - facesearch, FAISS HNSW, usearch: the anonymous memory a fresh process gains by loading the saved index
   (facesearch keeps its full vectors in a memory-mapped file, not counted; the graphs hold theirs in memory);
@@ -238,13 +239,16 @@ def _server_rss() -> int:
     return total
 
 
-def _milvus(work: Path) -> Contender:
+def _milvus(
+    work: Path, spec: str, name: str, knob: str, settings: tuple[float, ...], breadth: Callable[[float], str]
+) -> Contender:
+    """The Milvus server with one collection indexed as ``spec``; ``breadth(setting)`` is the spec a search at
+    that setting of ``knob`` uses (its search-time keys, ``ef`` or ``nprobe``, added)."""
     from tests.milvus_server import MilvusServer
 
     from facesearch.index.milvus_index import MilvusIndex
 
     server = MilvusServer(work / "milvus")
-    spec = f"HNSW,M={MILVUS_M},efConstruction={MILVUS_EF_CONSTRUCTION}"
     state: dict[str, Any] = {}
 
     def build(v: Vectors, w: Path) -> Any:
@@ -254,12 +258,12 @@ def _milvus(work: Path) -> Contender:
         index = MilvusIndex(state["address"], "comparison@1", v.gallery.shape[1], index_spec=spec)
         for start in range(0, len(v.ids), 50_000):
             index.add(v.ids[start : start + 50_000], v.gallery[start : start + 50_000])
-        index.save()  # sealed segments: the server builds their HNSW graphs
+        index.save()  # sealed segments: the server builds their indexes
         index.rebuild()
         return index
 
-    def set_breadth(index: Any, ef: float) -> None:
-        index._index_spec = f"{spec},ef={max(int(ef), TOP_K)}"
+    def set_breadth(index: Any, setting: float) -> None:
+        index._index_spec = breadth(setting)
 
     def memory(index: Any, w: Path, dim: int) -> int:
         return max(_server_rss() - state["rss_before"], 0)
@@ -269,14 +273,35 @@ def _milvus(work: Path) -> Contender:
         server.stop()
 
     return Contender(
+        name, knob, settings, build, set_breadth, lambda index, q: index.search(q, TOP_K)[1], memory, close
+    )
+
+
+def _milvus_hnsw(work: Path) -> Contender:
+    spec = f"HNSW,M={MILVUS_M},efConstruction={MILVUS_EF_CONSTRUCTION}"
+    return _milvus(
+        work,
+        spec,
         f"Milvus 2.3.5 server HNSW (M {MILVUS_M}, efConstruction {MILVUS_EF_CONSTRUCTION})",
         "ef",
         BREADTHS,
-        build,
-        set_breadth,
-        lambda index, q: index.search(q, TOP_K)[1],
-        memory,
-        close,
+        lambda ef: f"{spec},ef={max(int(ef), TOP_K)}",
+    )
+
+
+def _milvus_ivf(work: Path, faces: int) -> Contender:
+    """Milvus's inverted file with 8-bit scalar codes: like facesearch's index, a probe visits a share of the
+    lists (face mates lie in far lists, which a graph's greedy walk does not reach), and facesearch's
+    ``MilvusIndex`` re-ranks the candidates by their stored vectors."""
+    nlist = int(min(65_536, max(1_024, 2 ** round(np.log2(4 * np.sqrt(faces))))))
+    spec = f"IVF_SQ8,nlist={nlist}"
+    return _milvus(
+        work,
+        spec,
+        f"Milvus 2.3.5 server IVF_SQ8 (nlist {nlist}, re-ranked)",
+        "share of lists",
+        FRACTIONS,
+        lambda fraction: f"{spec},nprobe={max(1, round(fraction * nlist))}",
     )
 
 
@@ -339,7 +364,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--faces", type=int, default=1_000_000, help="generated distractors")
     parser.add_argument("--target", type=float, default=0.995, help="mate recall each index is set to reach")
-    parser.add_argument("--skip", action="append", default=[], choices=["facesearch", "hnsw", "usearch", "milvus"])
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=["facesearch", "hnsw", "usearch", "milvus", "milvus-ivf"]
+    )
     parser.add_argument("--json", action="store_true", help="one JSON line per index on stdout")
     args = parser.parse_args()
 
@@ -358,7 +385,8 @@ def main() -> int:
             "facesearch": _facesearch,
             "hnsw": _faiss_hnsw,
             "usearch": _usearch,
-            "milvus": lambda: _milvus(work),
+            "milvus": lambda: _milvus_hnsw(work),
+            "milvus-ivf": lambda: _milvus_ivf(work, len(v.ids)),
         }
         rows = []
         for key, make in makers.items():

@@ -284,3 +284,27 @@ def test_milvus_server_index_kinds_find_what_exact_search_finds(milvus_address: 
         assert set(reopened.stats()["requested"].split(",")) == set(spec.split(","))
     finally:
         reopened.close()
+
+
+def test_a_large_batch_of_queries_on_a_re_ranked_milvus_kind_is_answered_whole(milvus_address: str) -> None:
+    """A compressed kind's search brings back each candidate's vector for re-ranking: 1,000 queries of 512-d
+    at once would be an 80 MB answer, over gRPC's 64 MiB. The index asks in batches, and a batch search
+    answers what one-at-a-time searches answer."""
+    from facesearch.index.milvus_index import MilvusIndex
+
+    dim = 512
+    vectors = clustered_vectors(2000, dim, seed=11)
+    index = MilvusIndex(milvus_address, "large_batch@1", dim, index_spec="IVF_SQ8,nlist=16,nprobe=16")
+    try:
+        index.add(np.arange(1, 2001, dtype=np.int64), vectors)
+        index.save()
+        index.rebuild()
+        queries = vectors[:1000]
+        scores, found = index.search(queries, 10)
+        assert found[:, 0].tolist() == list(range(1, 1001))  # each query is a stored vector: itself first
+        for row in (0, 499, 999):
+            one_scores, one_found = index.search(queries[row], 10)
+            assert one_found[0].tolist() == found[row].tolist()
+            np.testing.assert_allclose(one_scores[0], scores[row], atol=1e-5)
+    finally:
+        index.close()

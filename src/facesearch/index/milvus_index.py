@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 INSERT_BATCH = 5_000
 FILTER_IDS_MAX = 100_000  # an allowed-id list longer than this is filtered after the search, not in it
+# gRPC refuses a message over 64 MiB: a search asks for its queries in batches whose answers (ids and scores,
+# and each candidate's vector when it is re-ranked here) stay well under it. The server takes at most 16,384
+# queries at once.
+SEARCH_ANSWER_BYTES = 16 * 2**20
+SEARCH_QUERIES_MAX = 16_384
 DEFAULT_LITE_INDEX = "FLAT"  # exact; Milvus Lite is for small collections
 DEFAULT_SERVER_INDEX = "AUTOINDEX"  # the server picks (HNSW or DiskANN class) for its deployment
 # Searches see this client's own inserts and deletes at once, other clients' once the server's time tick passes
@@ -277,17 +282,21 @@ class MilvusIndex:
         lossy = is_lossy(self._index_spec)
         if lossy:
             limit = min(16_384, limit * RERANK_FACTOR)
+        per_hit = 32 + (4 * self.dim if lossy else 0)
+        batch = max(1, min(SEARCH_QUERIES_MAX, SEARCH_ANSWER_BYTES // (limit * per_hit)))
+        hits: list[Any] = []
         with self._lock:
-            hits = self._call(
-                "search",
-                self.collection,
-                data=[q for q in queries],
-                limit=limit,
-                filter=expression,
-                output_fields=["id", "vector"] if lossy else ["id"],
-                search_params=search_params(self._index_spec, limit),
-                consistency_level=SEARCH_CONSISTENCY,
-            )
+            for start in range(0, len(queries), batch):
+                hits += self._call(
+                    "search",
+                    self.collection,
+                    data=list(queries[start : start + batch]),
+                    limit=limit,
+                    filter=expression,
+                    output_fields=["id", "vector"] if lossy else ["id"],
+                    search_params=search_params(self._index_spec, limit),
+                    consistency_level=SEARCH_CONSISTENCY,
+                )
         for row, row_hits in enumerate(hits):
             candidates = [hit for hit in row_hits if post_filter is None or int(hit["id"]) in post_filter]
             if not candidates:
