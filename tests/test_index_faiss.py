@@ -255,6 +255,31 @@ def test_automatic_policy_compresses_in_the_background_past_the_flat_limit(
     assert index.last_rebuild is not None and "exact -> compressed" in index.last_rebuild["reason"]
 
 
+def test_crossing_the_refined_size_rebuilds_with_a_refine_stage_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compressed index that grows past the size where the policy scans shorter codes and refines their
+    candidates is rebuilt into that kind when it gets there, not only when it has grown fourfold."""
+    monkeypatch.setattr(policy, "FLAT_MAX", 2000)
+    monkeypatch.setattr(faiss_index, "FLAT_MAX", 2000)
+    monkeypatch.setattr(policy, "REFINED_MIN", 5000)
+    vectors, _ = face_like(1500, 4, dim=32, seed=6)
+    index = FaissIndex(tmp_path / "g.faiss", 32)
+    index.add(np.arange(1, 3001), vectors[:3000])
+    index.wait_for_rebuild()
+    assert index.factory == "IVF64,PQ16x4fs" and index.stats()["trained_on"] == 3000
+    index.add(np.arange(3001, 4001), vectors[3000:4000])
+    index.wait_for_rebuild()
+    assert index.factory == "IVF64,PQ16x4fs"  # under the refined size, and far from fourfold growth
+    index.add(np.arange(4001, 5201), vectors[4000:5200])
+    index.wait_for_rebuild()
+    assert index.factory == "IVF64,PQ8x4fs,Refine(PQ8x8)", index.factory
+    assert index.last_rebuild is not None and "refine" in index.last_rebuild["reason"]
+    _, found = index.search(vectors[5100:5110], 1)
+    np.testing.assert_array_equal(found[:, 0], np.arange(5101, 5111))
+    index.close()
+
+
 def test_a_bulk_load_waits_for_the_compressed_index_instead_of_growing_the_exact_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

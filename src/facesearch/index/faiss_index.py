@@ -779,6 +779,10 @@ class FaissIndex:
             return f"{live} faces: exact -> compressed {target}"
         if self._factory != FLAT and live <= FLAT_MAX // 2:
             return f"{live} faces: compressed -> exact"
+        if self._factory != FLAT and split_refine(target)[1] and not split_refine(self._factory)[1]:
+            # Waiting for the growth rule would keep scanning 32-byte codes to four times the size trained on
+            # (a rebuild decided at 16M faces came back without a refine stage, the next came at 64M).
+            return f"{live} faces: scan shorter codes and refine their candidates, as {target}"
         if self._factory != FLAT and live > GROWTH_BEFORE_RETRAIN * max(self._trained_on, 1):
             return f"{live} faces, trained on {self._trained_on}: retrain as {target}"
         return None
