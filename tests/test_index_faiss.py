@@ -263,6 +263,7 @@ def test_crossing_the_refined_size_rebuilds_with_a_refine_stage_at_once(
     monkeypatch.setattr(policy, "FLAT_MAX", 2000)
     monkeypatch.setattr(faiss_index, "FLAT_MAX", 2000)
     monkeypatch.setattr(policy, "REFINED_MIN", 5000)
+    monkeypatch.setattr(faiss_index, "REFINED_MIN", 5000)
     vectors, _ = face_like(1500, 4, dim=32, seed=6)
     index = FaissIndex(tmp_path / "g.faiss", 32)
     index.add(np.arange(1, 3001), vectors[:3000])
@@ -274,9 +275,17 @@ def test_crossing_the_refined_size_rebuilds_with_a_refine_stage_at_once(
     index.add(np.arange(4001, 5201), vectors[4000:5200])
     index.wait_for_rebuild()
     assert index.factory == "IVF64,PQ8x4fs,Refine(PQ8x8)", index.factory
-    assert index.last_rebuild is not None and "refine" in index.last_rebuild["reason"]
+    assert index.last_rebuild is not None and "recode as IVF64,PQ8x4fs,Refine(PQ8x8)" in index.last_rebuild["reason"]
     _, found = index.search(vectors[5100:5110], 1)
     np.testing.assert_array_equal(found[:, 0], np.arange(5101, 5111))
+    # Erasures that take it just under the line keep the refined kind (no rebuild back and forth) ...
+    index.remove(np.arange(1, 301))
+    assert not index.rebuilding and index.rebuild_reason() is None
+    assert index.factory == "IVF64,PQ8x4fs,Refine(PQ8x8)"
+    # ... and the plain coding comes back at half the refined size (a line twice as high stands in for erasing
+    # half of the faces, which would compact the index anyway).
+    monkeypatch.setattr(faiss_index, "REFINED_MIN", 10_000)
+    assert index.rebuild_reason() == "4900 faces: recode as IVF64,PQ16x4fs"
     index.close()
 
 

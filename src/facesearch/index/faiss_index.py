@@ -39,6 +39,7 @@ import numpy as np
 from facesearch.index.policy import (
     FLAT_MAX,
     GROWTH_BEFORE_RETRAIN,
+    REFINED_MIN,
     TOMBSTONE_FRACTION,
     SearchKnobs,
     auto_factory,
@@ -100,6 +101,11 @@ def check_factory(factory: str, dim: int) -> str:
 def _nlist(factory: str) -> int:
     match = re.search(r"IVF(\d+)", factory)
     return int(match.group(1)) if match else 0
+
+
+def _coding(factory: str) -> str:
+    """``factory`` without its inverted-list count: how faces are coded and scanned, whatever the lists."""
+    return re.sub(r"IVF\d+", "IVF", factory)
 
 
 def min_training_faces(factory: str, dim: int) -> int:
@@ -779,10 +785,14 @@ class FaissIndex:
             return f"{live} faces: exact -> compressed {target}"
         if self._factory != FLAT and live <= FLAT_MAX // 2:
             return f"{live} faces: compressed -> exact"
-        if self._factory != FLAT and split_refine(target)[1] and not split_refine(self._factory)[1]:
-            # Waiting for the growth rule would keep scanning 32-byte codes to four times the size trained on
-            # (a rebuild decided at 16M faces came back without a refine stage, the next came at 64M).
-            return f"{live} faces: scan shorter codes and refine their candidates, as {target}"
+        if self._factory != FLAT and _coding(target) != _coding(self._factory):
+            # The coding sets what every search scans (from REFINED_MIN, half the bytes); the growth rule
+            # alone would keep the old one until the index has grown fourfold since it was trained. Going
+            # back waits for half that size, as exact does, so erasures around the line cannot make a large
+            # index rebuild again and again.
+            shrinking = bool(split_refine(self._factory)[1]) and not split_refine(target)[1]
+            if not shrinking or live <= REFINED_MIN // 2:
+                return f"{live} faces: recode as {target}"
         if self._factory != FLAT and live > GROWTH_BEFORE_RETRAIN * max(self._trained_on, 1):
             return f"{live} faces, trained on {self._trained_on}: retrain as {target}"
         return None
