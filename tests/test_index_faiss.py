@@ -289,6 +289,39 @@ def test_crossing_the_refined_size_rebuilds_with_a_refine_stage_at_once(
     index.close()
 
 
+def test_a_rebuild_that_would_fill_the_disk_is_held_and_said_why_instead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A due rebuild writes a new copy of the vectors: without room for it, it is held (the index stays in
+    use, stats say why) and starts once there is room; an explicit rebuild is refused with a clear error."""
+    monkeypatch.setattr(policy, "FLAT_MAX", 2000)
+    monkeypatch.setattr(faiss_index, "FLAT_MAX", 2000)
+    monkeypatch.setattr(faiss_index, "REBUILD_RETRY_S", 0.0)
+    free = {"bytes": 100_000}  # 3,000 32-d float32 vectors need 384,000 bytes, 422,400 with the headroom
+    monkeypatch.setattr(faiss_index, "_free_disk", lambda folder: free["bytes"])
+    vectors, _ = face_like(850, 4, dim=32, seed=7)
+    index = FaissIndex(tmp_path / "g.faiss", 32)
+    index.add(np.arange(1, 3001), vectors[:3000])
+    assert not index.rebuilding and index.factory == "Flat"
+    held = index.stats()["rebuild_held"]
+    assert held.startswith("3000 faces: exact -> compressed") and "needs 0.4 MiB of disk and 0.1 MiB is free" in held, (
+        held
+    )
+    _, found = index.search(vectors[10:20], 1)
+    np.testing.assert_array_equal(found[:, 0], np.arange(11, 21))
+    with pytest.raises(OSError, match=r"not rebuilding g\.faiss as IVF64,PQ16x4fs: its new copy of the vectors"):
+        index.rebuild()
+    free["bytes"] = 430_000  # room for 3,050 faces with the headroom, not for 3,200
+    index.add(np.arange(3001, 3201), vectors[3000:3200])
+    assert index.factory == "Flat" and "exact -> compressed" in index.stats()["rebuild_held"]
+    free["bytes"] = 10**12
+    index.add(np.arange(3201, 3301), vectors[3200:3300])
+    index.wait_for_rebuild()
+    assert index.factory == "IVF64,PQ16x4fs" and index.stats()["rebuild_held"] is None
+    assert len(index) == 3300
+    index.close()
+
+
 def test_a_bulk_load_waits_for_the_compressed_index_instead_of_growing_the_exact_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

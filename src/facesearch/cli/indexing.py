@@ -289,6 +289,8 @@ def index_stats_command(json_output: JSON = False, csv_output: CSV = False) -> N
         )
         if row.get("rebuild_reason"):
             typer.echo(render.wrapped(f"pending rebuild: {row['rebuild_reason']}", "  "))
+        if row.get("rebuild_held"):
+            typer.echo(render.wrapped(f"rebuild held: {row['rebuild_held']}", "  "))
 
 
 @app.command("reindex")
@@ -320,7 +322,7 @@ def reindex_command(
     try:
         with state.engine() as engine:
             report = engine.indexes.reindex(factory, _pack_key(engine), nprobe_fraction=nprobe_fraction)
-    except (PackError, ValueError, RuntimeError) as error:
+    except (PackError, ValueError, RuntimeError, OSError) as error:  # OSError: no room for the new copy
         raise fail(str(error)) from error
     if json_output:
         typer.echo(json.dumps({"packs": report}))

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import os
 import re
+import shutil
 import struct
 import threading
 import time
@@ -59,6 +61,8 @@ CHUNK = 65_536
 CATCH_UP_IN_LOCK = 20_000  # rows a rebuild may still have to replay while holding the lock (a few ms of work)
 BRUTE_FORCE_MAX = 50_000  # allowed sets up to this size are searched exactly from the full vectors
 FLAT_LIMIT = 4 * FLAT_MAX  # an exact index waiting for its compressed replacement grows no further (200 MB)
+REBUILD_RETRY_S = 60.0  # an automatic rebuild held for want of disk, or that failed, is tried again after this
+DISK_HEADROOM = 1.1  # free disk a rebuild asks for, as a share of the new copy of the vectors it writes
 
 
 class IndexDimensionError(ValueError):
@@ -387,6 +391,8 @@ class FaissIndex:
         self._rebuild_error: BaseException | None = None
         self._removed_during_rebuild: list[np.ndarray] | None = None
         self.last_rebuild: dict[str, Any] | None = None
+        self.rebuild_held: str | None = None  # why a due automatic rebuild has not started (disk) or failed
+        self._next_automatic = 0.0  # monotonic time before which no automatic rebuild is tried
         self._disk_token: tuple[int, int, int] | None = None  # identifies the commit this view was loaded from
         self._generation = 1
         self._factory = FLAT
@@ -798,12 +804,41 @@ class FaissIndex:
         return None
 
     def _maybe_rebuild(self) -> None:
-        if not self.auto_rebuild or self.rebuilding:
+        if not self.auto_rebuild or self.rebuilding or time.monotonic() < self._next_automatic:
             return
         with self._lock:
             reason = self.rebuild_reason()
-            if reason is not None and not self.rebuilding:
-                self._start_rebuild(self.target_factory(), reason)
+            if reason is None or self.rebuilding:
+                return
+            target = self.target_factory()
+            shortfall = self.disk_shortfall(target)
+            if shortfall is not None:
+                # Starting would fill the disk the catalog and the current index live on, fail, and start
+                # again on the next addition: hold it, say why (stats, index-stats), and look again later.
+                self.rebuild_held = f"{reason}: {shortfall}"
+                self._next_automatic = time.monotonic() + REBUILD_RETRY_S
+                log.warning("rebuild of %s held: %s", self.path.name, self.rebuild_held)
+                return
+            self.rebuild_held = None
+            self._start_rebuild(target, reason)
+
+    def disk_shortfall(self, target: str) -> str | None:
+        """Why a rebuild into ``target`` would not fit on the disk now (it writes a new copy of the live
+        vectors beside the current one), or None when it fits."""
+        itemsize = np.dtype(self._rebuild_dtype(target)).itemsize
+        needed = int(self._store.live * self.dim * itemsize * DISK_HEADROOM)
+        free = _free_disk(self.path.parent)
+        if free >= needed:
+            return None
+        return (
+            f"its new copy of the vectors needs {needed / 2**20:,.1f} MiB of disk and {free / 2**20:,.1f} MiB is free"
+        )
+
+    def _rebuild_dtype(self, target: str) -> str:
+        # A kind with a refine stage is for hundreds of millions of faces: its full vectors are kept in half
+        # precision (half the disk, which a rebuild needs twice over, and twice the rows the page cache holds;
+        # exact scores then agree to about 1e-3).
+        return "float16" if split_refine(target)[1] is not None else self._dtype
 
     def rebuild(self, factory: str | None = None, *, wait: bool = True) -> None:
         """Rebuild now (retrain, compact, or change kind); ``factory`` sets the kind from now on ("auto" resets).
@@ -818,7 +853,11 @@ class FaissIndex:
             if factory is not None and factory != self._requested:
                 self._requested = factory
                 self._dirty = True
-            self._start_rebuild(self.target_factory(), "requested")
+            target = self.target_factory()
+            shortfall = self.disk_shortfall(target)
+            if shortfall is not None:
+                raise OSError(errno.ENOSPC, f"not rebuilding {self.path.name} as {target}: {shortfall}")
+            self._start_rebuild(target, "requested")
         if wait:
             self.wait_for_rebuild()
 
@@ -847,11 +886,7 @@ class FaissIndex:
             old = self._store
             snapshot_rows = old.rows
             snapshot_ids = old.ids.copy()
-        # A kind with a refine stage is for hundreds of millions of faces: its full vectors are kept in half
-        # precision (half the disk, which a rebuild needs twice over, and twice the rows the page cache holds;
-        # exact scores then agree to about 1e-3).
-        dtype = "float16" if split_refine(target)[1] is not None else self._dtype
-        new = VectorStore.new_generation(self.path, self._generation, self.dim, dtype)
+        new = VectorStore.new_generation(self.path, self._generation, self.dim, self._rebuild_dtype(target))
         try:
             old_to_new = np.full(snapshot_rows, -1, dtype=np.int64)
             for rows, vectors in old.iter_live(CHUNK, stop=snapshot_rows):
@@ -870,12 +905,16 @@ class FaissIndex:
                 self._swap(new, (index, refiner), target, trained_on, old_to_new)
         except BaseException as error:
             self._rebuild_error = error
+            # Not tried again at once: a cause such as a full disk would repeat on every addition.
+            self.rebuild_held = f"{reason}: the last try failed: {error}"
+            self._next_automatic = time.monotonic() + REBUILD_RETRY_S
             log.exception("rebuild of %s failed", self.path.name)
             with self._lock:
                 self._removed_during_rebuild = None
             new.delete_file()
             return
         old.delete_file()  # a process still reading it keeps it open; the name is no longer needed
+        self.rebuild_held = None
         self.last_rebuild = {
             "factory": target,
             "reason": reason,
@@ -993,8 +1032,14 @@ class FaissIndex:
                 "path": str(self.path),
                 "rebuilding": self.rebuilding,
                 "rebuild_reason": self.rebuild_reason(),
+                "rebuild_held": self.rebuild_held,
                 "last_rebuild": self.last_rebuild,
             }
+
+
+def _free_disk(folder: Path) -> int:
+    """Bytes free on the file system holding ``folder``."""
+    return shutil.disk_usage(folder).free
 
 
 def _file_token(path: Path) -> tuple[int, int, int]:
