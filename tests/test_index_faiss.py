@@ -401,6 +401,21 @@ def test_half_precision_vectors_halve_the_disk(tmp_path: Path) -> None:
     np.testing.assert_allclose(scores[:, 0], 1.0, atol=2e-3)
 
 
+def test_a_search_visits_half_the_lists_by_default_and_two_fifths_from_many_lists() -> None:
+    """Defaults by list count (measured: at 4,096 lists 40% loses 0.04% of the mates, at 256 lists 0.26%); an
+    explicit fraction or count wins; small galleries are scanned widely whatever the fraction; the choice
+    survives the index header (None, not a number, is saved)."""
+    knobs = SearchKnobs()
+    assert knobs.nprobe_for(2_048, 20_000_000) == 1_024
+    assert knobs.nprobe_for(4_096, 100_000_000) == 1_639
+    assert knobs.nprobe_for(8_192, 1_000_000_000) == 3_277
+    assert SearchKnobs(nprobe_fraction=0.5).nprobe_for(4_096, 100_000_000) == 2_048
+    assert SearchKnobs(nprobe=100).nprobe_for(4_096, 100_000_000) == 100
+    assert knobs.nprobe_for(256, 1_000_000) == 128
+    assert knobs.nprobe_for(4_096, 1_000_000) == 2_048  # min_scanned: half of a million faces at least
+    assert SearchKnobs(**dataclasses.asdict(knobs)) == knobs
+
+
 def test_an_invalid_factory_is_refused_with_the_reason(tmp_path: Path) -> None:
     index = FaissIndex(tmp_path / "f.faiss", 16)
     with pytest.raises(ValueError, match="invalid FAISS index factory"):

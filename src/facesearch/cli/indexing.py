@@ -309,8 +309,8 @@ def reindex_command(
             "--nprobe-fraction",
             min=0.001,
             max=1.0,
-            help="Share of the inverted lists a compressed FAISS index visits (default 0.5): lower is faster, "
-            "and misses more mates (see docs/scale.md).",
+            help="Share of the inverted lists a compressed FAISS index visits (default 0.5, and 0.4 from 4,096 "
+            "lists, about 34M faces): lower is faster, and misses more mates (see docs/scale.md).",
         ),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
