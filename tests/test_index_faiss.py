@@ -416,6 +416,12 @@ def test_a_search_visits_half_the_lists_by_default_and_two_fifths_from_many_list
     assert SearchKnobs(**dataclasses.asdict(knobs)) == knobs
 
 
+def test_a_compressed_index_trains_on_64_vectors_a_list_and_never_fewer_than_65536() -> None:
+    assert policy.training_size("IVF256,PQ64x4fs", 1_000_000) == 65_536
+    assert policy.training_size("IVF4096,PQ32x4fs,Refine(PQ32x8)", 100_000_000) == 262_144
+    assert policy.training_size("IVF256,PQ64x4fs", 30_000) == 30_000
+
+
 def test_an_invalid_factory_is_refused_with_the_reason(tmp_path: Path) -> None:
     index = FaissIndex(tmp_path / "f.faiss", 16)
     with pytest.raises(ValueError, match="invalid FAISS index factory"):

@@ -44,6 +44,11 @@ TOMBSTONE_FRACTION = 0.2
 MIN_NLIST = 64
 MAX_NLIST = 8_192
 
+MIN_TRAINING = 65_536
+"""Fewest vectors a compressed index is trained on. Which lists a face lands in depends on the k-means run, and
+so does mate recall: at 1M faces, ``IVF256,PQ64x4fs`` visited at half its lists kept 99.1-99.7% of the mates
+over four training samples of 32,768 or more, but 98.2% once when trained on 20,000 (78 vectors a list)."""
+
 NPROBE_FRACTION = 0.5
 """Share of the inverted lists a search visits by default (module notes)."""
 
@@ -103,10 +108,11 @@ def auto_factory(faces: int, dim: int) -> str:
 
 
 def training_size(factory: str, faces: int) -> int:
-    """How many vectors to train on: about 64 per IVF list (k-means cost grows with it), at least 20,000."""
+    """How many vectors to train on: about 64 per IVF list (k-means cost grows with it), at least
+    :data:`MIN_TRAINING` (few lists trained on 78 vectors each once lost 1.8% of the mates at 1M faces)."""
     nlist = 0
     for part in factory.split(","):
         if part.startswith("IVF"):
             digits = "".join(ch for ch in part[3:] if ch.isdigit())
             nlist = int(digits) if digits else 0
-    return int(min(faces, max(20_000, 64 * nlist)))
+    return int(min(faces, max(MIN_TRAINING, 64 * nlist)))
