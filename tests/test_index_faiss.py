@@ -417,6 +417,7 @@ def test_a_search_visits_half_the_lists_by_default_and_two_fifths_from_many_list
 
 
 def test_a_compressed_index_trains_on_64_vectors_a_list_and_never_fewer_than_65536() -> None:
+    """Few lists trained on few vectors make a poor k-means run likelier (mates then land in unvisited lists)."""
     assert policy.training_size("IVF256,PQ64x4fs", 1_000_000) == 65_536
     assert policy.training_size("IVF4096,PQ32x4fs,Refine(PQ32x8)", 100_000_000) == 262_144
     assert policy.training_size("IVF256,PQ64x4fs", 30_000) == 30_000
