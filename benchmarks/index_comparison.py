@@ -290,7 +290,7 @@ def _milvus_hnsw(work: Path) -> Contender:
     )
 
 
-def _milvus_ivf(work: Path, faces: int) -> Contender:
+def _milvus_ivf(work: Path, faces: int, dim: int) -> Contender:
     """Milvus's inverted file with 8-bit scalar codes: like facesearch's index, a probe visits a share of the
     lists (face mates lie in far lists, which a graph's greedy walk does not reach), and facesearch's
     ``MilvusIndex`` re-ranks the candidates by their stored vectors.
@@ -300,7 +300,7 @@ def _milvus_ivf(work: Path, faces: int) -> Contender:
     ``4 * sqrt`` (4,096 lists) trains k-means on every row of each segment, single-threaded: a 1M-face build
     ran past 18 minutes on two cores, where 1,024 lists train on a quarter of the rows at a quarter of the cost.
     """
-    segment_rows = min(faces, MILVUS_SEGMENT_BYTES // (4 * 128))  # float32 128-d faces
+    segment_rows = min(faces, MILVUS_SEGMENT_BYTES // (4 * dim))  # float32 vectors
     nlist = int(min(65_536, max(256, 2 ** round(np.log2(np.sqrt(segment_rows))))))
     spec = f"IVF_SQ8,nlist={nlist}"
     return _milvus(
@@ -394,7 +394,7 @@ def main() -> int:
             "hnsw": _faiss_hnsw,
             "usearch": _usearch,
             "milvus": lambda: _milvus_hnsw(work),
-            "milvus-ivf": lambda: _milvus_ivf(work, len(v.ids)),
+            "milvus-ivf": lambda: _milvus_ivf(work, len(v.ids), v.gallery.shape[1]),
         }
         rows = []
         for key, make in makers.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,13 @@ def require_shared(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (../shared is not beside the repository)")
     return path
+
+
+def copy_lfw_people(count: int, to: Path) -> list[Path]:
+    """The photos of the first ``count`` lfw-dev people (by name), copied into ``to/<person>/``; sorted."""
+    for person in sorted(p for p in require_shared(LFW).iterdir() if p.is_dir())[:count]:
+        shutil.copytree(person, to / person.name)
+    return sorted(to.rglob("*.jpg"))
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LFW, SHARED_MODELS, require_shared
+from tests.conftest import SHARED_MODELS, copy_lfw_people, require_shared
 
 
 @pytest.fixture()
@@ -33,7 +33,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-def facesearch(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_facesearch(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the command line on ``home`` with the YuNet + MobileFaceNet pack."""
     command = [sys.executable, "-m", "facesearch.cli", "--home", str(home), "--pack", "yunet-mobilefacenet", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
@@ -43,15 +43,12 @@ def test_a_full_disk_stops_the_ingest_clearly_and_a_rerun_with_room_loses_nothin
     small_disk: Path, tmp_path: Path
 ) -> None:
     require_shared(SHARED_MODELS / "yunet_2023mar.onnx")
-    people = sorted(p for p in require_shared(LFW).iterdir() if p.is_dir())[:150]
     photos = tmp_path / "photos"
-    for person in people:
-        shutil.copytree(person, photos / person.name)
-    files = sorted(photos.rglob("*.jpg"))
+    files = copy_lfw_people(150, photos)
     assert len(files) >= 250
     home = small_disk / "home"
 
-    stopped = facesearch(home, "index", str(photos), "--collection", "lfw", "--subject-from-folder", "--json")
+    stopped = run_facesearch(home, "index", str(photos), "--collection", "lfw", "--subject-from-folder", "--json")
     assert stopped.returncode != 0
     assert "could not write to the data folder" in stopped.stderr and "No space left on device" in stopped.stderr
     assert "Traceback" not in stopped.stderr
@@ -61,7 +58,7 @@ def test_a_full_disk_stops_the_ingest_clearly_and_a_rerun_with_room_loses_nothin
     assert 0 < done_before < len(files), done_before
 
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
-    finished = facesearch(home, "index", str(photos), "--collection", "lfw", "--subject-from-folder", "--json")
+    finished = run_facesearch(home, "index", str(photos), "--collection", "lfw", "--subject-from-folder", "--json")
     assert finished.returncode == 0, finished.stderr
     summary = json.loads(finished.stdout.strip().splitlines()[-1])
     assert summary["files_seen"] == len(files) and summary["already_done"] == done_before
@@ -72,7 +69,7 @@ def test_a_full_disk_stops_the_ingest_clearly_and_a_rerun_with_room_loses_nothin
         (faces,) = catalog.execute("SELECT count(*) FROM faces").fetchone()
     assert locations == (len(files), len(files))  # every file once
     assert images[0] == images[1] == len(files)  # LFW holds no two identical photos
-    doctor = facesearch(home, "doctor", "--check-only", "--json")
+    doctor = run_facesearch(home, "doctor", "--check-only", "--json")
     report = json.loads(doctor.stdout.strip().splitlines()[-1])
     assert report["ok"] is True, report
     assert report["packs"][0]["catalog_faces"] == report["packs"][0]["index_vectors_before"] == faces > 0.9 * len(files)

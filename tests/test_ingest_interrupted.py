@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import LFW, require_shared
+from tests.conftest import copy_lfw_people
 from tests.test_api_support import catalog_url
 
 
@@ -65,11 +64,8 @@ def images_recorded(url: str) -> int:
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_sigkill_leaves_no_worker_and_a_rerun_completes_without_loss_or_double(kind: str, tmp_path: Path) -> None:
-    people = sorted(p for p in require_shared(LFW).iterdir() if p.is_dir())[:70]
     photos = tmp_path / "photos"
-    for person in people:
-        shutil.copytree(person, photos / person.name)
-    files = sorted(photos.rglob("*.jpg"))
+    files = copy_lfw_people(70, photos)
     assert len(files) >= 120
     with catalog_url(kind, tmp_path) as url:
         interrupt_and_resume(tmp_path / "home", url, photos, files)

@@ -45,6 +45,7 @@ from facesearch.index.policy import (
     TOMBSTONE_FRACTION,
     SearchKnobs,
     auto_factory,
+    nlist_of,
     training_size,
 )
 from facesearch.index.vector_store import VectorStore, stray_generations, stray_temporaries, temporary_commit_file
@@ -102,11 +103,6 @@ def check_factory(factory: str, dim: int) -> str:
     return factory
 
 
-def _nlist(factory: str) -> int:
-    match = re.search(r"IVF(\d+)", factory)
-    return int(match.group(1)) if match else 0
-
-
 def _coding(factory: str) -> str:
     """``factory`` without its inverted-list count: how faces are coded and scanned, whatever the lists."""
     return re.sub(r"IVF\d+", "IVF", factory)
@@ -118,7 +114,7 @@ def min_training_faces(factory: str, dim: int) -> int:
     factory = split_refine(factory)[0]
     if factory in (FLAT, AUTO) or faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT).is_trained:
         return 0
-    return max(1_000, 39 * _nlist(factory))
+    return max(1_000, 39 * nlist_of(factory))
 
 
 def _new_faiss(factory: str, dim: int) -> Any:

@@ -27,6 +27,7 @@ scored exactly: about 64 bytes a face in memory in all, instead of 48, for half 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 FLAT_MAX = 100_000
@@ -110,9 +111,10 @@ def auto_factory(faces: int, dim: int) -> str:
 def training_size(factory: str, faces: int) -> int:
     """How many vectors to train on: about 64 per IVF list (k-means cost grows with it), at least
     :data:`MIN_TRAINING` (few lists trained on 78 vectors each once lost 1.8% of the mates at 1M faces)."""
-    nlist = 0
-    for part in factory.split(","):
-        if part.startswith("IVF"):
-            digits = "".join(ch for ch in part[3:] if ch.isdigit())
-            nlist = int(digits) if digits else 0
-    return int(min(faces, max(MIN_TRAINING, 64 * nlist)))
+    return int(min(faces, max(MIN_TRAINING, 64 * nlist_of(factory))))
+
+
+def nlist_of(factory: str) -> int:
+    """The inverted-list count of a FAISS factory string (0 for kinds without inverted lists)."""
+    match = re.search(r"IVF(\d+)", factory)
+    return int(match.group(1)) if match else 0
