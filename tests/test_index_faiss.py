@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 from pathlib import Path
@@ -414,6 +415,29 @@ def test_a_search_visits_half_the_lists_by_default_and_two_fifths_from_many_list
     assert knobs.nprobe_for(256, 1_000_000) == 128
     assert knobs.nprobe_for(4_096, 1_000_000) == 2_048  # min_scanned: half of a million faces at least
     assert SearchKnobs(**dataclasses.asdict(knobs)) == knobs
+
+
+def test_an_older_headers_saved_default_fraction_follows_the_policy_and_a_chosen_one_stays(tmp_path: Path) -> None:
+    """Headers saved before the default went by list count hold the old default, 0.5, as a number: read as
+    the default. A fraction chosen since (``reindex --nprobe-fraction``) is kept, 0.5 included."""
+    vectors, _ = face_like(50, 4, dim=16, seed=3)
+    index = FaissIndex(tmp_path / "k.faiss", 16, knobs=SearchKnobs(nprobe_fraction=0.5))
+    index.add(np.arange(1, 201), vectors)
+    index.save()
+    index.close()
+    assert FaissIndex(tmp_path / "k.faiss", 16).knobs.nprobe_fraction == 0.5
+
+    raw = (tmp_path / "k.faiss").read_bytes()
+    length = int.from_bytes(raw[len(MAGIC) : len(MAGIC) + 4], "little")
+    header = json.loads(raw[len(MAGIC) + 4 : len(MAGIC) + 4 + length])
+    del header["knobs_version"]
+    older = json.dumps(header).encode()
+    rest = raw[len(MAGIC) + 4 + length :]
+    (tmp_path / "k.faiss").write_bytes(MAGIC + len(older).to_bytes(4, "little") + older + rest)
+    reopened = FaissIndex(tmp_path / "k.faiss", 16)
+    assert reopened.knobs.nprobe_fraction is None
+    assert reopened.knobs.nprobe_for(4_096, 100_000_000) == 1_639
+    assert reopened.search(vectors[:3], 1)[1][:, 0].tolist() == [1, 2, 3]
 
 
 def test_a_compressed_index_trains_on_64_vectors_a_list_and_never_fewer_than_65536() -> None:

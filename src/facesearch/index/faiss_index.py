@@ -58,6 +58,12 @@ SMALL_BATCH = 32
 MAGIC = b"FSFAISS\x01"
 FLAT = "Flat"
 AUTO = "auto"
+KNOBS_VERSION = 2
+"""Headers from version 2 on save ``nprobe_fraction`` as ``null`` when it is the policy's default. Earlier
+headers saved the then default, 0.5, as a number: read as the default, so that a large index saved before
+the default changed by size follows the policy, not a figure nobody chose (``reindex --nprobe-fraction``
+sets one that stays)."""
+OLD_DEFAULT_FRACTION = 0.5
 CHUNK = 65_536
 CATCH_UP_IN_LOCK = 20_000  # rows a rebuild may still have to replay while holding the lock (a few ms of work)
 BRUTE_FORCE_MAX = 50_000  # allowed sets up to this size are searched exactly from the full vectors
@@ -183,6 +189,14 @@ def _drop_rows(index: Any, refiner: Any | None, rows: np.ndarray) -> bool:
         return False
     index.remove_ids(faiss.IDSelectorBatch(rows))
     return True
+
+
+def _saved_knobs(header: dict[str, Any]) -> SearchKnobs:
+    """The search knobs a header holds, an older header's saved default read as the current default."""
+    knobs = SearchKnobs(**header.get("knobs", {}))
+    if int(header.get("knobs_version", 1)) < KNOBS_VERSION and knobs.nprobe_fraction == OLD_DEFAULT_FRACTION:
+        knobs = dataclasses.replace(knobs, nprobe_fraction=None)
+    return knobs
 
 
 def _nprobe(index: Any, knobs: SearchKnobs) -> int | None:
@@ -467,7 +481,7 @@ class FaissIndex:
         self._requested = str(header.get("requested", AUTO))
         self._trained_on = int(header.get("trained_on", 0))
         self._dead_in_index = int(header.get("dead_in_index", 0))
-        self.knobs = SearchKnobs(**header.get("knobs", {}))
+        self.knobs = _saved_knobs(header)
         self._disk_token = _file_token(self.path)
 
     def _load_legacy(self) -> None:
@@ -716,6 +730,7 @@ class FaissIndex:
             "trained_on": self._trained_on,
             "dead_in_index": self._dead_in_index,
             "knobs": dataclasses.asdict(self.knobs),
+            "knobs_version": KNOBS_VERSION,
         }
         encoded = json.dumps(header).encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
