@@ -2,6 +2,7 @@
 inverted file (IVF_SQ8).
 
     python benchmarks/index_comparison.py --faces 1000000 [--target 0.995] [--skip hnsw --skip usearch] [--json]
+        [--hnsw-ef-construction 80]
 
 The vectors are those of ``benchmarks/scale.py``: the first photo of each of the 2,878 lfw-dev people plus
 ``--faces`` face-like distractors generated from a model fitted to real embeddings; the probes are the other
@@ -50,7 +51,7 @@ HNSW_EF_CONSTRUCTION = 80
 MILVUS_M = 16
 MILVUS_EF_CONSTRUCTION = 200
 MILVUS_SEGMENT_BYTES = 512 * 2**20  # the server's dataCoord.segment.maxSize: one index is built per segment
-BREADTHS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+BREADTHS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
 
 
@@ -149,13 +150,13 @@ def _facesearch() -> Contender:
 # FAISS HNSW ---------------------------------------------------------------------------------------------------
 
 
-def _faiss_hnsw() -> Contender:
+def _faiss_hnsw(ef_construction: int = HNSW_EF_CONSTRUCTION) -> Contender:
     import faiss
 
     def build(v: Vectors, work: Path) -> Any:
         faiss.omp_set_num_threads(0)
         index = faiss.IndexHNSWFlat(v.gallery.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.hnsw.efConstruction = ef_construction
         index.add(v.gallery)  # ids are positions: position p is face id p + 1
         return index
 
@@ -175,7 +176,7 @@ def _faiss_hnsw() -> Contender:
         return size
 
     return Contender(
-        f"FAISS HNSW{HNSW_M} (efConstruction {HNSW_EF_CONSTRUCTION})",
+        f"FAISS HNSW{HNSW_M} (efConstruction {ef_construction})",
         "efSearch",
         BREADTHS,
         build,
@@ -376,6 +377,13 @@ def main() -> int:
         "--skip", action="append", default=[], choices=["facesearch", "hnsw", "usearch", "milvus", "milvus-ivf"]
     )
     parser.add_argument("--json", action="store_true", help="one JSON line per index on stdout")
+    parser.add_argument(
+        "--hnsw-ef-construction",
+        type=int,
+        default=HNSW_EF_CONSTRUCTION,
+        help="FAISS HNSW's build breadth (its build time grows with it: 80 takes about 7 minutes a million faces "
+        "on two cores)",
+    )
     args = parser.parse_args()
 
     def log(message: str) -> None:
@@ -391,7 +399,7 @@ def main() -> int:
         work = Path(tmp)
         makers: dict[str, Callable[[], Contender]] = {
             "facesearch": _facesearch,
-            "hnsw": _faiss_hnsw,
+            "hnsw": lambda: _faiss_hnsw(args.hnsw_ef_construction),
             "usearch": _usearch,
             "milvus": lambda: _milvus_hnsw(work),
             "milvus-ivf": lambda: _milvus_ivf(work, len(v.ids), v.gallery.shape[1]),
