@@ -192,11 +192,16 @@ def read_header_generation(index: FaissIndex) -> int:
     return int(header["generation"])
 
 
+def header_end(raw: bytes) -> int:
+    """Where an index file's JSON header ends (after the magic and its 4-byte length)."""
+    return len(MAGIC) + 4 + int.from_bytes(raw[len(MAGIC) : len(MAGIC) + 4], "little")
+
+
 def committed_ids(path: Path) -> np.ndarray:
     header = read_header(path)
     assert header is not None
     raw = path.read_bytes()
-    start = len(MAGIC) + 4 + int.from_bytes(raw[len(MAGIC) : len(MAGIC) + 4], "little")
+    start = header_end(raw)
     ids = np.frombuffer(raw[start : start + 8 * int(header["rows"])], dtype=np.int64)
     return ids[ids >= 0]
 
@@ -428,12 +433,10 @@ def test_an_older_headers_saved_default_fraction_follows_the_policy_and_a_chosen
     assert FaissIndex(tmp_path / "k.faiss", 16).knobs.nprobe_fraction == 0.5
 
     raw = (tmp_path / "k.faiss").read_bytes()
-    length = int.from_bytes(raw[len(MAGIC) : len(MAGIC) + 4], "little")
-    header = json.loads(raw[len(MAGIC) + 4 : len(MAGIC) + 4 + length])
+    header = json.loads(raw[len(MAGIC) + 4 : header_end(raw)])
     del header["knobs_version"]
     older = json.dumps(header).encode()
-    rest = raw[len(MAGIC) + 4 + length :]
-    (tmp_path / "k.faiss").write_bytes(MAGIC + len(older).to_bytes(4, "little") + older + rest)
+    (tmp_path / "k.faiss").write_bytes(MAGIC + len(older).to_bytes(4, "little") + older + raw[header_end(raw) :])
     reopened = FaissIndex(tmp_path / "k.faiss", 16)
     assert reopened.knobs.nprobe_fraction is None
     assert reopened.knobs.nprobe_for(4_096, 100_000_000) == 1_639
